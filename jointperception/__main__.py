@@ -1,0 +1,6 @@
+"""``python -m jointperception`` is the ``jointperception`` command."""
+import sys
+
+from jointperception.cli import main
+
+sys.exit(main())

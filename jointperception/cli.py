@@ -1,0 +1,53 @@
+"""``jointperception <subcommand>``: one module per subcommand under ``jointperception.commands``.
+
+Each command module exposes ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``. Problems the user can fix (``JointPerceptionError``) are printed as one
+line on stderr with a non-zero exit code; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from jointperception.errors import JointPerceptionError
+
+# subcommand name -> module under jointperception.commands
+COMMANDS = {
+    "generate": "generate",
+    "train": "train",
+    "eval": "evaluate",
+    "predict": "predict",
+    "demo": "demo",
+}
+
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jointperception", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"jointperception.commands.{module_name}")
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.run(args) or 0)
+    except JointPerceptionError as exc:
+        print(f"jointperception {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"jointperception {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,170 @@
+"""Typed configuration: dataclasses with a commented default per field, loaded from YAML.
+
+One source of truth for every knob. Only ``models.build_model`` reads ``ModelConfig`` and
+nothing writes into a config (they are frozen). ``load_config`` rejects unknown keys and
+bad values with a message that names the key, e.g. ``train.lr: must be > 0, got -1``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from jointperception.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    width: str = "tiny"  # tiny | small | base: channel widths of both branches
+    fusion: str = "bidirectional"  # bidirectional | none (ablation: branches exchange no features)
+
+    def validate(self) -> None:
+        _choice("model.width", self.width, ("tiny", "small", "base"))
+        _choice("model.fusion", self.fusion, ("bidirectional", "none"))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    height: int = 128  # synthetic frame height in pixels (multiple of 32)
+    width: int = 160  # synthetic frame width in pixels (multiple of 32)
+    train_samples: int = 20000  # pairs per epoch; sample i is rendered from seed train_seed + i
+    train_seed: int = 0  # first training seed
+    val_samples: int = 256  # validation pairs
+    val_seed: int = 10_000_000  # first validation seed; never overlaps training seeds
+    max_objects: int = 4  # foreground objects per scene are drawn from 1..max_objects
+    max_translation: float = 8.0  # largest per-frame object translation, pixels at this resolution
+    photometric: bool = True  # random gain, noise and blur on rendered frames
+    random_order: bool = True  # swap the pair half the time (network works in both orders)
+    num_workers: int = 1  # DataLoader worker processes rendering scenes on the fly
+
+    def validate(self) -> None:
+        for key in ("height", "width"):
+            value = getattr(self, key)
+            _positive(f"data.{key}", value)
+            if value % 32:
+                raise ConfigError(f"data.{key}: must be a multiple of 32, got {value}")
+        _positive("data.train_samples", self.train_samples)
+        _positive("data.val_samples", self.val_samples)
+        if self.val_seed < self.train_seed + self.train_samples and self.val_seed + self.val_samples > self.train_seed:
+            raise ConfigError("data.val_seed: validation seeds overlap the training seeds")
+        if not 1 <= self.max_objects <= 4:
+            raise ConfigError(f"data.max_objects: must be in 1..4, got {self.max_objects}")
+        _positive("data.max_translation", self.max_translation)
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers: must be >= 0, got {self.num_workers}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    mode: str = "iterative"  # iterative (SegFlow §4.1 branch alternation) | joint (all weights at once)
+    max_steps: int = 6000  # total optimizer steps over all phases
+    batch_size: int = 8  # pairs per step and process
+    lr: float = 1e-3  # peak learning rate (AdamW)
+    min_lr: float = 1e-5  # floor of the cosine decay
+    warmup_steps: int = 200  # linear warm-up steps, restarted at each phase switch
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay
+    grad_clip: float = 5.0  # max global gradient norm
+    flow_weight: float = 1.0  # lambda in L = Ls + lambda * Lf (eq. 1 + eq. 2)
+    occlusion_weight: float = 0.5  # weight of the occlusion BCE
+    eval_every: int = 250  # steps between validation passes
+    patience: int = 2  # validation passes without improvement before switching branch
+    rounds: int = 3  # iterative mode: number of (flow phase, segmentation phase) rounds
+    min_phase_steps: int = 500  # a phase lasts at least this many steps
+    seed: int = 0  # torch / numpy / python seed
+    amp: bool = True  # mixed precision (used on CUDA only)
+    log_every: int = 25  # steps between JSONL metric lines
+
+    def validate(self) -> None:
+        _choice("train.mode", self.mode, ("iterative", "joint"))
+        for key in ("max_steps", "batch_size", "eval_every", "rounds", "log_every", "patience"):
+            _positive(f"train.{key}", getattr(self, key))
+        for key in ("lr", "min_lr", "grad_clip"):
+            _positive(f"train.{key}", getattr(self, key))
+        if self.min_lr > self.lr:
+            raise ConfigError(f"train.min_lr: must be <= train.lr ({self.lr}), got {self.min_lr}")
+        for key in ("warmup_steps", "weight_decay", "flow_weight", "occlusion_weight", "min_phase_steps"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"train.{key}: must be >= 0, got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        self.model.validate()
+        self.data.validate()
+        self.train.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{key}: must be > 0, got {value}")
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
+    """Build dataclass ``cls`` from ``values``; unknown keys and wrong types raise ConfigError."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            raise ConfigError(f"{name}: unknown key (allowed: {', '.join(fields)})")
+        default = getattr(cls(), key)
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = _build(type(default), value, name)
+        else:
+            kwargs[key] = _coerce(name, value, type(default))
+    return cls(**kwargs)
+
+
+def _coerce(name: str, value: Any, expected: type) -> Any:
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+    elif expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(value, expected):
+        return value
+    raise ConfigError(f"{name}: expected {expected.__name__}, got {value!r}")
+
+
+def config_from_dict(values: Mapping[str, Any]) -> ExperimentConfig:
+    """Validated ExperimentConfig from a nested mapping (missing keys take their defaults)."""
+    config = _build(ExperimentConfig, values or {}, "")
+    config.validate()
+    return config
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Load and validate a YAML experiment config; errors name the file and the key."""
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    try:
+        return config_from_dict(values or {})
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,1 @@
+"""jointperception.export"""

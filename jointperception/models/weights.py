@@ -1,0 +1,92 @@
+"""Model files: safetensors weights with the ModelConfig in the header (no pickle), and
+trainer checkpoints (``.pt``, loaded with ``weights_only=True``)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from jointperception.config import ModelConfig, config_from_dict
+from jointperception.errors import ConfigError, ModelFileError
+from jointperception.models import build_model
+from jointperception.models.jointnet import JointNet
+
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "jointnet_tiny.safetensors"
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+def save_weights(path: str | Path, model: torch.nn.Module, model_cfg: ModelConfig, metadata: dict[str, Any]) -> Path:
+    """Write ``model``'s state dict to ``path`` (.safetensors) atomically (tmp + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    header = {"model_config": json.dumps(dataclasses.asdict(model_cfg)), "metadata": json.dumps(metadata)}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=header)
+    os.replace(tmp, path)
+    return path
+
+
+def _model_config(values: Any, path: Path) -> ModelConfig:
+    try:
+        return config_from_dict({"model": values}).model
+    except ConfigError as exc:
+        raise ModelFileError(f"{path}: bad model config in file ({exc})") from None
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], ModelConfig, dict[str, Any]]:
+    try:
+        state = load_file(str(path))
+        with open(path, "rb") as handle:
+            header_size = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(header_size)).get("__metadata__", {})
+        cfg_values = json.loads(header["model_config"])
+        metadata = json.loads(header.get("metadata", "{}"))
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+        raise ModelFileError(f"{path}: not a valid jointperception safetensors model ({exc})") from None
+    return state, _model_config(cfg_values, path), metadata
+
+
+def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], ModelConfig, dict[str, Any]]:
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        state, cfg_values = checkpoint["model"], checkpoint["model_args"]
+    except (RuntimeError, OSError, KeyError, TypeError, EOFError) as exc:
+        raise ModelFileError(f"{path}: not a valid jointperception checkpoint ({exc})") from None
+    metadata = {"step": checkpoint.get("step"), "source": "checkpoint"}
+    return state, _model_config(cfg_values, path), metadata
+
+
+def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[JointNet, ModelConfig, dict[str, Any]]:
+    """Rebuild the network from a model file -> (model in eval mode on ``device``, config, metadata).
+
+    ``path`` None means the bundled model. Raises ModelFileError for a missing, corrupt or
+    mismatching file, naming it.
+    """
+    path = Path(path) if path is not None else DEFAULT_MODEL_PATH
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found")
+    reader = _read_checkpoint if path.suffix in CHECKPOINT_SUFFIXES else _read_safetensors
+    state, model_cfg, metadata = reader(path)
+    model = build_model(model_cfg)
+    _check_state_matches(path, state, model.state_dict(), model_cfg)
+    model.load_state_dict(state)
+    return model.to(device).eval(), model_cfg, metadata
+
+
+def _check_state_matches(path: Path, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], cfg: ModelConfig) -> None:
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misshaped = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or misshaped:
+        example = (missing + unexpected + misshaped)[0]
+        raise ModelFileError(
+            f"{path}: weights do not match a {cfg.width} JointNet ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected, {len(misshaped)} mis-shaped tensors, e.g. {example!r})"
+        )
