@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 # weights of the flow pyramid levels, coarse (1/32) to full resolution
-PYRAMID_WEIGHTS = (0.05, 0.1, 0.2, 0.4, 1.0)
+PYRAMID_WEIGHTS = (0.02, 0.05, 0.1, 0.2, 0.4, 1.0)
 FOREGROUND_RATIO_FLOOR = 0.05  # w is clamped to [floor, 1 - floor] so empty masks still train
 
 

@@ -13,6 +13,19 @@ def resample_to(features: torch.Tensor, reference: torch.Tensor) -> torch.Tensor
     return F.interpolate(features, size=reference.shape[-2:], mode="bilinear", align_corners=False)
 
 
+def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Sample ``image`` at p + flow(p): image (B, C, h, w), flow (B, 2, h, w) in pixels of this
+    resolution -> (B, C, h, w). Points outside the image take the border value."""
+    _, _, height, width = image.shape
+    ys = torch.arange(height, dtype=flow.dtype, device=flow.device).view(1, height, 1)
+    xs = torch.arange(width, dtype=flow.dtype, device=flow.device).view(1, 1, width)
+    # grid_sample coordinates in [-1, 1], align_corners=False: x_n = (2 x + 1) / W - 1
+    grid_x = (2.0 * (xs + flow[:, 0]) + 1.0) / width - 1.0
+    grid_y = (2.0 * (ys + flow[:, 1]) + 1.0) / height - 1.0
+    grid = torch.stack([grid_x, grid_y], dim=-1)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 class ConvBNReLU(nn.Sequential):
     """3x3 (or k x k) conv -> BatchNorm -> ReLU."""
 

@@ -5,7 +5,7 @@ forward(image1, image2) for normalised (B, 3, H, W) frames, H and W multiples of
     mask_logits       (B, 1, H, W)  moving / primary object of image1
     flow              (B, 2, H, W)  image1 -> image2, pixels at the input resolution
     occlusion_logits  (B, 1, H, W)  pixels of image1 not visible in image2
-    flow_pyramid      [(B, 2, H/s, W/s) for s = 32, 16, 8, 4, 1]   (training mode only)
+    flow_pyramid      [(B, 2, H/s, W/s) for s = 32, 16, 8, 4, 2, 1]   (training mode only)
 The pair may come in either temporal order: the node feeds (current, previous).
 """
 from __future__ import annotations
@@ -27,19 +27,19 @@ BRANCHES = ("segmentation", "flow")
 class JointNetWidths:
     segmentation: tuple[int, ...]  # residual encoder channels at strides 2..32
     flow_encoder: tuple[int, ...]  # FlowNetS encoder channels at strides 2..32
-    flow_decoder: tuple[int, ...]  # decoder channels at strides 32, 16, 8, 4
+    flow_decoder: tuple[int, ...]  # decoder channels at strides 32, 16, 8, 4, 2
     blocks_per_stage: int  # residual blocks per segmentation stage
 
 
 WIDTHS = {
-    "tiny": JointNetWidths((16, 24, 32, 48, 64), (16, 32, 48, 64, 96), (64, 48, 32, 24), 1),
-    "small": JointNetWidths((24, 32, 48, 64, 96), (24, 48, 64, 96, 128), (96, 64, 48, 32), 2),
-    "base": JointNetWidths((32, 64, 96, 128, 192), (32, 64, 128, 192, 256), (128, 96, 64, 48), 2),
+    "tiny": JointNetWidths((16, 24, 32, 48, 64), (16, 32, 48, 64, 96), (64, 48, 32, 24, 16), 1),
+    "small": JointNetWidths((24, 32, 48, 64, 96), (24, 48, 64, 96, 128), (96, 64, 48, 32, 24), 2),
+    "base": JointNetWidths((32, 64, 96, 128, 192), (32, 64, 128, 192, 256), (128, 96, 64, 48, 32), 2),
 }
 
 
 class OcclusionHead(nn.Module):
-    """Two 3x3 convs (hidden_dim, 1) on decoder features + flow at stride 4 -> occlusion logits."""
+    """Two 3x3 convs (hidden_dim, 1) on decoder features + flow at stride 2 -> occlusion logits."""
 
     def __init__(self, input_dim: int, hidden_dim: int = 32):
         super().__init__()
@@ -62,7 +62,7 @@ class JointNet(nn.Module):
         self.segmentation_head = SegmentationHead(seg_channels, decoder_channels if fusion else {})
         self.flow_encoder = FlowEncoder(widths.flow_encoder)
         self.flow_decoder = FlowDecoder(flow_channels, decoder_channels, seg_channels if fusion else {})
-        self.occlusion_head = OcclusionHead(decoder_channels[4])
+        self.occlusion_head = OcclusionHead(decoder_channels[2])
 
     def branch_modules(self, branch: str) -> list[nn.Module]:
         """Modules trained in a ``branch`` phase; fusion convs belong to the branch they feed."""
@@ -80,11 +80,13 @@ class JointNet(nn.Module):
         seg_features = self.segmentation_encoder(image1)
         flow_features = self.flow_encoder(torch.cat([image1, image2], dim=1))
         # seg -> flow: encoder features of the segmentation branch enter every decoder scale
-        flows, decoder_features = self.flow_decoder(flow_features, seg_features if self.fusion else None)
+        flows, decoder_features = self.flow_decoder(
+            flow_features, seg_features if self.fusion else None, image1, image2
+        )
         # flow -> seg: fused decoder features enter the 1/8, 1/16, 1/32 score layers
         mask_logits, _ = self.segmentation_head(seg_features, decoder_features if self.fusion else None)
         flow = F.interpolate(flows[-1], size=size, mode="bilinear", align_corners=False)
-        occlusion_logits = self.occlusion_head(decoder_features[4], flows[-1])
+        occlusion_logits = self.occlusion_head(decoder_features[2], flows[-1])
         outputs: dict[str, torch.Tensor | list[torch.Tensor]] = {
             "mask_logits": upsample_logits(mask_logits, size),
             "flow": flow,

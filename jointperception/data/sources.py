@@ -1,0 +1,107 @@
+"""Frame sources: a folder of images (sorted by file name) or a video file.
+
+Iterating a source yields ``(stem, frame)`` with frame: (H, W, 3) uint8 RGB. Every iteration
+starts again from the first frame.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from jointperception.data.formats import read_image
+from jointperception.errors import DataFormatError, InputError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"})
+
+
+class FolderFrames:
+    """The image files of a folder, sorted by name; other files are ignored.
+
+    Raises InputError (at construction) for a folder without images or with two images of the
+    same stem, and (while iterating) for a frame whose size differs from the first frame's;
+    DataFormatError for an image that cannot be decoded.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder
+        self.files = sorted(
+            (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+            key=lambda p: p.name,
+        )
+        if not self.files:
+            raise InputError(f"{folder}: folder holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        stems: dict[str, Path] = {}
+        for file in self.files:
+            if file.stem in stems:
+                raise InputError(f"{file}: same stem as {stems[file.stem].name}; outputs would collide")
+            stems[file.stem] = file
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
+        first_shape: tuple[int, ...] | None = None
+        for file in self.files:
+            frame = read_image(file)
+            if first_shape is None:
+                first_shape = frame.shape
+            elif frame.shape != first_shape:
+                raise InputError(
+                    f"{file}: frame size {frame.shape[1]}x{frame.shape[0]} differs from the first "
+                    f"frame's {first_shape[1]}x{first_shape[0]} ({self.files[0].name})"
+                )
+            yield file.stem, frame
+
+
+class VideoFrames:
+    """The frames of a video file read with OpenCV; stems are zero-padded indices "00000".
+
+    The frame count is not known reliably in advance, so this source has no ``__len__``;
+    ``estimated_frames`` holds the container's claim (None when it makes none).
+    Raises DataFormatError when the file cannot be opened or yields no frame.
+    """
+
+    def __init__(self, video: Path) -> None:
+        self.path = video
+        capture = self._open()
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        capture.release()
+        self.estimated_frames: int | None = count if count > 0 else None
+
+    def _open(self) -> cv2.VideoCapture:
+        capture = cv2.VideoCapture(str(self.path))
+        if not capture.isOpened():
+            capture.release()
+            raise DataFormatError(f"{self.path}: cannot open as a video file")
+        return capture
+
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
+        capture = self._open()
+        try:
+            index = 0
+            while True:
+                ok, bgr = capture.read()
+                if not ok:
+                    break
+                yield f"{index:05d}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                index += 1
+        finally:
+            capture.release()
+        if index == 0:
+            raise DataFormatError(f"{self.path}: video yields no frames")
+
+
+FrameSource = FolderFrames | VideoFrames
+
+
+def open_frames(path: str | Path) -> FrameSource:
+    """A folder of images or a video file -> a FrameSource; InputError if ``path`` does not exist."""
+    path = Path(path)
+    if path.is_dir():
+        return FolderFrames(path)
+    if path.is_file():
+        return VideoFrames(path)
+    raise InputError(f"{path}: no such file or folder")

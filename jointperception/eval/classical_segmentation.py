@@ -1,0 +1,109 @@
+"""Classical motion segmentation, the reference the learned segmentation is compared against.
+
+flow -> robust affine dominant motion (IRLS, Tukey biweight, on a subsampled grid) -> residual
+magnitude |flow - affine| -> Otsu threshold -> largest connected component.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from jointperception.errors import InputError
+
+FIT_SAMPLES = 4096  # about this many grid sites enter the robust fit
+IRLS_ITERATIONS = 10
+RIDGE = 1e-3  # Tikhonov weight on the 3 affine parameters of each component
+TUKEY_C = 4.685  # biweight tuning constant, in units of the robust residual scale
+MIN_SCALE = 0.1  # px: floor of the robust scale, so an exactly affine field does not collapse it
+OTSU_PERCENTILE = 99.5  # residuals are clipped here before the 8-bit Otsu histogram
+MAX_FLOW = 1e6  # px: larger (or non-finite) flow vectors are treated as missing
+
+
+def affine_design(xs: np.ndarray, ys: np.ndarray, height: int, width: int) -> np.ndarray:
+    """P(i) = [1, x, y] with x, y normalised to [-1, 1]: pixel columns/rows (N,) -> (N, 3) float64."""
+    x = 2.0 * xs / max(width - 1, 1) - 1.0
+    y = 2.0 * ys / max(height - 1, 1) - 1.0
+    return np.stack([np.ones_like(x), x, y], axis=1)
+
+
+def _weighted_ridge_lstsq(design: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """argmin_theta sum_i w_i |P_i theta - f_i|^2 + RIDGE |theta|^2: (N,3), (N,2), (N,) -> (3, 2)."""
+    sqrt_w = np.sqrt(weights)[:, None]
+    a = np.concatenate([design * sqrt_w, np.sqrt(RIDGE) * np.eye(3)])
+    b = np.concatenate([target * sqrt_w, np.zeros((3, 2))])
+    return np.linalg.lstsq(a, b, rcond=None)[0]
+
+
+def fit_dominant_affine(flow: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
+    """Robust affine fit u, v = [1, x, y] theta of the dominant (background) motion.
+
+    flow: (H, W, 2) float, valid: (H, W) bool (finite sites). Returns theta (3, 2) float64, column
+    0 for u and 1 for v, or None when fewer than 3 valid sites. Starts from the median
+    translation, then IRLS with Tukey biweights on the residual magnitude (scale = 1.4826 MAD).
+    """
+    height, width = valid.shape
+    step = max(1, int(round(np.sqrt(height * width / FIT_SAMPLES))))
+    rows, cols = np.mgrid[step // 2 : height : step, step // 2 : width : step]
+    keep = valid[rows, cols]
+    rows, cols = rows[keep], cols[keep]
+    if rows.size < 3:
+        return None
+    target = flow[rows, cols].astype(np.float64)
+    design = affine_design(cols.astype(np.float64), rows.astype(np.float64), height, width)
+    theta = np.zeros((3, 2))
+    theta[0] = np.median(target, axis=0)
+    for _ in range(IRLS_ITERATIONS):
+        residual = np.linalg.norm(target - design @ theta, axis=1)
+        scale = max(1.4826 * float(np.median(residual)), MIN_SCALE)
+        weights = np.clip(1.0 - (residual / (TUKEY_C * scale)) ** 2, 0.0, None) ** 2
+        if weights.sum() < 3:
+            break
+        theta = _weighted_ridge_lstsq(design, target, weights)
+    return theta
+
+
+def _otsu_threshold(residual: np.ndarray) -> float:
+    """Otsu threshold (px) of residual magnitudes (N,) float, via OpenCV on an 8-bit scaling."""
+    top = float(np.percentile(residual, OTSU_PERCENTILE))
+    if top <= 0.0:
+        return top
+    scaled = np.clip(residual / top * 255.0, 0, 255).astype(np.uint8).reshape(-1, 1)
+    level, _ = cv2.threshold(scaled, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return level / 255.0 * top
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected component of a (H, W) bool mask, as (H, W) bool."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return np.zeros(mask.shape, dtype=bool)
+    biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return labels == biggest
+
+
+def classical_motion_segmentation(flow: np.ndarray, min_residual: float = 0.5) -> np.ndarray:
+    """Pixels moving unlike the dominant affine motion: flow (H, W, 2) float px -> (H, W) bool.
+
+    A pixel is foreground when its residual |flow - affine| exceeds both the Otsu threshold and
+    ``min_residual`` px (so a field that is affine up to noise gives an empty mask); only the
+    largest connected component is kept. Non-finite flow (or beyond 1e6 px) is ignored in the
+    fit and is background.
+    """
+    flow = np.asarray(flow)
+    if flow.ndim != 3 or flow.shape[2] != 2 or flow.shape[0] < 1 or flow.shape[1] < 1:
+        raise InputError(f"flow must be (H, W, 2), got shape {flow.shape}")
+    height, width = flow.shape[:2]
+    with np.errstate(invalid="ignore"):
+        valid = (np.abs(flow) <= MAX_FLOW).all(axis=2)  # False for NaN/Inf too
+    flow = np.where(valid[..., None], flow, 0.0).astype(np.float32)
+    theta = fit_dominant_affine(flow, valid)
+    if theta is None:
+        return np.zeros((height, width), dtype=bool)
+    x = affine_design(np.arange(width, dtype=np.float64), np.zeros(width), height, width)[:, 1]
+    y = affine_design(np.zeros(height), np.arange(height, dtype=np.float64), height, width)[:, 2]
+    # f_theta(x, y) = theta_0 + theta_1 x + theta_2 y, per component, by broadcasting
+    affine = (theta[0] + x[None, :, None] * theta[1] + y[:, None, None] * theta[2]).astype(np.float32)
+    residual = np.sqrt(((flow - affine) ** 2).sum(axis=2))
+    residual[~valid] = 0.0
+    threshold = max(_otsu_threshold(residual[valid]), min_residual)
+    return largest_component(valid & (residual > threshold))
