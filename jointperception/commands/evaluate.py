@@ -1,0 +1,108 @@
+"""``jointperception eval``: accuracy of a model on the synthetic validation split and on the real
+sets in ../shared/data, each beside OpenCV DIS-medium and the classical segmentation reference.
+Prints a table and writes JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+from pathlib import Path
+
+import torch
+
+from jointperception.config import DataConfig, load_config
+from jointperception.data.paths import shared_data_root
+from jointperception.data.real import flyingchairs_pairs, sintel_pairs
+from jointperception.errors import InputError
+from jointperception.eval.davis_eval import evaluate_davis
+from jointperception.eval.flow_eval import flow_predictors, score_flow_pairs
+from jointperception.eval.synthetic_benchmark import evaluate_synthetic_split
+from jointperception.runtime.pipeline import PerceptionPipeline
+
+HELP = "evaluate a model: synthetic validation + DAVIS / Sintel / FlyingChairs beside classical peers"
+SUITES = ("synthetic", "davis", "sintel", "flyingchairs")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'320x240' -> (320, 240)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT like 320x240, got {text!r}") from None
+    if width <= 0 or height <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return width, height
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, default=None, help="model file (default: the bundled model)")
+    parser.add_argument("--backend", default="torch", help="runtime backend (default torch)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--network-size", type=parse_size, default=(320, 240), help="network input WxH for real data")
+    parser.add_argument("--suites", nargs="+", choices=SUITES, default=list(SUITES), help="what to evaluate")
+    parser.add_argument("--synthetic-pairs", type=int, default=200, help="synthetic validation pairs")
+    parser.add_argument("--data-config", type=Path, default=None, help="YAML whose data section defines the split")
+    parser.add_argument("--data-root", type=Path, default=None, help="real data root (default ../shared/data)")
+    parser.add_argument("--frame-step", type=int, default=1, help="DAVIS: score every k-th frame")
+    parser.add_argument("--out", type=Path, default=None, help="write the results JSON here")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.synthetic_pairs <= 0 or args.frame_step <= 0:
+        raise InputError("--synthetic-pairs and --frame-step must be positive")
+    torch.set_num_threads(args.threads)
+    data_cfg = load_config(args.data_config).data if args.data_config else DataConfig()
+    root = args.data_root or shared_data_root()
+    results: dict = {
+        "model": str(args.model or "bundled"),
+        "backend": args.backend,
+        "network_size": list(args.network_size),
+        "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
+    }
+    if "synthetic" in args.suites:
+        pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, (data_cfg.width, data_cfg.height))
+        results["synthetic"] = evaluate_synthetic_split(pipeline, data_cfg, args.synthetic_pairs)
+        results["synthetic"]["size"] = [data_cfg.width, data_cfg.height]
+    pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, args.network_size)
+    real_suites = [s for s in args.suites if s != "synthetic"]
+    if real_suites and not root.is_dir():
+        print(f"real data not found at {root}: skipping {', '.join(real_suites)}")
+        real_suites = []
+    if "davis" in real_suites:
+        results["davis"] = evaluate_davis(pipeline, root / "davis2016", frame_step=args.frame_step)
+    if "sintel" in real_suites:
+        for name in ("clean", "final"):
+            pairs = sintel_pairs(root / "sintel", passes=(name,))
+            results[f"sintel_{name}"] = score_flow_pairs(pairs, flow_predictors(pipeline))
+    if "flyingchairs" in real_suites:
+        results["flyingchairs"] = score_flow_pairs(flyingchairs_pairs(root / "flyingchairs"), flow_predictors(pipeline))
+    print(format_table(results))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        print(f"results written to {args.out}")
+    return 0
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def format_table(results: dict) -> str:
+    """Markdown table: one row per (suite, method)."""
+    rows = ["| suite | method | EPE all | EPE noc | Fl-all | J mean | J recall | J decay | F mean | ms |", "|---" * 10 + "|"]
+    if "synthetic" in results:
+        syn = results["synthetic"]
+        for method, flow in syn["flow"].items():
+            rows.append(f"| synthetic val | {method} flow | {_fmt(flow['epe_all'])} | {_fmt(flow['epe_noc'])} | {_fmt(flow['fl_all'])} | | | | | {_fmt(flow['ms_per_pair'], 1)} |")
+        for method, mask in syn["mask"].items():
+            rows.append(f"| synthetic val | {method} mask | | | | {_fmt(mask['j_mean'])} | | | | {_fmt(mask.get('ms_per_pair'), 1)} |")
+    if "davis" in results:
+        for method, r in results["davis"].items():
+            rows.append(f"| DAVIS-2016 ({int(r['num_sequences'])} seq) | {method} | | | | {_fmt(r['j_mean'])} | {_fmt(r['j_recall'])} | {_fmt(r['j_decay'])} | {_fmt(r['f_mean'])} | {_fmt(r['ms_per_frame'], 1)} |")
+    for suite in ("sintel_clean", "sintel_final", "flyingchairs"):
+        for method, r in results.get(suite, {}).items():
+            rows.append(f"| {suite} | {method} | {_fmt(r['epe_all'])} | {_fmt(r['epe_noc'])} | {_fmt(r['fl_all'])} | | | | | {_fmt(r['ms_per_pair'], 1)} |")
+    return "\n".join(rows)

@@ -1,0 +1,161 @@
+"""One code path from a camera frame pair to outputs at camera resolution.
+
+pre:  resize (H, W) -> network size, replicate-pad bottom/right to a multiple of NETWORK_STRIDE,
+      normalise;  backend: network-resolution probabilities and flow;
+post: crop the padding, bilinear upsample to (H, W), scale flow u by W/W_net and v by H/H_net,
+      threshold. The ROS node, ``predict``, ``replay`` and ``bench`` all call ``infer_pair``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from jointperception.errors import InputError
+from jointperception.models.normalize import NETWORK_STRIDE, normalize_images
+from jointperception.models.weights import DEFAULT_MODEL_PATH
+from jointperception.runtime.backends import Backend, create_backend
+
+MAX_LAYER_ID = 255  # layers are stored as uint8
+
+
+@dataclass(frozen=True)
+class PairOutputs:
+    """Outputs for the first frame of a pair, at camera resolution (H, W); arrays are fresh."""
+
+    mask: np.ndarray  # (H, W) bool, moving / primary object
+    mask_probability: np.ndarray  # (H, W) float32 in [0, 1]
+    flow: np.ndarray  # (H, W, 2) float32, pixels, first -> second
+    occlusion: np.ndarray  # (H, W) bool, pixels of first not visible in second
+    layers: np.ndarray  # (H, W) uint8, 0 = background
+    latency_ms: float  # wall time of infer_pair: pre + backend + post
+
+
+def padded_size(network_size: tuple[int, int]) -> tuple[int, int]:
+    """(W, H) -> (W, H) rounded up to multiples of NETWORK_STRIDE."""
+    width, height = network_size
+    return -(-width // NETWORK_STRIDE) * NETWORK_STRIDE, -(-height // NETWORK_STRIDE) * NETWORK_STRIDE
+
+
+def preprocess(frame: np.ndarray, network_size: tuple[int, int]) -> np.ndarray:
+    """frame (H, W, 3) uint8 RGB -> (1, 3, h_pad, w_pad) float32 normalised network input."""
+    width, height = network_size
+    shrinking = width <= frame.shape[1] and height <= frame.shape[0]
+    if frame.shape[:2] != (height, width):
+        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    pad_w, pad_h = padded_size(network_size)
+    frame = np.pad(frame, ((0, pad_h - height), (0, pad_w - width), (0, 0)), mode="edge")
+    batch = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)[None]))
+    return normalize_images(batch).numpy()
+
+
+def _to_camera(planes: np.ndarray, network_size: tuple[int, int], camera_size: tuple[int, int]) -> np.ndarray:
+    """(1, C, h_pad, w_pad) -> fresh (H, W, C) float32: crop the padding, bilinear resize."""
+    width, height = network_size
+    image = np.ascontiguousarray(planes[0, :, :height, :width].transpose(1, 2, 0), dtype=np.float32)
+    if (width, height) == camera_size:
+        return image.copy()
+    resized = cv2.resize(image, camera_size, interpolation=cv2.INTER_LINEAR)
+    return resized.reshape(camera_size[1], camera_size[0], planes.shape[1])
+
+
+def restore_flow(flow: np.ndarray, network_size: tuple[int, int], camera_size: tuple[int, int]) -> np.ndarray:
+    """flow (1, 2, h_pad, w_pad) network pixels -> (H, W, 2) float32 camera pixels; sizes are (W, H)."""
+    out = _to_camera(flow, network_size, camera_size)
+    out[..., 0] *= camera_size[0] / network_size[0]
+    out[..., 1] *= camera_size[1] / network_size[1]
+    return out
+
+
+def restore_probability(prob: np.ndarray, network_size: tuple[int, int], camera_size: tuple[int, int]) -> np.ndarray:
+    """prob (1, 1, h_pad, w_pad) -> (H, W) float32 in [0, 1] at camera resolution; sizes are (W, H)."""
+    return np.clip(_to_camera(prob, network_size, camera_size)[..., 0], 0.0, 1.0)
+
+
+def mask_to_layers(mask: np.ndarray) -> np.ndarray:
+    """Interim motion layers until the motion-layer network exists: mask (H, W) bool -> (H, W) uint8.
+
+    0 = background (outside the mask); the 8-connected components of the mask are numbered
+    1..N by decreasing area (ties by first pixel in raster order); components beyond 255 share 255.
+    """
+    count, labels, stats, _centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    order = np.argsort(-stats[1:, cv2.CC_STAT_AREA], kind="stable") + 1
+    lookup = np.zeros(count, dtype=np.uint8)
+    lookup[order] = np.minimum(np.arange(1, count), MAX_LAYER_ID)
+    return lookup[labels]
+
+
+def check_frame(frame: object, name: str) -> np.ndarray:
+    """Raise InputError unless ``frame`` is an (H, W, 3) uint8 RGB array with H, W > 0."""
+    if not isinstance(frame, np.ndarray):
+        raise InputError(f"{name}: expected a numpy array, got {type(frame).__name__}")
+    if np.issubdtype(frame.dtype, np.floating) and not np.isfinite(frame).all():
+        raise InputError(f"{name}: frame contains NaN or infinite values")
+    if frame.dtype != np.uint8:
+        raise InputError(f"{name}: frame must be uint8 RGB, got dtype {frame.dtype}")
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise InputError(f"{name}: frame must have shape (H, W, 3) RGB, got {frame.shape}")
+    return frame
+
+
+class PerceptionPipeline:
+    """Frames in, masks / flow / occlusion / layers out at camera resolution."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        network_size: tuple[int, int] = (320, 240),
+        mask_threshold: float = 0.5,
+        occlusion_threshold: float = 0.5,
+        model_path: Path | None = None,
+    ) -> None:
+        width, height = network_size
+        if width <= 0 or height <= 0:
+            raise InputError(f"network size must be positive (W, H), got {network_size}")
+        if backend.input_size is not None and backend.input_size != padded_size(network_size):
+            raise InputError(
+                f"backend {backend.name} was built for input {backend.input_size}, "
+                f"network size {network_size} pads to {padded_size(network_size)}"
+            )
+        self.backend = backend
+        self.network_size = (int(width), int(height))
+        self.mask_threshold = mask_threshold
+        self.occlusion_threshold = occlusion_threshold
+        self.model_path = model_path  # for reports; None when the backend was built by hand
+
+    @classmethod
+    def from_model_file(
+        cls,
+        path: str | Path | None = None,
+        backend: str = "torch",
+        device: str = "cpu",
+        network_size: tuple[int, int] = (320, 240),
+    ) -> PerceptionPipeline:
+        """Pipeline over model file ``path`` (None = bundled DEFAULT_MODEL_PATH) on ``backend``."""
+        model_path = Path(path) if path is not None else DEFAULT_MODEL_PATH
+        return cls(create_backend(backend, model_path, device), network_size, model_path=model_path)
+
+    def infer_pair(self, first: np.ndarray, second: np.ndarray) -> PairOutputs:
+        """first, second: (H, W, 3) uint8 RGB of equal size -> PairOutputs of ``first``."""
+        start = time.perf_counter()
+        check_frame(first, "first frame")
+        check_frame(second, "second frame")
+        if first.shape != second.shape:
+            raise InputError(f"frames differ in size: first {first.shape}, second {second.shape}")
+        camera_size = (first.shape[1], first.shape[0])
+        raw = self.backend.infer(preprocess(first, self.network_size), preprocess(second, self.network_size))
+        mask_probability = restore_probability(raw["mask_prob"], self.network_size, camera_size)
+        occlusion_probability = restore_probability(raw["occlusion_prob"], self.network_size, camera_size)
+        mask = mask_probability > self.mask_threshold
+        return PairOutputs(
+            mask=mask,
+            mask_probability=mask_probability,
+            flow=restore_flow(raw["flow"], self.network_size, camera_size),
+            occlusion=occlusion_probability > self.occlusion_threshold,
+            layers=mask_to_layers(mask),
+            latency_ms=(time.perf_counter() - start) * 1000.0,
+        )

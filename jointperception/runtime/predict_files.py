@@ -1,0 +1,109 @@
+"""Run a pipeline over a frame source and write the ``predict`` file set (DESIGN §3).
+
+For frame i with stem S: flow/S.flo (i -> i+1), mask/S.png, occlusion/S.png (i w.r.t. i+1),
+layers/S.png, plus summary.json. The last frame has no successor: its mask and layers come from
+the pair (last, previous), and it gets no flow or occlusion file. Memory is constant: the two
+newest frames are kept, plus the one being read.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sized
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from jointperception.data.formats import write_flo, write_mask
+from jointperception.errors import DataFormatError, InputError
+from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
+
+OUTPUT_FOLDERS = ("flow", "mask", "occlusion", "layers")
+
+
+def write_layers(path: Path, layers: np.ndarray) -> None:
+    """layers (H, W) uint8 ids -> 8-bit grey PNG holding the ids themselves."""
+    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(layers, dtype=np.uint8))
+    if not ok:
+        raise DataFormatError(f"{path}: OpenCV cannot encode the layer image")
+    try:
+        path.write_bytes(buffer.tobytes())
+    except OSError as exc:
+        raise DataFormatError(f"{path}: cannot write file ({exc.strerror or exc})") from exc
+
+
+def read_layers(path: str | Path) -> np.ndarray:
+    """Read a layer PNG written by ``write_layers`` -> (H, W) uint8 ids."""
+    path = Path(path)
+    layers = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if layers is None or layers.ndim != 2 or layers.dtype != np.uint8:
+        raise DataFormatError(f"{path}: not an 8-bit single-channel layer image")
+    return layers
+
+
+def _write_frame(out_dir: Path, stem: str, outputs: PairOutputs, forward: bool) -> None:
+    write_mask(out_dir / "mask" / f"{stem}.png", outputs.mask)
+    write_layers(out_dir / "layers" / f"{stem}.png", outputs.layers)
+    if forward:
+        write_flo(out_dir / "flow" / f"{stem}.flo", outputs.flow)
+        write_mask(out_dir / "occlusion" / f"{stem}.png", outputs.occlusion)
+
+
+def _latency_stats(latencies: list[float]) -> dict[str, float]:
+    values = np.asarray(latencies, dtype=np.float64)
+    return {
+        "mean": float(values.mean()),
+        "p50": float(np.percentile(values, 50)),
+        "p90": float(np.percentile(values, 90)),
+    }
+
+
+def predict_to_folder(
+    pipeline: PerceptionPipeline,
+    source: Iterable[tuple[str, np.ndarray]],
+    out_dir: str | Path,
+    metadata: Mapping[str, object] | None = None,
+) -> dict[str, object]:
+    """Write predictions for every ``(stem, frame (H, W, 3) uint8)`` of ``source`` under ``out_dir``.
+
+    Returns the summary also written to ``out_dir/summary.json``; ``metadata`` (e.g. the input
+    path) is copied into it first. Raises InputError for fewer than 2 frames.
+    """
+    if isinstance(source, Sized) and len(source) < 2:
+        raise InputError(f"need at least 2 frames, the input has {len(source)}")
+    out_dir = Path(out_dir)
+    previous: tuple[str, np.ndarray] | None = None  # newest (stem, frame)
+    before_previous: np.ndarray | None = None  # the frame before it, for the reversed last pair
+    timings: list[tuple[str, float]] = []  # (stem, latency ms) per frame
+    for stem, frame in source:
+        if previous is not None:
+            if not timings:
+                for name in OUTPUT_FOLDERS:
+                    (out_dir / name).mkdir(parents=True, exist_ok=True)
+            outputs = pipeline.infer_pair(previous[1], frame)
+            _write_frame(out_dir, previous[0], outputs, forward=True)
+            timings.append((previous[0], outputs.latency_ms))
+        before_previous = previous[1] if previous is not None else None
+        previous = (stem, frame)
+    if previous is None or before_previous is None:
+        raise InputError(f"need at least 2 frames, the input has {0 if previous is None else 1}")
+    # the last frame has no successor: its mask comes from the reversed pair (last, previous)
+    last_stem, last_frame = previous
+    outputs = pipeline.infer_pair(last_frame, before_previous)
+    _write_frame(out_dir, last_stem, outputs, forward=False)
+    timings.append((last_stem, outputs.latency_ms))
+
+    height, width = last_frame.shape[:2]
+    summary: dict[str, object] = dict(metadata or {})
+    summary.update(
+        model=str(pipeline.model_path) if pipeline.model_path is not None else None,
+        backend=pipeline.backend.name,
+        device=pipeline.backend.device,
+        network_size={"width": pipeline.network_size[0], "height": pipeline.network_size[1]},
+        input_resolution={"width": width, "height": height},
+        frame_count=len(timings),
+        latency_ms=_latency_stats([ms for _, ms in timings]),
+        frames=[{"stem": stem, "latency_ms": ms} for stem, ms in timings],
+    )
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

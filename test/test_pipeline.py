@@ -1,0 +1,164 @@
+"""PerceptionPipeline: pre/post-processing, output contract and input validation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from jointperception.config import ModelConfig
+from jointperception.errors import InputError
+from jointperception.models import build_model
+from jointperception.models.normalize import NETWORK_STRIDE, normalize_images
+from jointperception.runtime.backends import TorchBackend
+from jointperception.runtime.pipeline import (
+    PerceptionPipeline,
+    mask_to_layers,
+    padded_size,
+    preprocess,
+    restore_flow,
+    restore_probability,
+)
+
+NETWORK_SIZE = (96, 48)  # (W, H); H is padded to 64
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> PerceptionPipeline:
+    torch.manual_seed(0)
+    return PerceptionPipeline(TorchBackend(build_model(ModelConfig())), network_size=NETWORK_SIZE)
+
+
+def _frames(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return first, np.roll(first, 2, axis=1)
+
+
+def test_padded_size_rounds_up_to_stride() -> None:
+    assert padded_size((320, 240)) == (320, 256)
+    assert padded_size((33, 1)) == (2 * NETWORK_STRIDE, NETWORK_STRIDE)
+
+
+def test_preprocess_resizes_pads_by_replication_and_normalises() -> None:
+    frame = np.random.default_rng(1).integers(0, 256, (48, 96, 3), dtype=np.uint8)
+    net = preprocess(frame, NETWORK_SIZE)
+    assert net.shape == (1, 3, 64, 96) and net.dtype == np.float32
+    expected = normalize_images(torch.from_numpy(frame.transpose(2, 0, 1)[None].copy())).numpy()
+    np.testing.assert_allclose(net[:, :, :48], expected, rtol=0, atol=1e-6)
+    # bottom padding repeats the last image row
+    np.testing.assert_array_equal(net[:, :, 48:], np.repeat(net[:, :, 47:48], 16, axis=2))
+    # a large frame is shrunk to the network size first
+    big = np.random.default_rng(2).integers(0, 256, (301, 517, 3), dtype=np.uint8)
+    assert preprocess(big, NETWORK_SIZE).shape == (1, 3, 64, 96)
+
+
+def test_restore_flow_crops_padding_and_scales_by_size_ratio() -> None:
+    w_net, h_net = NETWORK_SIZE
+    w_pad, h_pad = padded_size(NETWORK_SIZE)
+    flow = np.full((1, 2, h_pad, w_pad), 1000.0, np.float32)  # padding holds garbage
+    flow[0, 0, :h_net, :w_net] = 2.0
+    flow[0, 1, :h_net, :w_net] = -3.0
+    camera = (101, 77)  # (W, H), odd
+    out = restore_flow(flow, NETWORK_SIZE, camera)
+    assert out.shape == (77, 101, 2) and out.dtype == np.float32
+    np.testing.assert_allclose(out[..., 0], 2.0 * 101 / w_net, rtol=1e-5)
+    np.testing.assert_allclose(out[..., 1], -3.0 * 77 / h_net, rtol=1e-5)
+
+
+def test_restore_flow_keeps_spatial_layout() -> None:
+    w_pad, h_pad = padded_size(NETWORK_SIZE)
+    flow = np.zeros((1, 2, h_pad, w_pad), np.float32)
+    flow[0, 0, :, : NETWORK_SIZE[0] // 2] = 1.0  # left half moves right
+    out = restore_flow(flow, NETWORK_SIZE, (192, 96))
+    assert out[:, :90, 0].min() == pytest.approx(2.0)
+    assert out[:, 102:, 0].max() == pytest.approx(0.0)
+
+
+def test_restore_probability_same_size_is_crop_only() -> None:
+    w_pad, h_pad = padded_size(NETWORK_SIZE)
+    prob = np.random.default_rng(3).random((1, 1, h_pad, w_pad)).astype(np.float32)
+    out = restore_probability(prob, NETWORK_SIZE, NETWORK_SIZE)
+    np.testing.assert_array_equal(out, prob[0, 0, :48, :96])
+    assert not np.shares_memory(out, prob)
+
+
+def test_mask_to_layers_numbers_components_by_decreasing_size() -> None:
+    mask = np.zeros((10, 12), bool)
+    mask[0:2, 0:2] = True  # area 4, first in raster order
+    mask[5:9, 5:10] = True  # area 20
+    mask[0:3, 9:12] = True  # area 9
+    layers = mask_to_layers(mask)
+    assert layers.dtype == np.uint8
+    assert (layers[~mask] == 0).all()
+    assert layers[6, 6] == 1 and layers[1, 10] == 2 and layers[0, 0] == 3
+    assert mask_to_layers(np.zeros((4, 4), bool)).max() == 0
+
+
+@pytest.mark.parametrize("height,width", [(77, 101), (48, 96), (130, 250)])
+def test_outputs_at_camera_resolution(pipeline: PerceptionPipeline, height: int, width: int) -> None:
+    first, second = _frames(height, width)
+    out = pipeline.infer_pair(first, second)
+    assert out.mask.shape == (height, width) and out.mask.dtype == bool
+    assert out.mask_probability.shape == (height, width) and out.mask_probability.dtype == np.float32
+    assert out.flow.shape == (height, width, 2) and out.flow.dtype == np.float32
+    assert out.occlusion.shape == (height, width) and out.occlusion.dtype == bool
+    assert out.layers.shape == (height, width) and out.layers.dtype == np.uint8
+    assert np.isfinite(out.flow).all()
+    assert 0.0 <= out.mask_probability.min() and out.mask_probability.max() <= 1.0
+    np.testing.assert_array_equal(out.mask, out.mask_probability > pipeline.mask_threshold)
+    np.testing.assert_array_equal(out.layers > 0, out.mask)
+    assert out.latency_ms > 0.0
+
+
+def test_results_are_fresh_arrays(pipeline: PerceptionPipeline) -> None:
+    first, second = _frames(48, 96, seed=4)  # equal to the network size: no resize copies
+    a = pipeline.infer_pair(first, second)
+    saved = {name: getattr(a, name).copy() for name in ("mask", "mask_probability", "flow", "occlusion", "layers")}
+    for name in saved:
+        getattr(a, name)[...] = 1
+    b = pipeline.infer_pair(first, second)
+    for name, value in saved.items():
+        np.testing.assert_allclose(getattr(b, name), value, atol=1e-5, err_msg=name)
+        assert not np.shares_memory(getattr(a, name), getattr(b, name))
+
+
+def test_bad_frames_raise_input_error(pipeline: PerceptionPipeline) -> None:
+    first, second = _frames(40, 50)
+    bad = {
+        "grayscale": (first[..., 0], second),
+        "four channels": (np.dstack([first, first[..., :1]]), second),
+        "float": (first.astype(np.float32), second),
+        "NaN": (np.full(first.shape, np.nan, np.float32), second),
+        "size mismatch": (first, second[:-1]),
+        "not an array": (first.tolist(), second),
+    }
+    messages = {}
+    for case, (a, b) in bad.items():
+        with pytest.raises(InputError) as info:
+            pipeline.infer_pair(a, b)
+        messages[case] = str(info.value)
+    assert "NaN" in messages["NaN"]
+    assert "differ in size" in messages["size mismatch"]
+    assert "uint8" in messages["float"]
+    assert "(H, W, 3)" in messages["grayscale"]
+
+
+def test_bad_network_size_raises() -> None:
+    with pytest.raises(InputError):
+        PerceptionPipeline(TorchBackend(build_model(ModelConfig())), network_size=(0, 48))
+
+
+@pytest.mark.parametrize("fp16,channels_last,tolerance", [(False, True, 1e-5), (True, False, 2e-2)])
+def test_torch_backend_options_match_fp32(fp16: bool, channels_last: bool, tolerance: float) -> None:
+    torch.manual_seed(1)
+    model = build_model(ModelConfig())
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    image1 = preprocess(_frames(64, 96)[0], (96, 64))
+    image2 = preprocess(_frames(64, 96)[1], (96, 64))
+    reference = TorchBackend(model).infer(image1, image2)
+    other_model = build_model(ModelConfig())
+    other_model.load_state_dict(state)
+    other = TorchBackend(other_model, fp16=fp16, channels_last=channels_last).infer(image1, image2)
+    for key in ("mask_prob", "flow", "occlusion_prob"):
+        assert other[key].dtype == np.float32 and other[key].shape == reference[key].shape
+        np.testing.assert_allclose(other[key], reference[key], atol=tolerance, err_msg=key)

@@ -1,0 +1,197 @@
+"""`jointperception predict` end to end: file set, formats, summary and user errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from jointperception.cli import EXIT_USER_ERROR, main
+from jointperception.config import ModelConfig
+from jointperception.data.formats import read_flo, read_mask, write_image
+from jointperception.data.synthetic import render_sequence
+from jointperception.models import build_model
+from jointperception.models.weights import save_weights
+
+HEIGHT, WIDTH = 50, 70  # not multiples of 32, and different from the network size
+NETWORK = ["--network-size", "64x48"]
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "untrained.safetensors"
+    save_weights(path, build_model(ModelConfig()), ModelConfig(), {"note": "untrained, for tests"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def frames() -> np.ndarray:
+    return render_sequence(3, 4, HEIGHT, WIDTH).frames
+
+
+@pytest.fixture()
+def frame_folder(tmp_path: Path, frames: np.ndarray) -> Path:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        write_image(folder / f"img_{i:03d}.png", frame)
+    return folder
+
+
+def _stems(folder: Path, suffix: str) -> set[str]:
+    return {p.stem for p in folder.iterdir() if p.suffix == suffix}
+
+
+def _predict(inp: Path, out: Path, model: Path, *extra: str) -> int:
+    return main(["predict", "--input", str(inp), "--out", str(out), "--model", str(model), *NETWORK, *extra])
+
+
+def test_predict_folder_writes_exact_file_set(frame_folder: Path, tmp_path: Path, model_file: Path) -> None:
+    out = tmp_path / "out"
+    assert _predict(frame_folder, out, model_file, "--backend", "torch") == 0
+    stems = [f"img_{i:03d}" for i in range(4)]
+    assert sorted(p.name for p in out.iterdir()) == ["flow", "layers", "mask", "occlusion", "summary.json"]
+    assert _stems(out / "flow", ".flo") == set(stems[:3])
+    assert _stems(out / "occlusion", ".png") == set(stems[:3])
+    assert _stems(out / "mask", ".png") == set(stems)
+    assert _stems(out / "layers", ".png") == set(stems)
+    assert sum(1 for _ in out.rglob("*") if _.is_file()) == 3 + 3 + 4 + 4 + 1
+
+    flow = read_flo(out / "flow" / "img_000.flo")
+    assert flow.shape == (HEIGHT, WIDTH, 2) and np.isfinite(flow).all()
+    for folder in ("mask", "occlusion", "layers"):
+        raw = cv2.imread(str(out / folder / "img_000.png"), cv2.IMREAD_UNCHANGED)
+        assert raw.shape == (HEIGHT, WIDTH) and raw.dtype == np.uint8
+        if folder != "layers":
+            assert set(np.unique(raw)) <= {0, 255}
+    mask = read_mask(out / "mask" / "img_003.png")
+    layers = cv2.imread(str(out / "layers" / "img_003.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(layers > 0, mask)
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == str(model_file)
+    assert summary["backend"] == "torch" and summary["device"] == "cpu"
+    assert summary["network_size"] == {"width": 64, "height": 48}
+    assert summary["input_resolution"] == {"width": WIDTH, "height": HEIGHT}
+    assert summary["frame_count"] == 4
+    assert [f["stem"] for f in summary["frames"]] == stems
+    latencies = [f["latency_ms"] for f in summary["frames"]]
+    assert all(v > 0 for v in latencies)
+    assert summary["latency_ms"]["mean"] == pytest.approx(np.mean(latencies))
+    assert min(latencies) <= summary["latency_ms"]["p50"] <= summary["latency_ms"]["p90"] <= max(latencies)
+
+
+def test_predict_video(tmp_path: Path, frames: np.ndarray, model_file: Path) -> None:
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (WIDTH, HEIGHT))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    out = tmp_path / "out"
+    assert _predict(video, out, model_file) == 0
+    stems = {f"{i:05d}" for i in range(4)}
+    assert _stems(out / "mask", ".png") == stems
+    assert _stems(out / "flow", ".flo") == stems - {"00003"}
+    assert read_flo(out / "flow" / "00000.flo").shape == (HEIGHT, WIDTH, 2)
+    assert json.loads((out / "summary.json").read_text())["backend"] == "torch"  # auto -> torch
+
+
+def _expect_user_error(capsys: pytest.CaptureFixture[str], code: int, *needles: str) -> None:
+    assert code == EXIT_USER_ERROR
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err
+
+
+def test_empty_folder(tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    _expect_user_error(capsys, _predict(tmp_path / "empty", tmp_path / "out", model_file), "no image files")
+
+
+def test_single_frame(tmp_path: Path, frames: np.ndarray, model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "one"
+    folder.mkdir()
+    write_image(folder / "a.png", frames[0])
+    _expect_user_error(capsys, _predict(folder, tmp_path / "out", model_file), "at least 2 frames")
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_model_file(frame_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.safetensors"
+    _expect_user_error(capsys, _predict(frame_folder, tmp_path / "out", missing), str(missing))
+
+
+def test_corrupt_model_file(frame_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    _expect_user_error(capsys, _predict(frame_folder, tmp_path / "out", junk), str(junk))
+
+
+def test_cli_process_prints_one_line_and_exits_2(frame_folder: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 8 + b"not a model" * 50)
+    env = {k: v for k, v in os.environ.items() if k != "_ROS_WHEELS_BOOTSTRAP_COMPLETE"}
+    command = [sys.executable, "-m", "jointperception", "predict", "--input", str(frame_folder)]
+    done = subprocess.run(
+        command + ["--out", str(tmp_path / "o"), "--model", str(junk)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == EXIT_USER_ERROR, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert str(junk) in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "tensorrt"])
+def test_later_backends_are_refused(
+    frame_folder: Path, tmp_path: Path, model_file: Path, backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _predict(frame_folder, tmp_path / "out", model_file, "--backend", backend)
+    _expect_user_error(capsys, code, backend, "not available in this release")
+
+
+def test_cuda_without_gpu_is_a_user_error(
+    frame_folder: Path, tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    code = _predict(frame_folder, tmp_path / "out", model_file, "--device", "cuda")
+    _expect_user_error(capsys, code, "cuda")
+
+
+def test_bad_network_size_is_a_usage_error(frame_folder: Path, tmp_path: Path, model_file: Path) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["predict", "--input", str(frame_folder), "--out", str(tmp_path), "--network-size", "64by48"])
+    assert info.value.code == 2
+
+
+def test_demo_end_to_end(tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--model", str(model_file), "--frames", "3", "--size", "96x64"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    for path in (out / "strip.png", out / "demo.avi", out / "predictions", out / "metrics.json"):
+        assert path.exists()
+        assert str(path) in printed
+    assert "EPE" in printed and "J" in printed
+    # same file set as predict
+    assert _stems(out / "predictions" / "flow", ".flo") == {"00000", "00001"}
+    assert _stems(out / "predictions" / "mask", ".png") == {"00000", "00001", "00002"}
+    strip = cv2.imread(str(out / "strip.png"))
+    assert strip.shape == (3 * 64, 4 * 96, 3)
+    capture = cv2.VideoCapture(str(out / "demo.avi"))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    assert count == 3
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert np.isfinite(metrics["epe_all"]) and metrics["epe_all"] >= 0
+    assert len(metrics["j_per_frame"]) == 3 and 0.0 <= metrics["j_mean"] <= 1.0
