@@ -20,7 +20,7 @@ def test_output_shapes_train_and_eval(width):
     assert outputs["mask_logits"].shape == (2, 1, 64, 96)
     assert outputs["flow"].shape == (2, 2, 64, 96)
     assert outputs["occlusion_logits"].shape == (2, 1, 64, 96)
-    assert [tuple(f.shape[-2:]) for f in outputs["flow_pyramid"]] == [(2, 3), (4, 6), (8, 12), (16, 24), (32, 48), (64, 96)]
+    assert [tuple(f.shape[-2:]) for f in outputs["flow_pyramid"]] == [(8, 12), (2, 3), (4, 6), (8, 12), (16, 24), (32, 48), (64, 96)]
     with torch.no_grad():
         assert "flow_pyramid" not in model.eval()(image1, image2)
 

@@ -11,8 +11,8 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-# weights of the flow pyramid levels, coarse (1/32) to full resolution
-PYRAMID_WEIGHTS = (0.02, 0.05, 0.1, 0.2, 0.4, 1.0)
+# weights of the flow pyramid levels: the stride-8 matching flow, then 1/32 ... full resolution
+PYRAMID_WEIGHTS = (0.1, 0.02, 0.05, 0.1, 0.2, 0.4, 1.0)
 FOREGROUND_RATIO_FLOOR = 0.05  # w is clamped to [floor, 1 - floor] so empty masks still train
 
 

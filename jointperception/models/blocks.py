@@ -38,11 +38,12 @@ class ConvBNReLU(nn.Sequential):
 
 
 class ConvLeaky(nn.Sequential):
-    """FlowNet-style conv -> LeakyReLU(0.1), no normalisation."""
+    """FlowNet-style conv -> BatchNorm -> LeakyReLU(0.1) (FlowNetS with batch norm)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, kernel_size: int = 3):
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2),
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False),
+            nn.BatchNorm2d(out_channels),
             nn.LeakyReLU(0.1, inplace=True),
         )
 
@@ -74,12 +75,13 @@ class FusionConv(nn.Module):
 
     own: (B, own_channels, H, W); other: (B, other_channels, h, w) -> (B, own_channels, H, W).
     With ``other_channels == 0`` (ablation without fusion) it is a plain conv on ``own``.
+    ``leaky`` picks the flow branch's conv-BN-LeakyReLU over the segmentation's conv-BN-ReLU.
     """
 
-    def __init__(self, own_channels: int, other_channels: int, normalized: bool):
+    def __init__(self, own_channels: int, other_channels: int, leaky: bool):
         super().__init__()
         self.other_channels = other_channels
-        block = ConvBNReLU if normalized else ConvLeaky
+        block = ConvLeaky if leaky else ConvBNReLU
         self.conv = block(own_channels + other_channels, own_channels)
 
     def forward(self, own: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:

@@ -1,12 +1,15 @@
-"""SegFlow flow branch: a FlowNetS-style encoder-decoder over the stacked frame pair.
+"""SegFlow flow branch: a FlowNetS-style encoder-decoder (with batch norm) over the stacked frame pair.
 
 The decoder runs coarse to fine (strides 32 -> 2) with skip links from the encoder. At every
 scale it fuses segmentation features (resample, concatenate, conv to the decoder's width) and
 refines the flow with a residual prediction:
     flow_s = up(flow_2s) + Delta(skip_s, up(features_2s), up(flow_2s), I1_s, warp(I2_s, up(flow_2s)))
-where flows are in pixels at the input resolution. Giving the fine decoder levels image 1 and
-image 2 warped by the current estimate (our addition to FlowNetS, as in FlowNet2's stacking and
-SpyNet) lets a small network reach sub-pixel accuracy.
+where flows are in pixels at the input resolution.
+
+Two additions to FlowNetS let a small network learn on a CPU budget: a local correlation of
+siamese features at stride 8 (as FlowNetC) joins the encoder there, giving an explicit matching
+signal, and the fine decoder levels see image 1 and image 2 warped by the current estimate (as
+FlowNet2's stacking and SpyNet), which brings sub-pixel accuracy.
 """
 from __future__ import annotations
 
@@ -18,10 +21,54 @@ from jointperception.models.blocks import ConvLeaky, FlowPredictor, FusionConv, 
 
 DECODER_STRIDES = (32, 16, 8, 4, 2)
 WARPED_STRIDES = (8, 4, 2)  # decoder levels that see image 1 and the warped image 2
+CORRELATION_STRIDE = 8  # encoder level joined by the correlation volume
+CORRELATION_RADIUS = 3  # displacements -3..3 at stride 8, i.e. +-24 px at the input resolution
+
+
+def local_correlation(features1: torch.Tensor, features2: torch.Tensor, radius: int) -> torch.Tensor:
+    """Cosine cost volume c(p, d) = <f1(p), f2(p + d)> / (|f1(p)| |f2(p + d)|), |dx|, |dy| <= radius.
+
+    features1, features2: (B, C, h, w) -> (B, (2 radius + 1)^2, h, w) in [-1, 1], zero outside
+    the image. Unit-normalised features keep the volume O(1) from the first step of training.
+    """
+    _, _, height, width = features1.shape
+    features1 = F.normalize(features1, dim=1)
+    padded = F.pad(F.normalize(features2, dim=1), (radius, radius, radius, radius))
+    costs = [
+        (features1 * padded[:, :, dy : dy + height, dx : dx + width]).sum(dim=1, keepdim=True)
+        for dy in range(2 * radius + 1)
+        for dx in range(2 * radius + 1)
+    ]
+    return torch.cat(costs, dim=1)
+
+
+def soft_argmax_flow(correlation: torch.Tensor, radius: int, stride: int, temperature: float = 0.1) -> torch.Tensor:
+    """Expected displacement under softmax(c / temperature) over the window:
+    correlation (B, (2r+1)^2, h, w) -> flow (B, 2, h, w) in input-resolution pixels (x stride)."""
+    offsets = torch.arange(-radius, radius + 1, dtype=correlation.dtype, device=correlation.device) * stride
+    dy, dx = torch.meshgrid(offsets, offsets, indexing="ij")
+    weights = torch.softmax(correlation / temperature, dim=1)
+    u = (weights * dx.reshape(1, -1, 1, 1)).sum(dim=1, keepdim=True)
+    v = (weights * dy.reshape(1, -1, 1, 1)).sum(dim=1, keepdim=True)
+    return torch.cat([u, v], dim=1)
+
+
+class MatchingFeatures(nn.Module):
+    """Siamese image (B, 3, H, W) -> (B, channels, H/8, W/8) features for the correlation."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.layers = nn.Sequential(
+            ConvLeaky(3, channels // 2, 2), ConvLeaky(channels // 2, channels, 2), ConvLeaky(channels, channels, 2)
+        )
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.layers(image)
 
 
 class FlowEncoder(nn.Module):
-    """Stacked pair (B, 6, H, W) -> features at strides 2..32 (FlowNetS conv1..conv6 shape)."""
+    """Stacked pair (B, 6, H, W) -> features at strides 2..32 (FlowNetS conv1..conv6 shape),
+    with the stride-8 level merged with the correlation of siamese matching features."""
 
     def __init__(self, channels: tuple[int, ...]):
         super().__init__()
@@ -30,14 +77,23 @@ class FlowEncoder(nn.Module):
             kernel = 5 if out_ch == channels[1] else 3
             layers.append(nn.Sequential(ConvLeaky(in_ch, out_ch, 2, kernel), ConvLeaky(out_ch, out_ch)))
         self.levels = nn.ModuleList(layers)
+        self.matching = MatchingFeatures(channels[1])
+        merged = channels[2]
+        self.merge = ConvLeaky(merged + (2 * CORRELATION_RADIUS + 1) ** 2 + 2, merged)
 
-    def forward(self, pair: torch.Tensor) -> dict[int, torch.Tensor]:
+    def forward(self, image1: torch.Tensor, image2: torch.Tensor) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+        """-> (features per stride, matching flow (B, 2, H/8, W/8) in input pixels)."""
         features = {}
-        x = pair
+        x = torch.cat([image1, image2], dim=1)
+        matching_flow = None
         for level, layer in enumerate(self.levels, start=1):
             x = layer(x)
+            if 2**level == CORRELATION_STRIDE:
+                correlation = local_correlation(self.matching(image1), self.matching(image2), CORRELATION_RADIUS)
+                matching_flow = soft_argmax_flow(correlation, CORRELATION_RADIUS, CORRELATION_STRIDE)
+                x = self.merge(torch.cat([x, correlation, matching_flow / CORRELATION_STRIDE], dim=1))
             features[2**level] = x
-        return features
+        return features, matching_flow
 
 
 class FlowDecoder(nn.Module):
@@ -59,7 +115,7 @@ class FlowDecoder(nn.Module):
             if stride in WARPED_STRIDES:
                 in_ch += 6
             self.inputs[str(stride)] = ConvLeaky(in_ch, width)
-            self.fusions[str(stride)] = FusionConv(width, seg_channels.get(stride, 0), normalized=False)
+            self.fusions[str(stride)] = FusionConv(width, seg_channels.get(stride, 0), leaky=True)
             self.predictors[str(stride)] = FlowPredictor(width)
             previous = stride
 

@@ -5,7 +5,8 @@ forward(image1, image2) for normalised (B, 3, H, W) frames, H and W multiples of
     mask_logits       (B, 1, H, W)  moving / primary object of image1
     flow              (B, 2, H, W)  image1 -> image2, pixels at the input resolution
     occlusion_logits  (B, 1, H, W)  pixels of image1 not visible in image2
-    flow_pyramid      [(B, 2, H/s, W/s) for s = 32, 16, 8, 4, 2, 1]   (training mode only)
+    flow_pyramid      [soft-argmax matching flow at stride 8, then (B, 2, H/s, W/s) for
+                       s = 32, 16, 8, 4, 2, 1], input pixels   (training mode only)
 The pair may come in either temporal order: the node feeds (current, previous).
 """
 from __future__ import annotations
@@ -78,7 +79,7 @@ class JointNet(nn.Module):
     def forward(self, image1: torch.Tensor, image2: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
         size = image1.shape[-2:]
         seg_features = self.segmentation_encoder(image1)
-        flow_features = self.flow_encoder(torch.cat([image1, image2], dim=1))
+        flow_features, matching_flow = self.flow_encoder(image1, image2)
         # seg -> flow: encoder features of the segmentation branch enter every decoder scale
         flows, decoder_features = self.flow_decoder(
             flow_features, seg_features if self.fusion else None, image1, image2
@@ -93,5 +94,5 @@ class JointNet(nn.Module):
             "occlusion_logits": upsample_logits(occlusion_logits, size),
         }
         if self.training:
-            outputs["flow_pyramid"] = [*flows, flow]
+            outputs["flow_pyramid"] = [matching_flow, *flows, flow]
         return outputs

@@ -39,7 +39,7 @@ class SegmentationHead(nn.Module):
     def __init__(self, seg_channels: dict[int, int], flow_channels: dict[int, int]):
         super().__init__()
         self.fusions = nn.ModuleDict(
-            {str(s): FusionConv(seg_channels[s], flow_channels.get(s, 0), normalized=True) for s in SCORE_STRIDES}
+            {str(s): FusionConv(seg_channels[s], flow_channels.get(s, 0), leaky=False) for s in SCORE_STRIDES}
         )
         self.scores = nn.ModuleDict({str(s): nn.Conv2d(seg_channels[s], 1, 1) for s in SCORE_STRIDES})
 

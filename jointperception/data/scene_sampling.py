@@ -1,0 +1,67 @@
+"""Draw a random synthetic scene: camera motion, background and textured objects.
+
+Everything is drawn from one ``numpy.random.Generator`` in a fixed order, so a seed fixes the
+scene. Objects start near the middle of the frame, and their trajectories are centred there.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from jointperception.data.scene_layers import SceneLayer, StarShape
+from jointperception.data.scene_motion import LayerMotion, sample_camera_motion, sample_object_motion
+from jointperception.data.textures import make_texture
+
+RADIUS_RANGE = (0.10, 0.22)  # object radius r0, fraction of min(H, W)
+HARMONICS = (2, 3, 4, 5)  # k of the outline r(phi); |a_k| <= HARMONIC_AMPLITUDE / k
+HARMONIC_AMPLITUDE = 0.35
+CENTRE_SPREAD = 0.25  # trajectory midpoints within +-25 % of the frame size around its centre
+TRAVEL_FRACTION = 0.5  # a long sequence moves an object by at most this fraction of min(H, W)
+TEXTURE_MARGIN = 2.0  # px of texture beyond the area a layer ever shows
+
+
+def _background_extent(motion: LayerMotion, num_frames: int, height: int, width: int) -> tuple[float, float, float, float]:
+    """Canonical bounding box (x0, y0, x1, y1) of everything the background shows in any frame."""
+    xs = np.arange(0, width, 4, dtype=np.float32)
+    ys = np.arange(0, height, 4, dtype=np.float32)
+    x = np.concatenate([xs, xs, np.zeros_like(ys), np.full_like(ys, width - 1), [width - 1.0]]).astype(np.float32)
+    y = np.concatenate([np.zeros_like(xs), np.full_like(xs, height - 1), ys, ys, [height - 1.0]]).astype(np.float32)
+    boxes = [motion.to_canonical((x, y), t) for t in range(num_frames)]
+    return (min(float(b[0].min()) for b in boxes), min(float(b[1].min()) for b in boxes),
+            max(float(b[0].max()) for b in boxes), max(float(b[1].max()) for b in boxes))
+
+
+def _textured(rng: np.random.Generator, motion: LayerMotion, extent: tuple[float, float, float, float],
+              depth: int, shape: StarShape | None) -> SceneLayer:
+    x0, y0, x1, y1 = extent
+    x0, y0 = x0 - TEXTURE_MARGIN, y0 - TEXTURE_MARGIN
+    width = math.ceil(x1 + TEXTURE_MARGIN - x0) + 1
+    height = math.ceil(y1 + TEXTURE_MARGIN - y0) + 1
+    return SceneLayer(motion=motion, texture=make_texture(rng, height, width), origin=(x0, y0), depth=depth, shape=shape)
+
+
+def sample_scene(rng: np.random.Generator, num_frames: int, height: int, width: int, max_objects: int,
+                 max_translation: float, camera_motion: str) -> list[SceneLayer]:
+    """Layers of a random scene: [background, object 1, ..., object N], N in 1..max_objects.
+
+    camera_motion: "affine" | "quadratic" | "random" (either, with equal odds).
+    """
+    quadratic = camera_motion == "quadratic" or (camera_motion == "random" and rng.random() < 0.5)
+    camera = sample_camera_motion(rng, height, width, max_translation, quadratic)
+    layers = [_textured(rng, camera, _background_extent(camera, num_frames, height, width), 0, None)]
+    count = int(rng.integers(1, max_objects + 1))
+    depths = rng.permutation(count) + 1
+    object_translation = min(max_translation, TRAVEL_FRACTION * min(height, width) / (num_frames - 1))
+    for depth in depths:
+        radius = rng.uniform(*RADIUS_RANGE) * min(height, width)
+        harmonics = tuple((k, float(rng.uniform(-1, 1) * HARMONIC_AMPLITUDE / k), float(rng.uniform(0, 2 * np.pi)))
+                          for k in HARMONICS)
+        mid = ((width - 1) / 2 + rng.uniform(-CENTRE_SPREAD, CENTRE_SPREAD) * width,
+               (height - 1) / 2 + rng.uniform(-CENTRE_SPREAD, CENTRE_SPREAD) * height)
+        motion = sample_object_motion(rng, mid, radius, object_translation, camera, num_frames)
+        shape = StarShape(centre=motion.centre, radius=float(radius), harmonics=harmonics)
+        r = shape.max_radius
+        extent = (motion.centre[0] - r, motion.centre[1] - r, motion.centre[0] + r, motion.centre[1] + r)
+        layers.append(_textured(rng, motion, extent, int(depth), shape))
+    return layers
