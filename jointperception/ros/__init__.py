@@ -1,0 +1,5 @@
+"""ROS 2 front end: the only package of jointperception that imports rclpy or message types.
+
+``convert`` (Image <-> numpy, importable without ROS), ``perception_node`` (executable
+``perception_node``), ``camera_source`` (executable ``camera_source``).
+"""

@@ -1,0 +1,191 @@
+"""Pieces of the perception node that are tested without spinning: the parameter table and its
+checks, the latest-only frame slot, the pair-reset rule, running statistics and the diagnostics
+status built from them."""
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from std_msgs.msg import Header
+
+from jointperception.ros.common import QOS_CHOICES, describe, qos_error
+from jointperception.ros.convert import CAUSES
+from jointperception.runtime.backends import BACKEND_NAMES
+
+RESET_REASONS = ("stamp_backwards", "encoding_change", "size_change", "time_gap")
+DROP_REASONS = ("stale", "rate_limit")
+LATENCY_WINDOW = 300  # frames behind the latency percentiles
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+_TOGGLE = "publish ~/{} (only computed while someone subscribes)"
+# name -> (default, descriptor); config/perception.yaml lists the same names.
+PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
+    "model": ("", describe("model file (.safetensors or trainer .pt); '' = bundled jointnet_tiny", True)),
+    "backend": ("torch", describe(f"inference backend, one of {BACKEND_NAMES}", True)),
+    "device": ("cpu", describe("cpu, cuda or cuda:N", True)),
+    "network_width": (320, describe("network input width (frames are resized)", True, ints=(32, 4096))),
+    "network_height": (240, describe("network input height (frames are resized)", True, ints=(32, 4096))),
+    "threads": (0, describe("torch CPU threads; 0 = torch default", True, ints=(0, 256))),
+    "qos": ("sensor_data", describe(f"image QoS, one of {QOS_CHOICES}; depth 1", True)),
+    "mask_threshold": (0.5, describe("mask = probability > threshold", floats=(0.0, 1.0))),
+    "occlusion_threshold": (0.5, describe("occlusion = probability > threshold", floats=(0.0, 1.0))),
+    "max_rate_hz": (0.0, describe("process at most this many frames per second; 0 = no limit",
+                                  floats=(0.0, 1000.0))),
+    "reset_gap_s": (1.0, describe("forget the previous frame after a stamp gap this long; 0 = never",
+                                  floats=(0.0, 3600.0))),
+    "diagnostics_period_s": (1.0, describe("period of /diagnostics", True, floats=(0.05, 60.0))),
+    **{f"publish_{name}": (True, describe(_TOGGLE.format(name))) for name in
+       ("mask", "flow", "occlusion", "motion_layers", "flow_color", "overlay", "camera_info")},
+}
+
+
+def parameter_error(name: str, value: object) -> str | None:
+    """Why ``value`` is not acceptable for parameter ``name`` beyond its descriptor, or None."""
+    if name == "backend" and value not in BACKEND_NAMES:
+        return f"backend must be one of {BACKEND_NAMES}, got {value!r}"
+    if name == "device" and not _DEVICE.fullmatch(str(value)):
+        return f"device must be cpu, cuda or cuda:N, got {value!r}"
+    if name == "qos":
+        return qos_error(value)
+    if name == "model" and value and not Path(str(value)).is_file():
+        return f"model file not found: {value}"
+    return None
+
+
+class FrameSlot:
+    """Latest-only hand-over between the executor and the worker (one item, newest wins)."""
+
+    def __init__(self) -> None:
+        self._item: object | None = None
+        self._closed = False
+        self._ready = threading.Condition()
+
+    def put(self, item: object) -> bool:
+        """Store ``item``; True when it replaced one the worker never took (a stale drop)."""
+        with self._ready:
+            replaced = self._item is not None
+            self._item = item
+            self._ready.notify()
+        return replaced
+
+    def take(self, timeout: float | None = None) -> object | None:
+        """The newest item (removing it); None once closed, or after ``timeout`` seconds."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._item is not None or self._closed, timeout)
+            if self._closed:
+                return None
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+
+
+@dataclass(frozen=True)
+class PairFrame:
+    """A converted frame kept for pairing: rgb (H, W, 3) uint8; stamp in nanoseconds."""
+
+    header: Header
+    encoding: str
+    rgb: np.ndarray
+    stamp_ns: int
+
+
+def pair_reset_reason(previous: PairFrame | None, current: PairFrame, reset_gap_s: float) -> str | None:
+    """Why ``current`` must not be paired with ``previous`` (one of RESET_REASONS), or None."""
+    if previous is None:
+        return None
+    if current.stamp_ns < previous.stamp_ns:
+        return "stamp_backwards"  # e.g. a bag that loops
+    if current.encoding != previous.encoding:
+        return "encoding_change"
+    if current.rgb.shape != previous.rgb.shape:
+        return "size_change"
+    if reset_gap_s > 0 and current.stamp_ns - previous.stamp_ns > reset_gap_s * 1e9:
+        return "time_gap"
+    return None
+
+
+class RunningStats:
+    """Thread-safe counters (received, dropped, bad, resets) and recent latencies."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._inference_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+
+    def count(self, key: str) -> None:
+        with self._lock:
+            self._counts[key] += 1
+
+    def record(self, latency_ms: float, inference_ms: float) -> None:
+        """One processed frame: receive -> published, and the pipeline's own time."""
+        with self._lock:
+            self._counts["processed"] += 1
+            self._latency_ms.append(latency_ms)
+            self._inference_ms.append(inference_ms)
+
+    def snapshot(self) -> tuple[Counter[str], np.ndarray, np.ndarray]:
+        with self._lock:
+            return Counter(self._counts), np.array(self._latency_ms), np.array(self._inference_ms)
+
+
+def _percentile(values: np.ndarray, q: float) -> str:
+    return f"{np.percentile(values, q):.1f}" if values.size else "n/a"
+
+
+def diagnostic_status(
+    name: str,
+    counts: Counter[str],
+    previous: Counter[str],
+    elapsed_s: float,
+    latency_ms: np.ndarray,
+    inference_ms: np.ndarray,
+    facts: dict[str, str],
+    worker_alive: bool,
+) -> DiagnosticStatus:
+    """Status from the counters now and ``elapsed_s`` ago: ERROR when the worker is gone, WARN
+    when no frame arrived or a bad frame was skipped during that period, else OK."""
+    def total(counter: Counter[str], prefix: str, keys: tuple[str, ...]) -> int:
+        return sum(counter[f"{prefix}: {key}"] for key in keys)
+
+    def rate(key: str) -> float:
+        return (counts[key] - previous[key]) / elapsed_s if elapsed_s > 0 else 0.0
+
+    new_bad = total(counts, "bad", CAUSES) - total(previous, "bad", CAUSES)
+    values = {
+        **facts,
+        "input rate (Hz)": f"{rate('received'):.1f}",
+        "rate (Hz)": f"{rate('processed'):.1f}",
+        "frames received": counts["received"],
+        "frames processed": counts["processed"],
+        "latency p50 (ms)": _percentile(latency_ms, 50),
+        "latency p99 (ms)": _percentile(latency_ms, 99),
+        "inference p50 (ms)": _percentile(inference_ms, 50),
+        "inference p99 (ms)": _percentile(inference_ms, 99),
+        "dropped frames": total(counts, "dropped", DROP_REASONS),
+        **{f"dropped: {key}": counts[f"dropped: {key}"] for key in DROP_REASONS},
+        "bad frames": total(counts, "bad", CAUSES),
+        **{f"bad: {key}": counts[f"bad: {key}"] for key in CAUSES},
+        **{f"pair resets: {key}": counts[f"pair resets: {key}"] for key in RESET_REASONS},
+    }
+    if not worker_alive:
+        level, message = DiagnosticStatus.ERROR, "worker thread stopped"
+    elif counts["received"] == previous["received"]:
+        level, message = DiagnosticStatus.WARN, "no input frames"
+    elif new_bad:
+        level, message = DiagnosticStatus.WARN, f"{new_bad} bad input frames skipped"
+    else:
+        level, message = DiagnosticStatus.OK, "running"
+    return DiagnosticStatus(
+        level=level, name=name, message=message, hardware_id=facts.get("device", ""),
+        values=[KeyValue(key=key, value=str(value)) for key, value in values.items()],
+    )

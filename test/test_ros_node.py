@@ -1,0 +1,370 @@
+"""perception_node and camera_source as real processes, talking real DDS on loopback.
+
+One node process serves the module (untrained model, 96x64 network, one torch thread). The test
+process is a second participant (``Probe``): it publishes frames with chosen stamps and
+subscribes to every output and to /diagnostics. Frames are sent in lock-step with the node's
+answers (outputs or diagnostics counters), so the latest-only slot has no reason to drop a
+test frame; a pair whose first frame was still dropped (a loaded machine) is sent again.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="ROS 2 wheels (rclpy) not installed")
+
+from builtin_interfaces.msg import Time  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from ros_helpers import REPO, Probe, pick_domain_id, probe_env, ros_env, start_module, stop  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+
+from jointperception.config import ModelConfig  # noqa: E402
+from jointperception.data.formats import write_image  # noqa: E402
+from jointperception.models import build_model  # noqa: E402
+from jointperception.models.weights import save_weights  # noqa: E402
+from jointperception.ros.convert import decode_image, encode_image  # noqa: E402
+from jointperception.runtime.pipeline import PerceptionPipeline  # noqa: E402
+from jointperception.viz import flow_to_color, overlay_mask  # noqa: E402
+
+HEIGHT, WIDTH = 64, 96
+NODE = "/jointperception_node"
+OUTPUTS = {"mask": "mono8", "flow": "32FC2", "occlusion": "mono8", "motion_layers": "mono8",
+           "flow_color": "rgb8", "overlay": "rgb8"}
+WAIT = 60.0  # generous bound for 2 busy cores; a passing run takes a few seconds
+
+
+def _stamp(seconds: float) -> Time:
+    return Time(sec=int(seconds), nanosec=round((seconds % 1.0) * 1e9))
+
+
+def _key(stamp: Time) -> tuple[int, int]:
+    return stamp.sec, stamp.nanosec
+
+
+def _frame(seed: int, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _decode(msg: Image) -> np.ndarray:
+    return decode_image(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
+
+
+class Link:
+    """The probe's publishers into, and subscriptions out of, the node under test."""
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+        node = probe.node
+        self.image_pub = node.create_publisher(Image, "/cam/image_raw", qos_profile_sensor_data)
+        self.info_pub = node.create_publisher(CameraInfo, "/cam/camera_info", qos_profile_sensor_data)
+        self.received: dict[str, list] = defaultdict(list)
+        self.subs = [
+            node.create_subscription(Image, f"{NODE}/{name}", lambda m, n=name: self.received[n].append(m),
+                                     qos_profile_sensor_data)
+            for name in OUTPUTS
+        ]
+        self.subs.append(node.create_subscription(CameraInfo, f"{NODE}/camera_info",
+                                                  self.received["camera_info"].append, qos_profile_sensor_data))
+        self.diagnostics: dict[str, str] = {}
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.startswith(NODE):
+                self.diagnostics = {kv.key: kv.value for kv in status.values}
+
+    def count(self, key: str) -> int:
+        return int(self.diagnostics.get(key, "0"))
+
+    def connected(self) -> bool:
+        return (self.image_pub.get_subscription_count() > 0 and self.info_pub.get_subscription_count() > 0
+                and all(sub.get_publisher_count() > 0 for sub in self.subs) and bool(self.diagnostics))
+
+    def send(self, seconds: float, rgb: np.ndarray | None = None, encoding: str = "rgb8",
+             fields: dict[str, object] | None = None) -> None:
+        """Publish a frame stamped ``seconds``: ``rgb`` encoded as ``encoding``, or raw Image ``fields``."""
+        msg = Image(**(vars(encode_image(rgb, encoding)) if fields is None else fields))
+        msg.header.stamp, msg.header.frame_id = _stamp(seconds), "cam_optical"
+        self.image_pub.publish(msg)
+
+    def output_for(self, seconds: float, names: tuple[str, ...] = tuple(OUTPUTS)) -> dict[str, object] | None:
+        """The messages of ``names`` stamped ``seconds``, once each has arrived, else None."""
+        found = {}
+        for name in names:
+            match = [m for m in self.received[name] if _key(m.header.stamp) == _key(_stamp(seconds))]
+            if not match:
+                return None
+            found[name] = match[-1]
+        return found
+
+    def expect_output(self, seconds: float, names: tuple[str, ...] = tuple(OUTPUTS)) -> dict[str, object]:
+        assert self.probe.spin_until(lambda: self.output_for(seconds, names) is not None, WAIT), \
+            f"no outputs stamped {seconds} within {WAIT} s; diagnostics {self.diagnostics}"
+        return self.output_for(seconds, names)
+
+    def expect_count(self, key: str, at_least: int) -> None:
+        assert self.probe.spin_until(lambda: self.count(key) >= at_least, WAIT), \
+            f"diagnostics {key!r} stayed below {at_least}: {self.diagnostics}"
+
+
+@pytest.fixture(scope="module")
+def domain_id() -> int:
+    return pick_domain_id()
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "m.safetensors"
+    return save_weights(path, build_model(ModelConfig()), ModelConfig(), {})
+
+
+@pytest.fixture(scope="module")
+def node(model_file: Path, domain_id: int, tmp_path_factory: pytest.TempPathFactory):
+    log = tmp_path_factory.mktemp("node") / "node.log"
+    args = ["-p", f"model:={model_file}", "-p", "threads:=1", "-p", f"network_width:={WIDTH}",
+            "-p", f"network_height:={HEIGHT}", "-p", "diagnostics_period_s:=0.2",
+            "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info"]
+    process = start_module("jointperception.ros.perception_node", args, domain_id, log)
+    yield process, log
+    stop(process)
+
+
+@pytest.fixture(scope="module")
+def link(node, domain_id: int):
+    with pytest.MonkeyPatch.context() as patch:
+        probe_env(patch, domain_id)
+        probe = Probe(domain_id)
+    link = Link(probe)
+    process, log = node
+    connected = probe.spin_until(lambda: link.connected() or process.poll() is not None, WAIT)
+    assert connected and process.poll() is None, f"node not reachable; its log:\n{log.read_text()}"
+    yield link
+    probe.close()
+
+
+def _send_pair(link: Link, first: float, frame: np.ndarray) -> tuple[float, dict[str, object]]:
+    """Frames stamped ``first`` and ``first + 0.1`` (``frame``, then ``frame`` moved 3 px right);
+    returns the second stamp and its outputs. A first frame has no output to wait for, so a pair
+    whose first frame was not taken in time (a loaded machine) is sent again one second later."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        second = first + 0.1
+        link.send(first, frame)
+        link.probe.spin_for(0.2)
+        link.send(second, np.roll(frame, 3, axis=1))
+        if link.probe.spin_until(lambda stamp=second: link.output_for(stamp) is not None, 10.0):
+            return second, link.output_for(second)
+        assert time.monotonic() < deadline, f"no outputs within {WAIT} s; diagnostics {link.diagnostics}"
+        first += 1.0
+
+
+def test_outputs_carry_the_input_header_encoding_and_size(link: Link, model_file: Path) -> None:
+    info = CameraInfo(width=2 * WIDTH, height=2 * HEIGHT, distortion_model="plumb_bob", d=[0.1, 0.0, 0.0, 0.0, 0.0],
+                      k=[200.0, 0.0, 96.0, 0.0, 200.0, 64.0, 0.0, 0.0, 1.0],
+                      p=[200.0, 0.0, 96.0, 0.0, 0.0, 200.0, 64.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    link.info_pub.publish(info)
+    link.probe.spin_for(0.2)
+    frame = _frame(1)
+    stamp, outputs = _send_pair(link, 10.25, frame)
+    newest = np.roll(frame, 3, axis=1)
+    for name, encoding in OUTPUTS.items():
+        msg = outputs[name]
+        assert msg.header.frame_id == "cam_optical"
+        assert (msg.encoding, msg.height, msg.width) == (encoding, HEIGHT, WIDTH), name
+    mask = _decode(outputs["mask"])
+    assert set(np.unique(mask)) <= {0, 255}
+    assert set(np.unique(_decode(outputs["occlusion"]))) <= {0, 255}
+    flow = _decode(outputs["flow"])
+    assert flow.shape == (HEIGHT, WIDTH, 2) and flow.dtype == np.float32 and np.isfinite(flow).all()
+    # the same pipeline in this process: outputs of the newest frame, flow newest -> previous
+    pipeline = PerceptionPipeline.from_model_file(model_file, network_size=(WIDTH, HEIGHT))
+    expected = pipeline.infer_pair(newest, frame)
+    np.testing.assert_allclose(flow, expected.flow, atol=1e-3)
+    assert np.abs(pipeline.infer_pair(frame, newest).flow - flow).max() > 1e-2  # the order matters
+    decided = np.abs(expected.mask_probability - 0.5) > 1e-3
+    np.testing.assert_array_equal((mask > 0)[decided], expected.mask[decided])
+    # the pictures are of the newest frame and of the published flow
+    np.testing.assert_array_equal(_decode(outputs["overlay"]), overlay_mask(newest, mask > 0))
+    np.testing.assert_array_equal(_decode(outputs["flow_color"]), flow_to_color(flow))
+    layers = _decode(outputs["motion_layers"])
+    assert ((layers > 0) == (mask > 0)).all()
+
+    info_out = link.expect_output(stamp, ("camera_info",))["camera_info"]
+    assert info_out.header.frame_id == "cam_optical"
+    assert (info_out.width, info_out.height) == (WIDTH, HEIGHT)
+    np.testing.assert_allclose(info_out.k, [100.0, 0.0, 48.0, 0.0, 100.0, 32.0, 0.0, 0.0, 1.0])
+    np.testing.assert_allclose(info_out.p[:7], [100.0, 0.0, 48.0, 0.0, 0.0, 100.0, 32.0])
+    np.testing.assert_allclose(info_out.d, info.d)
+
+
+def _call(link: Link, service_type, name: str, request):
+    client = link.probe.node.create_client(service_type, f"{NODE}/{name}")
+    try:
+        assert link.probe.spin_until(client.service_is_ready, WAIT), f"{NODE}/{name} not available"
+        future = client.call_async(request)
+        assert link.probe.spin_until(future.done, WAIT), f"{NODE}/{name} did not answer"
+        return future.result()
+    finally:
+        link.probe.node.destroy_client(client)
+
+
+def _set(link: Link, name: str, value: object):
+    request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+    return _call(link, SetParameters, "set_parameters", request).results[0]
+
+
+def test_parameters_are_validated_and_applied_on_set(link: Link) -> None:
+    assert _set(link, "mask_threshold", 0.25).successful
+    values = _call(link, GetParameters, "get_parameters", GetParameters.Request(names=["mask_threshold"])).values
+    assert values[0].double_value == 0.25
+    for name, value in [("mask_threshold", 1.5), ("max_rate_hz", -1.0), ("reset_gap_s", "long"),
+                        ("backend", "onnxruntime"), ("network_width", 10)]:
+        result = _set(link, name, value)
+        assert not result.successful and result.reason, (name, value)
+
+    for threshold, expected in [(1.0, 0), (0.0, 255)]:  # probability > 1 never, > 0 always
+        assert _set(link, "mask_threshold", threshold).successful
+        _stamp_out, outputs = _send_pair(link, 20.0 + threshold, _frame(6))
+        assert (_decode(outputs["mask"]) == expected).all()
+    assert _set(link, "mask_threshold", 0.5).successful
+
+    assert _set(link, "max_rate_hz", 0.5).successful
+    before = link.count("dropped: rate_limit")
+    for index in range(3):  # within 2 s of each other: at most one passes
+        link.send(30.0 + index * 0.1, _frame(index))
+        link.probe.spin_for(0.1)
+    link.expect_count("dropped: rate_limit", before + 2)
+    assert _set(link, "max_rate_hz", 0.0).successful
+
+
+def test_bad_startup_parameter_exits_with_code_2(domain_id: int) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "jointperception.ros.perception_node", "--ros-args", "-p", "backend:=bogus"],
+        env=ros_env(domain_id), cwd=REPO, capture_output=True, text=True, timeout=WAIT,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "backend must be one of" in result.stderr and "Traceback" not in result.stderr
+
+
+def _bad_frames() -> list[tuple[str, dict[str, object]]]:
+    """(cause, Image fields) for each kind of bad input; causes repeat to test logging once."""
+    rgb = _frame(7).tobytes()
+    nan_depth = np.full((HEIGHT, WIDTH), 0.5, dtype=np.float32)
+    nan_depth[3, 4] = np.nan
+    flow = np.zeros((HEIGHT, WIDTH, 2), dtype=np.float32)
+
+    def fields(encoding: str, data: bytes, step: int, height: int = HEIGHT, width: int = WIDTH) -> dict[str, object]:
+        return dict(encoding=encoding, height=height, width=width, step=step, data=data)
+
+    return [
+        ("unsupported_encoding", fields("bayer_rggb8", bytes(HEIGHT * WIDTH), WIDTH)),
+        ("unsupported_encoding", fields("16UC3", bytes(HEIGHT * WIDTH * 6), WIDTH * 6)),
+        ("unsupported_encoding", fields("jpeg", b"\xff\xd8\xff\xe0" * 16, 64, height=1, width=64)),
+        ("unsupported_encoding", fields("32FC2", flow.tobytes(), WIDTH * 8)),
+        ("wrong_step", fields("rgb8", rgb[: HEIGHT * (WIDTH * 3 - 2)], WIDTH * 3 - 2)),
+        ("zero_size", fields("rgb8", b"", 0, width=0)),
+        ("zero_size", fields("rgb8", b"", WIDTH * 3, height=0)),
+        ("truncated_data", fields("rgb8", rgb[:-10], WIDTH * 3)),
+        ("excess_data", fields("rgb8", rgb + bytes(3), WIDTH * 3)),
+        ("odd_width", fields("yuv422", bytes(HEIGHT * 95 * 2), 95 * 2, width=95)),
+        ("nan_values", fields("32FC1", nan_depth.tobytes(), WIDTH * 4)),
+    ]
+
+
+def test_bad_input_is_skipped_logged_once_and_counted(link: Link, node) -> None:
+    process, log = node
+    _send_pair(link, 100.0, _frame(2))  # a known state: the node serves good frames
+    expected = {cause: link.count(f"bad: {cause}") for cause, _fields in _bad_frames()}
+    for index, (cause, fields) in enumerate(_bad_frames()):
+        expected[cause] += 1
+        link.send(100.2 + 0.01 * index, fields=fields)
+        link.expect_count(f"bad: {cause}", expected[cause])
+
+    # pair resets: each frame that breaks the pair is counted, and the next frame pairs with it
+    small = _frame(3, height=32, width=48)
+    steps = [
+        ("stamp_backwards", 50.0, "rgb8", _frame(4)),
+        ("size_change", 50.2, "rgb8", small),
+        ("encoding_change", 50.4, "bgr8", small),
+        ("time_gap", 55.0, "bgr8", small),
+    ]
+    for reason, seconds, encoding, rgb in steps:
+        before = link.count(f"pair resets: {reason}")
+        link.send(seconds, rgb, encoding)
+        link.expect_count(f"pair resets: {reason}", before + 1)
+        link.send(seconds + 0.1, np.roll(rgb, 2, axis=1), encoding)
+        outputs = link.expect_output(seconds + 0.1)
+        assert (outputs["mask"].height, outputs["mask"].width) == rgb.shape[:2]
+
+    assert process.poll() is None
+    text = log.read_text()
+    for cause in [*expected, *(reason for reason, *_rest in steps)]:
+        assert text.count(f"[{cause};") == 1, f"{cause} logged {text.count(f'[{cause};')} times:\n{text}"
+    assert link.count("bad frames") >= sum(expected.values())
+
+
+def test_camera_source_to_node_to_subscriber(link: Link, domain_id: int, tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    frames = [_frame(10 + i) for i in range(3)]
+    for index, frame in enumerate(frames):
+        write_image(folder / f"{index:03d}.png", frame)
+    calibration = tmp_path / "calib.yaml"
+    calibration.write_text(
+        f"image_width: {2 * WIDTH}\nimage_height: {2 * HEIGHT}\ncamera_name: test\n"
+        "camera_matrix: {rows: 3, cols: 3, data: [200, 0, 96, 0, 200, 64, 0, 0, 1]}\n"
+        "distortion_model: plumb_bob\n"
+        "distortion_coefficients: {rows: 1, cols: 5, data: [0.1, 0, 0, 0, 0]}\n"
+    )
+    source_images: list[Image] = []
+    link.probe.node.create_subscription(Image, "/cam/image_raw", source_images.append, qos_profile_sensor_data)
+    looping = start_module("jointperception.ros.camera_source", [
+        "-r", "__ns:=/cam", "-p", f"source:={folder}", "-p", "rate_hz:=8.0", "-p", "loop:=true",
+        "-p", "frame_id:=cam_src", "-p", f"calibration_file:={calibration}"], domain_id, tmp_path / "loop.log")
+    once = start_module("jointperception.ros.camera_source", [
+        "-r", "__ns:=/once", "-p", f"source:={folder}", "-p", "rate_hz:=20.0"], domain_id, tmp_path / "once.log")
+    try:
+        def node_answered() -> bool:
+            stamps = {_key(m.header.stamp) for m in source_images}
+            masks = [m for m in link.received["mask"] if _key(m.header.stamp) in stamps]
+            infos = [m for m in link.received["camera_info"] if m.header.frame_id == "cam_src"]
+            return len(source_images) >= 5 and len(masks) >= 2 and bool(infos)
+
+        assert link.probe.spin_until(node_answered, WAIT), (tmp_path / "loop.log").read_text()
+        assert stop(looping) == 0
+        assert once.wait(WAIT) == 0
+    finally:
+        stop(looping)
+        stop(once)
+    assert "end of" in (tmp_path / "once.log").read_text()
+    decoded = [_decode(m) for m in source_images]
+    positions = [next(i for i, f in enumerate(frames) if np.array_equal(d, f)) for d in decoded]
+    assert all((b - a) % 3 == 1 for a, b in zip(positions, positions[1:])), positions  # in order, looping
+    assert all(m.header.frame_id == "cam_src" and m.encoding == "rgb8" for m in source_images)
+    stamps = [_key(m.header.stamp) for m in source_images]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    info = [m for m in link.received["camera_info"] if m.header.frame_id == "cam_src"][-1]
+    assert (info.width, info.height) == (WIDTH, HEIGHT) and info.k[0] == pytest.approx(100.0)
+
+
+def test_node_stops_cleanly_on_sigint_while_streaming(link: Link, node) -> None:
+    """Ctrl-C lands while the worker publishes: exit code 0 and no traceback."""
+    process, log = node
+    frame = _frame(5)
+    for index in range(30):  # about 30 fps: the worker is busy most of the time
+        if index == 15:
+            process.send_signal(signal.SIGINT)
+        link.send(500.0 + index / 30.0, np.roll(frame, index, axis=1))
+        link.probe.spin_for(1.0 / 30.0)
+    assert process.wait(WAIT) == 0
+    assert "Traceback" not in log.read_text(), log.read_text()
