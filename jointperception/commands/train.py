@@ -1,0 +1,46 @@
+"""``jointperception train``: train JointNet on synthetic pairs (iterative SegFlow schedule or joint)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from jointperception.config import ExperimentConfig, load_config
+from jointperception.train.trainer import train
+
+HELP = "train the joint network on synthetic pairs (writes metrics.jsonl, last.pt, best.pt, best.safetensors)"
+DEFAULT_CONFIG = Path("config/train_synthetic.yaml")
+LOG = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="experiment YAML (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<config name>)")
+    parser.add_argument("--resume", default=None, metavar="PATH|auto",
+                        help="continue from a checkpoint; auto = OUT/last.pt when it exists")
+    parser.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: %(default)s")
+
+
+def apply_overrides(cfg: ExperimentConfig, max_steps: int | None) -> ExperimentConfig:
+    """A new validated config with the command-line overrides (the loaded one is never mutated)."""
+    if max_steps is None:
+        return cfg
+    new = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=max_steps))
+    new.validate()
+    return new
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = apply_overrides(load_config(args.config), args.max_steps)
+    run_dir = args.out if args.out is not None else Path("runs") / args.config.stem
+    command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    result = train(cfg, run_dir, device=args.device, resume=args.resume, command=command)
+    if result.signal is not None:
+        LOG.warning("interrupted at step %d; continue with --resume auto --out %s", result.step, run_dir)
+    elif result.weights is not None:
+        LOG.info("done: %d steps, best score %.4f, model %s", result.step, result.best_score, result.weights)
+    return result.exit_code
