@@ -18,6 +18,7 @@ COMMANDS = {
     "generate": "generate",
     "train": "train",
     "eval": "evaluate",
+    "export": "export",
     "predict": "predict",
     "demo": "demo",
 }

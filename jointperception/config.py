@@ -7,9 +7,10 @@ bad values with a message that names the key, e.g. ``train.lr: must be > 0, got 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 

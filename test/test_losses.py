@@ -4,7 +4,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from jointperception.losses.supervised import balanced_cross_entropy, joint_loss, multiscale_epe, occlusion_bce
+from jointperception.losses.supervised import (
+    balanced_cross_entropy,
+    joint_loss,
+    multiscale_epe,
+    occlusion_bce,
+)
 
 
 def _mask(fg_fraction_rows: int, height=10, width=10):

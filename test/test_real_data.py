@@ -9,7 +9,12 @@ import pytest
 
 from jointperception.data.formats import write_flo, write_image, write_mask
 from jointperception.data.paths import shared_data_root
-from jointperception.data.real import davis_sequences, flyingchairs_pairs, load_davis_sequence, sintel_pairs
+from jointperception.data.real import (
+    davis_sequences,
+    flyingchairs_pairs,
+    load_davis_sequence,
+    sintel_pairs,
+)
 from jointperception.errors import DataFormatError
 
 H, W = 48, 64

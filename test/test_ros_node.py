@@ -25,7 +25,15 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from ros_helpers import REPO, Probe, pick_domain_id, probe_env, ros_env, start_module, stop  # noqa: E402
+from ros_helpers import (  # noqa: E402
+    REPO,
+    Probe,
+    pick_domain_id,
+    probe_env,
+    ros_env,
+    start_module,
+    stop,
+)
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from jointperception.config import ModelConfig  # noqa: E402

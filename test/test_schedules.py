@@ -6,7 +6,12 @@ import math
 import pytest
 
 from jointperception.config import TrainConfig
-from jointperception.train.schedules import BranchSchedule, get_lr, phase_metric, selection_score
+from jointperception.train.schedules import (
+    BranchSchedule,
+    get_lr,
+    phase_metric,
+    selection_score,
+)
 
 LR = dict(peak_lr=1e-3, min_lr=1e-5, warmup_steps=10, decay_steps=110)
 

@@ -22,7 +22,12 @@ from jointperception.models import build_model
 from jointperception.models.weights import load_model
 from jointperception.train import checkpoint as checkpoint_module
 from jointperception.train import schedules, trainer
-from jointperception.train.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from jointperception.train.checkpoint import (
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+)
 from jointperception.train.loaders import StepSampler
 from jointperception.train.metrics_log import MetricsLog, read_metrics
 

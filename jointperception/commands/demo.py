@@ -15,12 +15,17 @@ import cv2
 import numpy as np
 
 from jointperception.commands.predict import parse_size
-from jointperception.data.formats import read_flo, read_mask, write_image
+from jointperception.data.formats import (
+    read_flo,
+    read_label_image,
+    read_mask,
+    write_image,
+)
 from jointperception.data.synthetic import SyntheticSequence, render_sequence
 from jointperception.errors import DataFormatError, InputError
 from jointperception.eval.metrics import aggregate_flow_errors, flow_errors, jaccard
 from jointperception.runtime.pipeline import PerceptionPipeline
-from jointperception.runtime.predict_files import predict_to_folder, read_layers
+from jointperception.runtime.predict_files import predict_to_folder
 from jointperception.viz import make_strip
 
 HELP = "run the model on a rendered synthetic sequence, write a strip + video and print EPE / J"
@@ -65,7 +70,7 @@ def _score_and_draw(
             flow_scores.append(flow_errors(flow, gt, occlusion))
             zero_scores.append(flow_errors(np.zeros_like(gt), gt, occlusion))
         j_scores.append(jaccard(mask, sequence.masks[t]))
-        rows.append(make_strip(sequence.frames[t], mask, flow, read_layers(pred_dir / "layers" / f"{stem}.png")))
+        rows.append(make_strip(sequence.frames[t], mask, flow, read_label_image(pred_dir / "layers" / f"{stem}.png")))
     totals = aggregate_flow_errors(flow_scores)
     metrics: dict[str, object] = {
         "epe_all": totals["epe_all"],

@@ -182,3 +182,22 @@ def write_mask(path: str | Path, mask: np.ndarray) -> None:
     if mask.ndim != 2 or not (mask.dtype == bool or np.issubdtype(mask.dtype, np.integer)):
         raise InputError(f"{path}: mask must be (H, W) bool or integer, got {mask.shape} {mask.dtype}")
     _write_atomic(path, _encode(path, np.where(mask != 0, 255, 0).astype(np.uint8)))
+
+
+def read_label_image(path: str | Path) -> np.ndarray:
+    """Read an 8-bit single-channel PNG of ids (motion layers) -> (H, W) uint8."""
+    path = Path(path)
+    labels = _decode(path, cv2.IMREAD_UNCHANGED)
+    if labels.ndim != 2 or labels.dtype != np.uint8:
+        raise DataFormatError(f"{path}: not an 8-bit single-channel label image")
+    return labels
+
+
+def write_label_image(path: str | Path, labels: np.ndarray) -> None:
+    """Write labels: (H, W) uint8 ids (motion layers, 0 = background) as an 8-bit grey PNG."""
+    path = Path(path)
+    _require_png(path)
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.dtype != np.uint8:
+        raise InputError(f"{path}: labels must be (H, W) uint8, got {labels.shape} {labels.dtype}")
+    _write_atomic(path, _encode(path, np.ascontiguousarray(labels)))

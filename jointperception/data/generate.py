@@ -16,25 +16,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
-
-from jointperception.data.formats import write_flo, write_image, write_mask
+from jointperception.data.formats import (
+    write_flo,
+    write_image,
+    write_label_image,
+    write_mask,
+)
 from jointperception.data.synthetic import render_sequence
 from jointperception.errors import ConfigError, DataFormatError
 
 FOLDERS = ("JPEGImages", "Annotations", "Layers", "Flow", "Occlusion", "FlowBackward", "OcclusionBackward")
-
-
-def _write_layers(path: Path, layers: np.ndarray) -> None:
-    """layers (H, W) uint8 ids -> 8-bit grey PNG holding the ids."""
-    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(layers, dtype=np.uint8))
-    if not ok:
-        raise DataFormatError(f"{path}: OpenCV cannot encode the layer image")
-    try:
-        path.write_bytes(buffer.tobytes())
-    except OSError as exc:
-        raise DataFormatError(f"{path}: cannot write file ({exc.strerror or exc})") from exc
 
 
 def sequence_name(index: int) -> str:
@@ -67,7 +58,7 @@ def generate_dataset(out_dir: str | Path, num_sequences: int, num_frames: int, s
             stem = f"{t:05d}"
             write_image(folders["JPEGImages"] / f"{stem}.png", sequence.frames[t])
             write_mask(folders["Annotations"] / f"{stem}.png", sequence.masks[t])
-            _write_layers(folders["Layers"] / f"{stem}.png", sequence.layers[t])
+            write_label_image(folders["Layers"] / f"{stem}.png", sequence.layers[t])
             if t + 1 < num_frames:
                 write_flo(folders["Flow"] / f"{stem}.flo", sequence.flow_forward[t])
                 write_mask(folders["Occlusion"] / f"{stem}.png", sequence.occlusion_forward[t])

@@ -10,7 +10,11 @@ import math
 import numpy as np
 
 from jointperception.data.scene_layers import SceneLayer, StarShape
-from jointperception.data.scene_motion import LayerMotion, sample_camera_motion, sample_object_motion
+from jointperception.data.scene_motion import (
+    LayerMotion,
+    sample_camera_motion,
+    sample_object_motion,
+)
 from jointperception.data.textures import make_texture
 
 RADIUS_RANGE = (0.10, 0.22)  # object radius r0, fraction of min(H, W)

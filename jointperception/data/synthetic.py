@@ -16,7 +16,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from jointperception.data.scene_layers import SceneLayer, pixel_grid, render_frame, top_depth
+from jointperception.data.scene_layers import (
+    SceneLayer,
+    pixel_grid,
+    render_frame,
+    top_depth,
+)
 from jointperception.data.scene_sampling import sample_scene
 from jointperception.errors import ConfigError
 

@@ -5,7 +5,7 @@ image2 (channel 0 = u to the right, 1 = v down).
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import cv2
 import numpy as np
@@ -54,7 +54,7 @@ def _gray_pair(img1: np.ndarray, img2: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return grays[0], grays[1]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _dis(preset: str) -> cv2.DISOpticalFlow:
     """One DIS object per preset, created on first use. Not thread-safe: callers in several
     threads must not share it (OpenCV keeps per-call buffers inside the object)."""

@@ -8,14 +8,18 @@ dominant affine motion -> Otsu on the residual -> largest component.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from jointperception.data.real import davis_sequences, load_davis_sequence
 from jointperception.eval.baselines import classical_reference
-from jointperception.eval.metrics import boundary_f_measure, jaccard, summarize_sequences
+from jointperception.eval.metrics import (
+    boundary_f_measure,
+    jaccard,
+    summarize_sequences,
+)
 from jointperception.runtime.pipeline import PerceptionPipeline
 
 MaskPredictor = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (first, second) uint8 -> (H, W) bool

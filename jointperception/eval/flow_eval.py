@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from typing import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 

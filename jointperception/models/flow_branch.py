@@ -17,7 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jointperception.models.blocks import ConvLeaky, FlowPredictor, FusionConv, backward_warp
+from jointperception.models.blocks import (
+    ConvLeaky,
+    FlowPredictor,
+    FusionConv,
+    backward_warp,
+)
 
 DECODER_STRIDES = (32, 16, 8, 4, 2)
 WARPED_STRIDES = (8, 4, 2)  # decoder levels that see image 1 and the warped image 2

@@ -18,7 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from jointperception.models.flow_branch import DECODER_STRIDES, FlowDecoder, FlowEncoder
-from jointperception.models.segmentation_branch import ResidualEncoder, SegmentationHead, upsample_logits
+from jointperception.models.segmentation_branch import (
+    ResidualEncoder,
+    SegmentationHead,
+    upsample_logits,
+)
 
 STRIDES = (2, 4, 8, 16, 32)
 BRANCHES = ("segmentation", "flow")

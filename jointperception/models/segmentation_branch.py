@@ -5,7 +5,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jointperception.models.blocks import ConvBNReLU, FusionConv, ResidualBlock, resample_to
+from jointperception.models.blocks import (
+    ConvBNReLU,
+    FusionConv,
+    ResidualBlock,
+    resample_to,
+)
 
 SCORE_STRIDES = (8, 16, 32)  # FCN-8s style score maps
 

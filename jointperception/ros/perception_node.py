@@ -31,7 +31,11 @@ from std_msgs.msg import Header
 
 from jointperception.errors import JointPerceptionError
 from jointperception.ros.common import image_qos
-from jointperception.ros.convert import ImageConversionError, encode_image, image_msg_to_rgb
+from jointperception.ros.convert import (
+    ImageConversionError,
+    encode_image,
+    image_msg_to_rgb,
+)
 from jointperception.ros.node_parts import (
     PARAMETERS,
     FrameSlot,

@@ -1,11 +1,14 @@
-"""Inference backends: one I/O contract for PyTorch now, ONNX Runtime and TensorRT later.
+"""Inference backends: one I/O contract for PyTorch, ONNX Runtime and (later) TensorRT.
 
 A backend sees only network-resolution tensors; resizing, padding and thresholding live in
 ``runtime.pipeline`` so every backend is measured and deployed through the same code path.
+Every backend runs the same fused graph, ``models.perception.PerceptionModel``.
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -13,19 +16,21 @@ import numpy as np
 import torch
 
 from jointperception.errors import InputError
+from jointperception.models.perception import OUTPUT_NAMES, PerceptionModel
 from jointperception.models.weights import DEFAULT_MODEL_PATH, load_model
+from jointperception.runtime import onnxruntime_backend
+from jointperception.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
 LOG = logging.getLogger(__name__)
 
 BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt")
-_LATER_BACKENDS = ("onnxruntime", "tensorrt")  # same interface, not shipped in this release
 
 
 class Backend(Protocol):
     """Runs the network on one normalised image pair.
 
     ``input_size`` is the (W, H) the backend was built for, or None when it accepts any size
-    whose sides are multiples of ``NETWORK_STRIDE`` (eager PyTorch).
+    whose sides are multiples of ``NETWORK_STRIDE`` (eager PyTorch, dynamic-shape ONNX).
     """
 
     name: str
@@ -52,7 +57,8 @@ class TorchBackend:
         self.device = device
         self._dtype = torch.float16 if fp16 else torch.float32
         self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self._model = model.to(device=device, dtype=self._dtype, memory_format=self._memory_format).eval()
+        model = model.to(device=device, dtype=self._dtype, memory_format=self._memory_format)
+        self._model = PerceptionModel(model).eval()
 
     def _tensor(self, image: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
@@ -61,14 +67,9 @@ class TorchBackend:
     def infer(self, image1: np.ndarray, image2: np.ndarray) -> dict[str, np.ndarray]:
         """See ``Backend.infer``."""
         with torch.inference_mode():
-            out = self._model(self._tensor(image1), self._tensor(image2))
-            results = {
-                "mask_prob": torch.sigmoid(out["mask_logits"].float()),
-                "flow": out["flow"].float(),
-                "occlusion_prob": torch.sigmoid(out["occlusion_logits"].float()),
-            }
+            outputs = self._model(self._tensor(image1), self._tensor(image2))
             # every forward allocates new output tensors, so the arrays never alias a later call's
-            return {key: value.cpu().numpy() for key, value in results.items()}
+            return {name: value.float().cpu().numpy() for name, value in zip(OUTPUT_NAMES, outputs)}
 
 
 def check_device(device: str) -> None:
@@ -79,19 +80,82 @@ def check_device(device: str) -> None:
         raise InputError(f"device {device!r} requested but PyTorch sees no CUDA GPU; use --device cpu")
 
 
-def create_backend(name: str, model_path: str | Path | None = None, device: str = "cpu") -> Backend:
-    """Backend ``name`` (auto | torch | onnxruntime | tensorrt) running the model file ``model_path``
-    (None = the bundled ``DEFAULT_MODEL_PATH``) on ``device``.
+def _tensorrt_unavailable(device: str) -> str:
+    if importlib.util.find_spec("tensorrt") is None:
+        return "tensorrt is not installed"
+    if device == "cpu":
+        return "device is cpu"
+    return "the TensorRT engine backend is not part of this release yet"
 
-    Raises InputError for an unknown or unavailable backend, ModelFileError for a bad model file.
+
+def _torch_cuda_unavailable(device: str) -> str | None:
+    if device == "cpu":
+        return "device is cpu"
+    return None if torch.cuda.is_available() else "PyTorch sees no CUDA GPU"
+
+
+def _ort_cuda_unavailable(device: str) -> str | None:
+    return "device is cpu" if device == "cpu" else onnxruntime_backend.unavailable_reason(device)
+
+
+def create_backend(
+    name: str,
+    model_path: str | Path | None = None,
+    device: str = "cpu",
+    *,
+    threads: int = onnxruntime_backend.DEFAULT_THREADS,
+    input_size: tuple[int, int] | None = None,
+    cache_dir: str | Path | None = None,
+) -> Backend:
+    """Backend ``name`` (auto | torch | onnxruntime | tensorrt) running the model file ``model_path``
+    (None = the bundled ``DEFAULT_MODEL_PATH``; .onnx for onnxruntime) on ``device``.
+
+    auto tries tensorrt, onnxruntime-cuda, torch-cuda, onnxruntime-cpu, torch-cpu in that order and
+    logs, in one line, the backend it uses and why it skipped each one before it (a warning when
+    a GPU was requested and it falls back to the CPU). ``threads`` (ONNX Runtime intra-op
+    threads), ``input_size`` ((W, H) of a static ONNX export, None = dynamic) and ``cache_dir``
+    (ONNX export cache) apply to onnxruntime. Raises InputError for an unknown or unavailable
+    backend, ModelFileError for a bad model file.
     """
     if name not in BACKEND_NAMES:
         raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
-    if name in _LATER_BACKENDS:
-        raise InputError(f"backend {name!r} is not available in this release; use --backend torch")
-    check_device(device)
     path = Path(model_path) if model_path is not None else DEFAULT_MODEL_PATH
-    model, _cfg, _metadata = load_model(path, device=device)
-    if name == "auto":
-        LOG.info("backend auto: using torch (ONNX Runtime and TensorRT backends come in a later release)")
-    return TorchBackend(model, device=device)
+
+    def torch_backend(torch_device: str) -> Backend:
+        check_device(torch_device)
+        if path.suffix == ".onnx":
+            raise InputError(f"{path}: the torch backend needs a .safetensors or checkpoint model, not ONNX")
+        return TorchBackend(load_model(path, device=torch_device)[0], device=torch_device)
+
+    def ort_backend(ort_device: str) -> Backend:
+        return OnnxRuntimeBackend(path, ort_device, threads=threads, input_size=input_size, cache_dir=cache_dir)
+
+    if name == "torch":
+        return torch_backend(device)
+    if name == "onnxruntime":
+        return ort_backend(device)
+    if name == "tensorrt":
+        reason = _tensorrt_unavailable(device)
+        raise InputError(f"backend tensorrt unavailable: {reason}; use --backend onnxruntime or torch")
+    onnx_only = "model is ONNX" if path.suffix == ".onnx" else None  # torch needs the weights
+    candidates: list[tuple[str, str | None, Callable[[], Backend]]] = [
+        ("onnxruntime-cuda", _ort_cuda_unavailable(device), lambda: ort_backend(device)),
+        ("torch-cuda", onnx_only or _torch_cuda_unavailable(device), lambda: torch_backend(device)),
+        ("onnxruntime-cpu", onnxruntime_backend.unavailable_reason("cpu"), lambda: ort_backend("cpu")),
+        ("torch-cpu", onnx_only, lambda: torch_backend("cpu")),
+    ]
+    order = " > ".join(["tensorrt"] + [label for label, _reason, _build in candidates])
+    # tensorrt heads the order once its engine backend lands; until then it is always skipped
+    skipped = [f"tensorrt: {_tensorrt_unavailable(device)}"]
+    for label, reason, build in candidates:
+        if reason is not None:
+            skipped.append(f"{label}: {reason}")
+            continue
+        backend = build()  # a bad model file raises here, before anything is logged
+        fallback = device != "cpu" and label.endswith("-cpu")
+        (LOG.warning if fallback else LOG.info)(
+            "backend auto: %s%s (order %s; skipped %s)",
+            label, f", falling back from {device}" if fallback else "", order, "; ".join(skipped),
+        )
+        return backend
+    raise InputError(f"backend auto: nothing can run {path} (skipped {'; '.join(skipped)})")

@@ -137,7 +137,9 @@ class PerceptionPipeline:
     ) -> PerceptionPipeline:
         """Pipeline over model file ``path`` (None = bundled DEFAULT_MODEL_PATH) on ``backend``."""
         model_path = Path(path) if path is not None else DEFAULT_MODEL_PATH
-        return cls(create_backend(backend, model_path, device), network_size, model_path=model_path)
+        # a fixed network size lets ONNX Runtime / TensorRT use a static-shape graph (faster export)
+        built = create_backend(backend, model_path, device, input_size=padded_size(network_size))
+        return cls(built, network_size, model_path=model_path)
 
     def infer_pair(self, first: np.ndarray, second: np.ndarray) -> PairOutputs:
         """first, second: (H, W, 3) uint8 RGB of equal size -> PairOutputs of ``first``."""

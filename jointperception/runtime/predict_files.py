@@ -11,39 +11,18 @@ import json
 from collections.abc import Iterable, Mapping, Sized
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from jointperception.data.formats import write_flo, write_mask
-from jointperception.errors import DataFormatError, InputError
+from jointperception.data.formats import write_flo, write_label_image, write_mask
+from jointperception.errors import InputError
 from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
 
 OUTPUT_FOLDERS = ("flow", "mask", "occlusion", "layers")
 
 
-def write_layers(path: Path, layers: np.ndarray) -> None:
-    """layers (H, W) uint8 ids -> 8-bit grey PNG holding the ids themselves."""
-    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(layers, dtype=np.uint8))
-    if not ok:
-        raise DataFormatError(f"{path}: OpenCV cannot encode the layer image")
-    try:
-        path.write_bytes(buffer.tobytes())
-    except OSError as exc:
-        raise DataFormatError(f"{path}: cannot write file ({exc.strerror or exc})") from exc
-
-
-def read_layers(path: str | Path) -> np.ndarray:
-    """Read a layer PNG written by ``write_layers`` -> (H, W) uint8 ids."""
-    path = Path(path)
-    layers = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if layers is None or layers.ndim != 2 or layers.dtype != np.uint8:
-        raise DataFormatError(f"{path}: not an 8-bit single-channel layer image")
-    return layers
-
-
 def _write_frame(out_dir: Path, stem: str, outputs: PairOutputs, forward: bool) -> None:
     write_mask(out_dir / "mask" / f"{stem}.png", outputs.mask)
-    write_layers(out_dir / "layers" / f"{stem}.png", outputs.layers)
+    write_label_image(out_dir / "layers" / f"{stem}.png", outputs.layers)
     if forward:
         write_flo(out_dir / "flow" / f"{stem}.flo", outputs.flow)
         write_mask(out_dir / "occlusion" / f"{stem}.png", outputs.occlusion)

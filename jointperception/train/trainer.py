@@ -50,7 +50,12 @@ from jointperception.train.distributed import (
 from jointperception.train.interrupt import stop_on_signals
 from jointperception.train.loaders import make_loaders
 from jointperception.train.metrics_log import MetricsLog
-from jointperception.train.schedules import BranchSchedule, get_lr, phase_metric, selection_score
+from jointperception.train.schedules import (
+    BranchSchedule,
+    get_lr,
+    phase_metric,
+    selection_score,
+)
 
 LOG = logging.getLogger(__name__)
 WEIGHTS_NAME = "best.safetensors"  # exported best model, loadable by models.weights.load_model

@@ -1,0 +1,76 @@
+"""ONNX files exported on demand from a model file and cached by content, not by name.
+
+Key: sha256 of the model file, input size ("dynamic" or WxH) and opset. A cached file is
+validated before reuse (and its recorded source hash compared); a corrupt or stale one is
+rebuilt. Writes are atomic, so a crash never leaves a half-written file under the key's name.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from jointperception.errors import ModelFileError
+from jointperception.export.onnx import DEFAULT_OPSET, export_onnx, read_onnx_model
+from jointperception.models.weights import load_model
+
+LOG = logging.getLogger(__name__)
+
+DYNAMIC_EXAMPLE_SIZE = (320, 256)  # (W, H) traced for a dynamic export; sides > 32 avoid specialisation
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/jointperception/onnx`` (default ``~/.cache/jointperception/onnx``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "jointperception" / "onnx"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cached_onnx(
+    model_path: str | Path,
+    input_size: tuple[int, int] | None = None,
+    opset: int = DEFAULT_OPSET,
+    cache_dir: str | Path | None = None,
+) -> Path:
+    """Model file (.safetensors or checkpoint) -> path of its ONNX export in the cache.
+
+    input_size: (W, H) stride multiples for a static export, None for a dynamic one. Raises
+    ModelFileError for a missing or corrupt model file.
+    """
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ModelFileError(f"{model_path}: model file not found")
+    digest = file_sha256(model_path)
+    shape = "dynamic" if input_size is None else f"{input_size[0]}x{input_size[1]}"
+    directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    target = directory / f"{model_path.stem}-{digest[:16]}-{shape}-opset{opset}.onnx"
+    if target.is_file():
+        try:
+            recorded = read_onnx_model(target).metadata.get("source_sha256")
+        except ModelFileError as exc:
+            LOG.warning("cached ONNX is unusable, rebuilding it: %s", exc)
+        else:
+            if recorded == digest:
+                LOG.info("using cached ONNX export %s", target)
+                return target
+            LOG.warning("cached ONNX %s was exported from another model (sha256 %s); rebuilding it", target, recorded)
+    network, model_cfg, _metadata = load_model(model_path)
+    result = export_onnx(
+        network,
+        model_cfg,
+        target,
+        input_size or DYNAMIC_EXAMPLE_SIZE,
+        dynamic=input_size is None,
+        opset=opset,
+        extra_metadata={"source_model": model_path.name, "source_sha256": digest},
+    )
+    LOG.info("exported %s to %s in %.1f s (%s exporter)", model_path, target, result.seconds, result.exporter)
+    return target

@@ -1,0 +1,120 @@
+"""ONNX Runtime backend: the exported PerceptionModel on the CPU or CUDA execution provider.
+
+``onnxruntime`` is imported lazily, inside these functions, so importing this module costs
+nothing and a missing package is reported only to whoever asks for this backend.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jointperception.errors import InputError, ModelFileError
+from jointperception.export.onnx import read_onnx_model
+from jointperception.export.onnx_cache import cached_onnx
+from jointperception.models.perception import INPUT_NAMES, OUTPUT_NAMES
+
+DEFAULT_THREADS = 2  # intra-op threads; set explicitly, never "all cores"
+
+
+def _cuda_device_id(device: str) -> int | None:
+    """"cpu" -> None, "cuda" -> 0, "cuda:N" -> N; anything else raises InputError."""
+    if device == "cpu":
+        return None
+    index = device.partition(":")[2] if device.startswith("cuda:") else ("0" if device == "cuda" else "")
+    if not index.isdigit():
+        raise InputError(f"unknown device {device!r}; use cpu or cuda[:N]")
+    return int(index)
+
+
+def unavailable_reason(device: str) -> str | None:
+    """Why ONNX Runtime cannot run on ``device`` ("cpu" / "cuda[:N]"), or None when it can."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "onnxruntime is not installed"
+    if _cuda_device_id(device) is None:
+        return None
+    import onnxruntime
+
+    providers = onnxruntime.get_available_providers()
+    if "CUDAExecutionProvider" not in providers:
+        return f"onnxruntime has no CUDAExecutionProvider (available: {', '.join(providers)}); install onnxruntime-gpu"
+    return None
+
+
+def check_available(device: str, threads: int) -> None:
+    """Raise InputError when ONNX Runtime cannot run on ``device`` or ``threads`` < 1."""
+    reason = unavailable_reason(device)
+    if reason is not None:
+        raise InputError(f"backend onnxruntime on {device}: {reason}")
+    if threads < 1:
+        raise InputError(f"onnxruntime threads must be >= 1, got {threads}")
+
+
+def open_session(path: Path, device: str, threads: int) -> Any:
+    """InferenceSession over ``path`` with ``threads`` intra-op threads, 1 inter-op thread.
+
+    Raises InputError when the device's execution provider is unavailable, ModelFileError when
+    ONNX Runtime rejects the file.
+    """
+    check_available(device, threads)
+    import onnxruntime
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    device_id = _cuda_device_id(device)
+    providers: list[Any] = ["CPUExecutionProvider"]
+    if device_id is not None:
+        providers.insert(0, ("CUDAExecutionProvider", {"device_id": device_id}))
+    rejected = (ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.InvalidGraph, ort_errors.InvalidProtobuf,
+                ort_errors.NoSuchFile, ort_errors.NotImplemented, ort_errors.RuntimeException)
+    try:
+        session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
+    except rejected as exc:
+        raise ModelFileError(f"{path}: ONNX Runtime cannot load the model ({exc})") from None
+    if device_id is not None and "CUDAExecutionProvider" not in session.get_providers():
+        # ORT falls back to the CPU silently when the CUDA provider fails to start (e.g. no cuDNN)
+        raise InputError(f"backend onnxruntime on {device}: the CUDA execution provider failed to start; see the log")
+    return session
+
+
+class OnnxRuntimeBackend:
+    """ONNX Runtime backend on the CPU execution provider, or CUDA when asked for and present.
+
+    ``model`` is an exported ``.onnx`` file, or a model file (.safetensors / checkpoint) that is
+    exported once into ``cache_dir`` (static at ``input_size`` (W, H), or dynamic when None).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model: str | Path,
+        device: str = "cpu",
+        threads: int = DEFAULT_THREADS,
+        input_size: tuple[int, int] | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        check_available(device, threads)  # before any (slow) export
+        path = Path(model)
+        onnx_path = path if path.suffix == ".onnx" else cached_onnx(path, input_size, cache_dir=cache_dir)
+        info = read_onnx_model(onnx_path)
+        if input_size is not None and info.input_size not in (None, input_size):
+            raise ModelFileError(f"{onnx_path}: exported for input {info.input_size} (W, H), not {input_size}")
+        self.device = device
+        self.threads = threads
+        self.input_size = info.input_size
+        self.onnx_path = onnx_path
+        self.metadata = info.metadata
+        self._session = open_session(onnx_path, device, threads)
+
+    def infer(self, image1: np.ndarray, image2: np.ndarray) -> dict[str, np.ndarray]:
+        """See ``runtime.backends.Backend.infer``; ORT allocates fresh output arrays per run."""
+        images = (image1, image2)
+        feeds = {name: np.ascontiguousarray(image, dtype=np.float32) for name, image in zip(INPUT_NAMES, images)}
+        return dict(zip(OUTPUT_NAMES, self._session.run(list(OUTPUT_NAMES), feeds)))

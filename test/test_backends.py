@@ -1,0 +1,152 @@
+"""Runtime backends: ONNX Runtime through the pipeline against torch, the ONNX export cache,
+``auto`` selection with its log, and clear errors for unavailable explicit requests."""
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from jointperception.config import ModelConfig
+from jointperception.data.synthetic import render_sequence
+from jointperception.errors import InputError
+from jointperception.export import onnx_cache
+from jointperception.export.onnx import ExportResult, read_onnx_model
+from jointperception.models import build_model
+from jointperception.models.blocks import FlowPredictor
+from jointperception.models.weights import load_model, save_weights
+from jointperception.runtime import onnxruntime_backend
+from jointperception.runtime.backends import TorchBackend, create_backend
+from jointperception.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from jointperception.runtime.pipeline import PerceptionPipeline
+
+CAMERA = (120, 80)  # (W, H) of the rendered frames; the network runs smaller
+INPUT_SIZE = (96, 64)  # (W, H) of the static ONNX export
+
+
+def lively_model(seed: int) -> torch.nn.Module:
+    """Untrained JointNet whose flow heads predict pixels (same recipe as test_export)."""
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig())
+    for module in model.modules():
+        if isinstance(module, FlowPredictor):
+            torch.nn.init.normal_(module.conv.weight, std=0.05)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """One static ONNX export through the session-wide cache (test_export makes the same one;
+    dynamic shapes are covered there, their export is slow)."""
+    folder = tmp_path_factory.mktemp("backends")
+    weights = save_weights(folder / "tiny.safetensors", lively_model(0), ModelConfig(), {"note": "untrained"})
+    cache = tmp_path_factory.getbasetemp() / "onnx-cache"
+    ort = create_backend("onnxruntime", weights, "cpu", threads=1, input_size=INPUT_SIZE, cache_dir=cache)
+    frames = render_sequence(3, 2, CAMERA[1], CAMERA[0]).frames
+    reference = TorchBackend(load_model(weights)[0])
+    return SimpleNamespace(weights=weights, cache=cache, ort=ort, torch=reference, frames=frames)
+
+
+@pytest.mark.parametrize("network_size", [(96, 64), (80, 40)])  # both pad to the 96x64 input
+def test_onnxruntime_pipeline_matches_torch(setup: SimpleNamespace, network_size: tuple[int, int]) -> None:
+    assert isinstance(setup.ort, OnnxRuntimeBackend) and setup.ort.input_size == INPUT_SIZE
+    first, second = setup.frames
+    ours = PerceptionPipeline(setup.ort, network_size).infer_pair(first, second)
+    reference = PerceptionPipeline(setup.torch, network_size).infer_pair(first, second)
+    assert ours.flow.shape == (CAMERA[1], CAMERA[0], 2) and ours.mask.shape == (CAMERA[1], CAMERA[0])
+    assert np.abs(reference.flow).max() > 0.5  # real displacements, not ~0
+    # flow is rescaled to camera pixels, so the 1e-3 px network tolerance scales with it
+    scale = max(CAMERA[0] / network_size[0], CAMERA[1] / network_size[1])
+    assert np.abs(ours.flow - reference.flow).max() <= 1e-3 * scale
+    assert np.abs(ours.mask_probability - reference.mask_probability).max() <= 1e-4
+    for name in ("mask", "occlusion", "layers"):
+        assert np.mean(getattr(ours, name) == getattr(reference, name)) >= 0.999, name
+
+
+def test_onnxruntime_outputs_are_fresh_arrays(setup: SimpleNamespace) -> None:
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((1, 3, INPUT_SIZE[1], INPUT_SIZE[0])).astype(np.float32) for _ in range(2))
+    first = setup.ort.infer(a, b)
+    kept = {name: value.copy() for name, value in first.items()}
+    second = setup.ort.infer(b, a)
+    assert not np.array_equal(second["flow"], kept["flow"])  # the inputs differ, so must the outputs
+    for name, value in first.items():
+        np.testing.assert_array_equal(value, kept[name])  # an earlier result is never overwritten
+
+
+def test_cache_is_reused_and_a_corrupt_entry_rebuilt(
+    setup: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cached = setup.ort.onnx_path
+    assert cached.parent == setup.cache and onnx_cache.file_sha256(setup.weights)[:16] in cached.name
+    exports: list[Path] = []
+    good = cached.read_bytes()
+
+    def fake_export(*args: object, **kwargs: object) -> ExportResult:  # stands in for the slow real export
+        target = Path(args[2])
+        exports.append(target)
+        target.write_bytes(good)
+        return ExportResult(path=target, exporter="copy", seconds=0.0)
+
+    monkeypatch.setattr(onnx_cache, "export_onnx", fake_export)
+    with caplog.at_level(logging.INFO):
+        assert onnx_cache.cached_onnx(setup.weights, INPUT_SIZE, cache_dir=setup.cache) == cached
+    assert exports == [] and "using cached ONNX" in caplog.text
+    cached.write_bytes(good[: len(good) // 3])  # truncated, as by a full disk
+    with caplog.at_level(logging.WARNING):
+        backend = create_backend("onnxruntime", setup.weights, threads=1, input_size=INPUT_SIZE, cache_dir=setup.cache)
+    assert exports == [cached] and "unusable, rebuilding" in caplog.text
+    assert read_onnx_model(backend.onnx_path).metadata["source_sha256"] == onnx_cache.file_sha256(setup.weights)
+
+
+def test_auto_prefers_onnxruntime_on_cpu_and_logs_why(setup: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="jointperception.runtime.backends"):
+        backend = create_backend("auto", setup.weights, "cpu", threads=1, input_size=INPUT_SIZE, cache_dir=setup.cache)
+    assert isinstance(backend, OnnxRuntimeBackend)
+    [line] = [r.getMessage() for r in caplog.records if r.name == "jointperception.runtime.backends"]
+    assert line.startswith("backend auto: onnxruntime-cpu (order tensorrt > onnxruntime-cuda > torch-cuda > ")
+    assert "skipped tensorrt: " in line and "onnxruntime-cuda: device is cpu; torch-cuda: device is cpu)" in line
+
+
+def test_auto_falls_back_to_torch_when_onnxruntime_is_missing(
+    setup: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(onnxruntime_backend, "unavailable_reason", lambda device: "onnxruntime is not installed")
+    with caplog.at_level(logging.INFO, logger="jointperception.runtime.backends"):
+        backend = create_backend("auto", setup.weights, "cpu", cache_dir=setup.cache)
+    assert isinstance(backend, TorchBackend)
+    assert "backend auto: torch-cpu (" in caplog.text
+    assert "onnxruntime-cpu: onnxruntime is not installed)" in caplog.text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present, so auto would not fall back")
+def test_auto_on_cuda_without_gpu_warns_and_falls_back(
+    setup: SimpleNamespace, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="jointperception.runtime.backends"):
+        backend = create_backend("auto", setup.weights, "cuda", threads=1, input_size=INPUT_SIZE, cache_dir=setup.cache)
+    assert backend.device == "cpu"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("backend auto: onnxruntime-cpu, falling back from cuda")
+    assert "torch-cuda: PyTorch sees no CUDA GPU" in warnings[0] and "CUDAExecutionProvider" in warnings[0]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt is installed here")
+def test_explicit_tensorrt_request_errors_clearly(setup: SimpleNamespace) -> None:
+    with pytest.raises(InputError, match="tensorrt is not installed"):
+        create_backend("tensorrt", setup.weights, "cuda")
+
+
+def test_explicit_unavailable_requests_error_clearly(setup: SimpleNamespace) -> None:
+    if onnxruntime_backend.unavailable_reason("cuda") is None:
+        pytest.skip("onnxruntime has a CUDA execution provider here")
+    with pytest.raises(InputError, match="CUDAExecutionProvider"):
+        create_backend("onnxruntime", setup.weights, "cuda", cache_dir=setup.cache)
+    with pytest.raises(InputError, match="unknown backend"):
+        create_backend("openvino", setup.weights)
+    with pytest.raises(InputError, match="needs a .safetensors"):
+        create_backend("torch", setup.ort.onnx_path)
