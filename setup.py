@@ -23,10 +23,10 @@ setup(
         "safetensors",
         "PyYAML",
         "tqdm",
+        "rosbags",
     ],
     extras_require={
         "export": ["onnx", "onnxruntime", "onnxscript"],
-        "bags": ["rosbags"],
         "plots": ["matplotlib"],
         "test": ["pytest"],
     },

@@ -21,6 +21,8 @@ COMMANDS = {
     "export": "export",
     "predict": "predict",
     "demo": "demo",
+    "replay": "replay",
+    "record-sample": "record_sample",
 }
 
 EXIT_USER_ERROR = 2

@@ -24,12 +24,11 @@ from jointperception.ros.common import image_qos  # noqa: E402
 from jointperception.ros.node_parts import (  # noqa: E402
     PARAMETERS,
     FrameSlot,
-    PairFrame,
     diagnostic_status,
-    pair_reset_reason,
     parameter_error,
 )
 from jointperception.ros.perception_node import scale_camera_info  # noqa: E402
+from jointperception.runtime.stream import PairFrame, pair_reset_reason  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,24 +1,22 @@
 """Pieces of the perception node that are tested without spinning: the parameter table and its
-checks, the latest-only frame slot, the pair-reset rule, running statistics and the diagnostics
-status built from them."""
+checks, the latest-only frame slot, running statistics and the diagnostics status built from
+them. The pair-reset rule, shared with ``replay``, lives in ``jointperception.runtime.stream``."""
 from __future__ import annotations
 
 import re
 import threading
 from collections import Counter, deque
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-from std_msgs.msg import Header
 
 from jointperception.ros.common import QOS_CHOICES, describe, qos_error
 from jointperception.ros.convert import CAUSES
 from jointperception.runtime.backends import BACKEND_NAMES
+from jointperception.runtime.stream import RESET_REASONS
 
-RESET_REASONS = ("stamp_backwards", "encoding_change", "size_change", "time_gap")
 DROP_REASONS = ("stale", "rate_limit")
 LATENCY_WINDOW = 300  # frames behind the latency percentiles
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
@@ -86,31 +84,6 @@ class FrameSlot:
         with self._ready:
             self._closed = True
             self._ready.notify_all()
-
-
-@dataclass(frozen=True)
-class PairFrame:
-    """A converted frame kept for pairing: rgb (H, W, 3) uint8; stamp in nanoseconds."""
-
-    header: Header
-    encoding: str
-    rgb: np.ndarray
-    stamp_ns: int
-
-
-def pair_reset_reason(previous: PairFrame | None, current: PairFrame, reset_gap_s: float) -> str | None:
-    """Why ``current`` must not be paired with ``previous`` (one of RESET_REASONS), or None."""
-    if previous is None:
-        return None
-    if current.stamp_ns < previous.stamp_ns:
-        return "stamp_backwards"  # e.g. a bag that loops
-    if current.encoding != previous.encoding:
-        return "encoding_change"
-    if current.rgb.shape != previous.rgb.shape:
-        return "size_change"
-    if reset_gap_s > 0 and current.stamp_ns - previous.stamp_ns > reset_gap_s * 1e9:
-        return "time_gap"
-    return None
 
 
 class RunningStats:

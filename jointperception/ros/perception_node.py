@@ -17,7 +17,6 @@ import threading
 import time
 from collections import Counter
 
-import numpy as np
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
@@ -39,14 +38,12 @@ from jointperception.ros.convert import (
 from jointperception.ros.node_parts import (
     PARAMETERS,
     FrameSlot,
-    PairFrame,
     RunningStats,
     diagnostic_status,
-    pair_reset_reason,
     parameter_error,
 )
 from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
-from jointperception.viz import flow_to_color, overlay_mask
+from jointperception.runtime.stream import OUTPUT_ENCODINGS, PairFrame, output_image, pair_reset_reason
 
 NODE_NAME = "jointperception_node"
 
@@ -100,7 +97,7 @@ class PerceptionNode(Node):
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
         self._image_pubs = {
             name: self.create_publisher(Image, f"~/{name}", qos)
-            for name in ("mask", "flow", "occlusion", "motion_layers", "flow_color", "overlay")
+            for name in OUTPUT_ENCODINGS
         }
         self._info_pub = self.create_publisher(CameraInfo, "~/camera_info", qos)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -190,17 +187,10 @@ class PerceptionNode(Node):
         return self._param(f"publish_{name}") and self._image_pubs[name].get_subscription_count() > 0
 
     def _publish_outputs(self, frame: PairFrame, out: PairOutputs) -> None:
-        make = {
-            "mask": lambda: encode_image(out.mask.astype(np.uint8) * 255, "mono8"),
-            "flow": lambda: encode_image(out.flow, "32FC2"),
-            "occlusion": lambda: encode_image(out.occlusion.astype(np.uint8) * 255, "mono8"),
-            "motion_layers": lambda: encode_image(out.layers, "mono8"),
-            "flow_color": lambda: encode_image(flow_to_color(out.flow), "rgb8"),
-            "overlay": lambda: encode_image(overlay_mask(frame.rgb, out.mask), "rgb8"),
-        }
-        for name, encoded in make.items():
+        for name, encoding in OUTPUT_ENCODINGS.items():
             if self._wanted(name):  # visualisations are computed only for a subscriber
-                self._image_pubs[name].publish(Image(header=frame.header, **vars(encoded())))
+                encoded = encode_image(output_image(name, frame.rgb, out), encoding)
+                self._image_pubs[name].publish(Image(header=frame.header, **vars(encoded)))
         info = self._camera_info
         if info is not None and self._param("publish_camera_info") and self._info_pub.get_subscription_count() > 0:
             height, width = frame.rgb.shape[:2]
