@@ -19,6 +19,7 @@ COMMANDS = {
     "train": "train",
     "eval": "evaluate",
     "export": "export",
+    "build-engine": "build_engine",
     "predict": "predict",
     "demo": "demo",
     "replay": "replay",

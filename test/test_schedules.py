@@ -68,6 +68,17 @@ def test_min_phase_steps_is_honoured() -> None:
     assert (schedule.phase, schedule.round) == ("flow", 2)
 
 
+def test_a_phase_that_keeps_improving_ends_at_its_share_of_the_budget() -> None:
+    schedule = _schedule(rounds=3, max_steps=600)  # 6 phases -> 100 steps each
+    assert schedule.decay_steps == 100
+    assert not schedule.report(50, 5.0)
+    assert schedule.report(100, 4.0)  # still improving, but the flow phase's share is used
+    assert schedule.phase == "segmentation"
+    assert not schedule.report(150, 3.0)
+    assert schedule.report(200, 2.0)
+    assert (schedule.phase, schedule.round) == ("flow", 2)
+
+
 def test_rounds_are_counted_and_run_finishes() -> None:
     schedule = _schedule(rounds=2, patience=1)
     seen = [(schedule.phase, schedule.round)]

@@ -1,4 +1,4 @@
-"""Inference backends: one I/O contract for PyTorch, ONNX Runtime and (later) TensorRT.
+"""Inference backends: one I/O contract for PyTorch, ONNX Runtime and TensorRT.
 
 A backend sees only network-resolution tensors; resizing, padding and thresholding live in
 ``runtime.pipeline`` so every backend is measured and deployed through the same code path.
@@ -6,7 +6,6 @@ Every backend runs the same fused graph, ``models.perception.PerceptionModel``.
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -16,10 +15,16 @@ import numpy as np
 import torch
 
 from jointperception.errors import InputError
+from jointperception.export import tensorrt as tensorrt_export
+from jointperception.export.tensorrt import (
+    TensorRTEngineError,
+    TensorRTUnavailableError,
+)
 from jointperception.models.perception import OUTPUT_NAMES, PerceptionModel
 from jointperception.models.weights import DEFAULT_MODEL_PATH, load_model
 from jointperception.runtime import onnxruntime_backend
 from jointperception.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from jointperception.runtime.tensorrt_backend import ENGINE_SUFFIXES, TensorRTBackend
 
 LOG = logging.getLogger(__name__)
 
@@ -80,14 +85,6 @@ def check_device(device: str) -> None:
         raise InputError(f"device {device!r} requested but PyTorch sees no CUDA GPU; use --device cpu")
 
 
-def _tensorrt_unavailable(device: str) -> str:
-    if importlib.util.find_spec("tensorrt") is None:
-        return "tensorrt is not installed"
-    if device == "cpu":
-        return "device is cpu"
-    return "the TensorRT engine backend is not part of this release yet"
-
-
 def _torch_cuda_unavailable(device: str) -> str | None:
     if device == "cpu":
         return "device is cpu"
@@ -112,9 +109,11 @@ def create_backend(
 
     auto tries tensorrt, onnxruntime-cuda, torch-cuda, onnxruntime-cpu, torch-cpu in that order and
     logs, in one line, the backend it uses and why it skipped each one before it (a warning when
-    a GPU was requested and it falls back to the CPU). ``threads`` (ONNX Runtime intra-op
-    threads), ``input_size`` ((W, H) of a static ONNX export, None = dynamic) and ``cache_dir``
-    (ONNX export cache) apply to onnxruntime. Raises InputError for an unknown or unavailable
+    a GPU was requested and it falls back to the CPU); a TensorRT engine that cannot be built or
+    loaded for the model is skipped with its reason. ``threads`` (ONNX Runtime intra-op threads)
+    applies to onnxruntime; ``input_size`` ((W, H) of a static ONNX export / TensorRT engine,
+    None = dynamic ONNX) and ``cache_dir`` (ONNX exports and TensorRT engines, keyed by content)
+    to onnxruntime and tensorrt (fp32 engines). Raises InputError for an unknown or unavailable
     backend, ModelFileError for a bad model file.
     """
     if name not in BACKEND_NAMES:
@@ -130,13 +129,18 @@ def create_backend(
     def ort_backend(ort_device: str) -> Backend:
         return OnnxRuntimeBackend(path, ort_device, threads=threads, input_size=input_size, cache_dir=cache_dir)
 
+    def trt_backend() -> Backend:
+        return TensorRTBackend(path, device, input_size=input_size, cache_dir=cache_dir)
+
     if name == "torch":
         return torch_backend(device)
     if name == "onnxruntime":
         return ort_backend(device)
     if name == "tensorrt":
-        reason = _tensorrt_unavailable(device)
-        raise InputError(f"backend tensorrt unavailable: {reason}; use --backend onnxruntime or torch")
+        reason = tensorrt_export.unavailable_reason(device)
+        if reason is not None:
+            raise InputError(f"backend tensorrt unavailable: {reason}; use --backend onnxruntime or torch")
+        return trt_backend()
     onnx_only = "model is ONNX" if path.suffix == ".onnx" else None  # torch needs the weights
     candidates: list[tuple[str, str | None, Callable[[], Backend]]] = [
         ("onnxruntime-cuda", _ort_cuda_unavailable(device), lambda: ort_backend(device)),
@@ -145,8 +149,19 @@ def create_backend(
         ("torch-cpu", onnx_only, lambda: torch_backend("cpu")),
     ]
     order = " > ".join(["tensorrt"] + [label for label, _reason, _build in candidates])
-    # tensorrt heads the order once its engine backend lands; until then it is always skipped
-    skipped = [f"tensorrt: {_tensorrt_unavailable(device)}"]
+    skipped: list[str] = []
+    trt_reason = tensorrt_export.unavailable_reason(device)
+    if trt_reason is None and input_size is None and path.suffix not in ENGINE_SUFFIXES:
+        trt_reason = "no input size given (TensorRT builds one engine per size)"
+    if trt_reason is None:
+        try:
+            backend = trt_backend()
+        except (TensorRTUnavailableError, TensorRTEngineError) as exc:  # unimportable, or cannot run this model
+            trt_reason = str(exc)
+        else:
+            LOG.info("backend auto: tensorrt (order %s)", order)
+            return backend
+    skipped.append(f"tensorrt: {trt_reason}")
     for label, reason, build in candidates:
         if reason is not None:
             skipped.append(f"{label}: {reason}")

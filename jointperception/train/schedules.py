@@ -64,7 +64,8 @@ class BranchSchedule:
     """Which branch trains at each step; ``to_dict``/``from_dict`` round-trip it for checkpoints.
 
     Iterative mode: phases flow, segmentation, flow, ... (2 * rounds phases); a phase ends after
-    ``patience`` evaluations without improvement, once it has run ``min_phase_steps`` steps.
+    ``patience`` evaluations without improvement, once it has run ``min_phase_steps`` steps, or
+    when it has run its share of the budget (``decay_steps``), whichever comes first.
     Joint mode: a single "joint" phase trains both branches until ``max_steps``.
     """
 
@@ -128,8 +129,11 @@ class BranchSchedule:
             self.best_metric, self.bad_evaluations = metric, 0
         else:
             self.bad_evaluations += 1
-        plateau = self.bad_evaluations >= self.patience
-        if self.mode == "joint" or not plateau or self.phase_step(step) < self.min_phase_steps:
+        plateau = self.bad_evaluations >= self.patience and self.phase_step(step) >= self.min_phase_steps
+        # a phase that keeps improving still ends once it has used its share of max_steps, so every
+        # branch trains within the budget (a slow steady flow phase would otherwise take it all)
+        budget_spent = self.phase_step(step) >= self.decay_steps
+        if self.mode == "joint" or not (plateau or budget_spent):
             return False
         self.phase_index += 1
         self.phase_start_step, self.best_metric, self.bad_evaluations = step, math.inf, 0
