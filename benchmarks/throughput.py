@@ -47,6 +47,7 @@ def predict_latency(model: Path | None, input_size: tuple[int, int], network_siz
     width, height = input_size
     folder = work / f"frames_{width}x{height}"
     sequence = render_sequence(123, frames, height, width)
+    folder.mkdir(parents=True, exist_ok=True)
     for index, frame in enumerate(sequence.frames):
         write_image(folder / f"{index:05d}.png", frame)
     pipeline = PerceptionPipeline.from_model_file(model, network_size=network_size)
@@ -65,7 +66,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=Path("config/train_synthetic.yaml"))
     parser.add_argument("--model", type=Path, default=None, help="default: the bundled model")
     parser.add_argument("--train-steps", type=int, default=60)
-    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--frames", type=int, default=12, help="frames per input size (<= 16)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/throughput.json"))
     args = parser.parse_args()

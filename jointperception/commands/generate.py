@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from jointperception.data.generate import generate_dataset
-from jointperception.data.synthetic import MIN_SIZE
+from jointperception.data.synthetic import MAX_FRAMES, MIN_SIZE
 from jointperception.errors import InputError
 
 HELP = "render synthetic sequences (frames, masks, flow, occlusion, layers) in a DAVIS-like layout"
@@ -14,7 +14,7 @@ HELP = "render synthetic sequences (frames, masks, flow, occlusion, layers) in a
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--sequences", type=int, default=10, help="number of sequences")
-    parser.add_argument("--frames", type=int, default=8, help="frames per sequence (>= 2)")
+    parser.add_argument("--frames", type=int, default=8, help="frames per sequence (2..16)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first sequence (sequence i uses seed + i)")
     parser.add_argument("--height", type=int, default=240, help=f"frame height in pixels (>= {MIN_SIZE})")
     parser.add_argument("--width", type=int, default=320, help=f"frame width in pixels (>= {MIN_SIZE})")
@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check(args: argparse.Namespace) -> None:
     if args.sequences < 1:
         raise InputError(f"--sequences must be at least 1, got {args.sequences}")
-    if args.frames < 2:
-        raise InputError(f"--frames must be at least 2, got {args.frames}")
+    if not 2 <= args.frames <= MAX_FRAMES:
+        raise InputError(f"--frames must be in 2..{MAX_FRAMES}, got {args.frames}")
     if args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
     if args.height < MIN_SIZE or args.width < MIN_SIZE:

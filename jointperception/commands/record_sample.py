@@ -25,7 +25,7 @@ from jointperception.errors import InputError
 HELP = "write a rosbag2 bag of camera frames from a folder, a video or a synthetic scene (with GT)"
 SYNTHETIC = "synthetic"
 SYNTHETIC_SIZE = (320, 240)
-SYNTHETIC_FRAMES = 30
+SYNTHETIC_FRAMES = 16  # frames of the synthetic scene (render_sequence allows up to MAX_FRAMES)
 # GT name -> (topic, encoding)
 GT_TOPICS = {"mask": ("/gt/mask", "mono8"), "flow": ("/gt/flow", "32FC2"), "occlusion": ("/gt/occlusion", "mono8")}
 

@@ -24,6 +24,10 @@ INVERSE_TOLERANCE = 4e-3
 INVERSE_MAX_ITERATIONS = 30
 
 
+class InverseDivergedError(RuntimeError):
+    """The fixed-point inverse of a quadratic motion did not converge at some point."""
+
+
 @dataclass(frozen=True)
 class LayerMotion:
     centre: tuple[float, float]  # c_0: expansion point at frame 0, pixels (x, y)
@@ -81,7 +85,7 @@ class LayerMotion:
             u, v = new_u, new_v
             if change < INVERSE_TOLERANCE:
                 return u + np.float32(cx), v + np.float32(cy)
-        raise RuntimeError(f"inverse of the quadratic motion did not converge (last change {change:.3g} px)")
+        raise InverseDivergedError(f"inverse of the quadratic motion did not converge (last change {change:.3g} px)")
 
     def to_canonical(self, points: Points, t: int) -> Points:
         """(M_0^{-1} o ... o M_{t-1}^{-1})(p): frame-0 position of points p seen in frame t."""

@@ -11,11 +11,13 @@ import numpy as np
 
 from jointperception.data.scene_layers import SceneLayer, StarShape
 from jointperception.data.scene_motion import (
+    InverseDivergedError,
     LayerMotion,
     sample_camera_motion,
     sample_object_motion,
 )
 from jointperception.data.textures import make_texture
+from jointperception.errors import ConfigError
 
 RADIUS_RANGE = (0.10, 0.22)  # object radius r0, fraction of min(H, W)
 HARMONICS = (2, 3, 4, 5)  # k of the outline r(phi); |a_k| <= HARMONIC_AMPLITUDE / k
@@ -23,6 +25,8 @@ HARMONIC_AMPLITUDE = 0.35
 CENTRE_SPREAD = 0.25  # trajectory midpoints within +-25 % of the frame size around its centre
 TRAVEL_FRACTION = 0.5  # a long sequence moves an object by at most this fraction of min(H, W)
 TEXTURE_MARGIN = 2.0  # px of texture beyond the area a layer ever shows
+CAMERA_ATTEMPTS = 50  # redraws of a camera motion whose inverse does not converge
+MAX_EXTENT_FACTOR = 3.0  # the background texture spans at most this many frame sizes
 
 
 def _background_extent(motion: LayerMotion, num_frames: int, height: int, width: int) -> tuple[float, float, float, float]:
@@ -45,6 +49,27 @@ def _textured(rng: np.random.Generator, motion: LayerMotion, extent: tuple[float
     return SceneLayer(motion=motion, texture=make_texture(rng, height, width), origin=(x0, y0), depth=depth, shape=shape)
 
 
+def _invertible_camera(rng: np.random.Generator, num_frames: int, height: int, width: int, max_translation: float,
+                       quadratic: bool) -> tuple[LayerMotion, tuple[float, float, float, float]]:
+    """A camera motion whose T-step inverse converges over the whole frame, and its canonical
+    extent. Compounded quadratic terms can make the inverse diverge far from the centre (large
+    frames, long sequences); such draws are redrawn from the same generator (deterministic)."""
+    limit = MAX_EXTENT_FACTOR * max(height, width)
+    for _ in range(CAMERA_ATTEMPTS):
+        camera = sample_camera_motion(rng, height, width, max_translation, quadratic)
+        try:
+            extent = _background_extent(camera, num_frames, height, width)
+        except InverseDivergedError:  # redraw: this motion is not invertible over the frame
+            continue
+        x0, y0, x1, y1 = extent
+        if np.isfinite(extent).all() and max(x1 - x0, y1 - y0) <= limit:
+            return camera, extent
+    raise ConfigError(
+        f"no invertible camera motion for {num_frames} frames of {width}x{height} in {CAMERA_ATTEMPTS} draws; "
+        "use fewer frames"
+    )
+
+
 def sample_scene(rng: np.random.Generator, num_frames: int, height: int, width: int, max_objects: int,
                  max_translation: float, camera_motion: str) -> list[SceneLayer]:
     """Layers of a random scene: [background, object 1, ..., object N], N in 1..max_objects.
@@ -52,8 +77,8 @@ def sample_scene(rng: np.random.Generator, num_frames: int, height: int, width: 
     camera_motion: "affine" | "quadratic" | "random" (either, with equal odds).
     """
     quadratic = camera_motion == "quadratic" or (camera_motion == "random" and rng.random() < 0.5)
-    camera = sample_camera_motion(rng, height, width, max_translation, quadratic)
-    layers = [_textured(rng, camera, _background_extent(camera, num_frames, height, width), 0, None)]
+    camera, extent = _invertible_camera(rng, num_frames, height, width, max_translation, quadratic)
+    layers = [_textured(rng, camera, extent, 0, None)]
     count = int(rng.integers(1, max_objects + 1))
     depths = rng.permutation(count) + 1
     object_translation = min(max_translation, TRAVEL_FRACTION * min(height, width) / (num_frames - 1))

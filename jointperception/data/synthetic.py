@@ -27,6 +27,7 @@ from jointperception.errors import ConfigError
 
 CAMERA_MOTIONS = ("affine", "quadratic", "random")
 MIN_SIZE = 32  # px: smallest frame side
+MAX_FRAMES = 16  # compounded per-frame motions stay invertible over the frame up to this length
 MAX_OBJECTS = 254  # layer ids are uint8
 
 
@@ -45,8 +46,8 @@ def _check_arguments(seed: int, num_frames: int, height: int, width: int, max_ob
                      max_translation: float, camera_motion: str) -> None:
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed: must be an integer >= 0, got {seed!r}")
-    if num_frames < 2:
-        raise ConfigError(f"num_frames: must be >= 2, got {num_frames}")
+    if not 2 <= num_frames <= MAX_FRAMES:
+        raise ConfigError(f"num_frames: must be in 2..{MAX_FRAMES}, got {num_frames}")
     if height < MIN_SIZE or width < MIN_SIZE:
         raise ConfigError(f"frame size: height and width must be >= {MIN_SIZE}, got {height}x{width}")
     if not 1 <= max_objects <= MAX_OBJECTS:

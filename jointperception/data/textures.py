@@ -76,6 +76,21 @@ def make_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarra
     return np.clip(texture, 0.0, 255.0, out=texture)
 
 
+REMAP_COLUMNS = 4096  # cv2.remap needs every side of its maps below 32767
+
+
 def sample_texture(texture: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bilinear lookup at texture pixel coordinates x, y (H, W) float32 -> (H, W, 3) float32."""
-    return cv2.remap(texture, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    """Bilinear lookup at texture pixel coordinates x, y (any equal shape S) float32 -> (*S, 3) float32.
+
+    The points are laid out in rows of REMAP_COLUMNS for cv2.remap, whatever S is, so long point
+    lists and large frames work alike.
+    """
+    count = x.size
+    rows = max(-(-count // REMAP_COLUMNS), 1)
+    pad = rows * REMAP_COLUMNS - count
+
+    def blocks(values: np.ndarray) -> np.ndarray:
+        return np.pad(values.reshape(-1).astype(np.float32), (0, pad)).reshape(rows, REMAP_COLUMNS)
+
+    sampled = cv2.remap(texture, blocks(x), blocks(y), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    return sampled.reshape(-1, texture.shape[2])[:count].reshape(*x.shape, texture.shape[2])
