@@ -158,7 +158,8 @@ def test_iterative_mode_alternates_and_freezes_the_other_branch(
         real_save(path, checkpoint)
 
     monkeypatch.setattr(trainer, "save_checkpoint", recording_save)
-    trainer.train(smoke_config(max_steps=16, eval_every=4, min_phase_steps=4, patience=1), tmp_path, device="cpu")
+    cfg = smoke_config(max_steps=16, eval_every=4, min_phase_steps=4, patience=1, rounds=1)  # phases of 8 steps
+    trainer.train(cfg, tmp_path, device="cpu")
     records = read_metrics(tmp_path)
     assert [(r["step"], r["phase"]) for r in records if r["kind"] == "phase"] == [(8, "segmentation")]
     phases = {r["step"]: r["phase"] for r in records if r["kind"] == "train"}
