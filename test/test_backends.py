@@ -10,14 +10,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from model_helpers import lively_model
 
 from jointperception.config import ModelConfig
 from jointperception.data.synthetic import render_sequence
 from jointperception.errors import InputError
 from jointperception.export import onnx_cache
 from jointperception.export.onnx import ExportResult, read_onnx_model
-from jointperception.models import build_model
-from jointperception.models.blocks import FlowPredictor
 from jointperception.models.weights import load_model, save_weights
 from jointperception.runtime import onnxruntime_backend
 from jointperception.runtime.backends import TorchBackend, create_backend
@@ -26,16 +25,6 @@ from jointperception.runtime.pipeline import PerceptionPipeline
 
 CAMERA = (120, 80)  # (W, H) of the rendered frames; the network runs smaller
 INPUT_SIZE = (96, 64)  # (W, H) of the static ONNX export
-
-
-def lively_model(seed: int) -> torch.nn.Module:
-    """Untrained JointNet whose flow heads predict pixels (same recipe as test_export)."""
-    torch.manual_seed(seed)
-    model = build_model(ModelConfig())
-    for module in model.modules():
-        if isinstance(module, FlowPredictor):
-            torch.nn.init.normal_(module.conv.weight, std=0.05)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from model_helpers import lively_model
 from onnx import TensorProto, helper
 
 from jointperception import cli
@@ -31,8 +32,6 @@ from jointperception.export.parity import (
     parity_pair,
 )
 from jointperception.export.tensorrt_ops import check_tensorrt_compatibility
-from jointperception.models import build_model
-from jointperception.models.blocks import FlowPredictor
 from jointperception.models.weights import load_model, save_weights
 from jointperception.runtime.backends import TorchBackend
 from jointperception.runtime.onnxruntime_backend import OnnxRuntimeBackend
@@ -40,16 +39,6 @@ from jointperception.runtime.pipeline import PerceptionPipeline, preprocess
 
 NETWORK_SIZE = (96, 64)  # (W, H), already stride multiples
 pytestmark = pytest.mark.slow  # the dynamic-shape export alone takes ~20 s of CPU
-
-
-def lively_model(seed: int) -> torch.nn.Module:
-    """Untrained JointNet whose flow heads predict pixels, not ~0, so parity is not trivial."""
-    torch.manual_seed(seed)
-    model = build_model(ModelConfig())
-    for module in model.modules():
-        if isinstance(module, FlowPredictor):
-            torch.nn.init.normal_(module.conv.weight, std=0.05)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
