@@ -27,7 +27,7 @@ from jointperception.ros.node_parts import (  # noqa: E402
     diagnostic_status,
     parameter_error,
 )
-from jointperception.ros.perception_node import scale_camera_info  # noqa: E402
+from jointperception.ros.perception_worker import scale_camera_info  # noqa: E402
 from jointperception.runtime.stream import PairFrame, pair_reset_reason  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,0 +1,201 @@
+"""The part of the perception nodes that does the work, shared by ``perception_node`` and
+``perception_lifecycle_node``: a latest-only frame slot filled by the image callback, a worker
+thread that converts, pairs and runs the pipeline, the output publishers and /diagnostics.
+
+The node owns the subscriptions and decides when the worker runs; the worker reads the live
+parameters (thresholds, rate limit, reset gap, publish toggles) from the node on every frame.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from rclpy.publisher import Publisher
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from jointperception.ros.convert import ImageConversionError, encode_image, image_msg_to_rgb
+from jointperception.ros.node_parts import FrameSlot, RunningStats, diagnostic_status
+from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
+from jointperception.runtime.stream import OUTPUT_ENCODINGS, PairFrame, output_image, pair_reset_reason
+
+CreatePublisher = Callable[..., Publisher]  # Node.create_publisher or create_lifecycle_publisher
+
+
+def scale_camera_info(info: CameraInfo, width: int, height: int, header: Header) -> CameraInfo:
+    """Copy of ``info`` for a width x height image, with ``header``.
+
+    K, P and the ROI are scaled by sx = width / info.width, sy = height / info.height (1 where
+    info gives no size); D and R do not depend on the image size.
+    """
+    out = copy.deepcopy(info)
+    sx = width / info.width if info.width else 1.0
+    sy = height / info.height if info.height else 1.0
+    k, p = list(info.k), list(info.p)
+    for i in (0, 1, 2):  # fx, skew, cx  |  fx', skew', cx' (rows of x)
+        k[i] *= sx
+        p[i] *= sx
+    p[3] *= sx  # Tx = -fx' * baseline
+    for i in (4, 5):  # fy, cy
+        k[i] *= sy
+    for i in (5, 6, 7):  # fy', cy', Ty
+        p[i] *= sy
+    out.k, out.p = k, p
+    out.roi.x_offset, out.roi.width = round(info.roi.x_offset * sx), round(info.roi.width * sx)
+    out.roi.y_offset, out.roi.height = round(info.roi.y_offset * sy), round(info.roi.height * sy)
+    out.header, out.width, out.height = header, width, height
+    return out
+
+
+class PerceptionWorker:
+    """Pairs each frame with the previous one and publishes the pipeline outputs of the newest.
+
+    ``create_publisher`` makes the output and /diagnostics publishers (``publishers`` lists them);
+    ``start`` / ``stop`` run and join the worker thread, which may be started again after a stop
+    (the pair state starts afresh; the counters carry on).
+    """
+
+    def __init__(self, node: Node, pipeline: PerceptionPipeline, create_publisher: CreatePublisher,
+                 qos: QoSProfile) -> None:
+        self.node = node
+        self.pipeline = pipeline
+        self.error: BaseException | None = None
+        self._stats = RunningStats()
+        self._last_status: tuple[float, Counter[str]] = (time.monotonic(), Counter())
+        self._slot = FrameSlot()
+        self._thread: threading.Thread | None = None
+        self._camera_info: CameraInfo | None = None
+        self._logged_causes: set[str] = set()
+        self._image_pubs = {name: create_publisher(Image, f"~/{name}", qos) for name in OUTPUT_ENCODINGS}
+        self._info_pub = create_publisher(CameraInfo, "~/camera_info", qos)
+        self._diagnostics_pub = create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.publishers = [*self._image_pubs.values(), self._info_pub, self._diagnostics_pub]
+
+    def summary(self) -> str:
+        """One log line: model, backend, device, network size."""
+        backend = self.pipeline.backend
+        width, height = self.pipeline.network_size
+        return f"model {self.pipeline.model_path}, backend {backend.name} on {backend.device}, network {width}x{height}"
+
+    def start(self) -> None:
+        self._slot = FrameSlot()
+        self._thread = threading.Thread(target=self._work, name="perception_worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking frames; the worker finishes the frame in hand before this returns."""
+        self._slot.close()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def on_image(self, msg: Image) -> None:
+        """Executor thread: keep only the newest frame; a frame it replaces is a stale drop."""
+        self._stats.count("received")
+        if self._slot.put((msg, time.monotonic())):
+            self._stats.count("dropped: stale")
+
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _param(self, name: str) -> object:
+        return self.node.get_parameter(name).value
+
+    def _warn_once(self, cause: str, text: str) -> None:
+        if cause not in self._logged_causes:
+            self._logged_causes.add(cause)
+            self.node.get_logger().warning(f"{text} [{cause}; logged once, counted in /diagnostics]")
+
+    def _work(self) -> None:
+        """Worker thread body. An error stops the node (exit code 1) rather than leave it deaf;
+        an error once the context is shut down (Ctrl-C while publishing) is the normal stop."""
+        try:
+            self._serve()
+        except Exception as exc:
+            if not self.node.context.ok():
+                return
+            self.error = exc
+            self.node.get_logger().fatal(f"perception worker stopped: {exc!r}")
+            self.node.context.try_shutdown()
+            raise
+
+    def _serve(self) -> None:
+        """Worker thread: take the newest frame, convert, pair with the previous one, publish."""
+        previous: PairFrame | None = None
+        last_start = -float("inf")
+        while (item := self._slot.take()) is not None:
+            msg, received = item
+            max_rate = self._param("max_rate_hz")
+            if max_rate > 0 and received - last_start < 1.0 / max_rate:
+                self._stats.count("dropped: rate_limit")
+                continue
+            last_start = received
+            try:
+                rgb = image_msg_to_rgb(msg)
+            except ImageConversionError as exc:
+                self._stats.count(f"bad: {exc.cause}")
+                self._warn_once(exc.cause, f"skipping frame: {exc}")
+                continue
+            stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            frame = PairFrame(msg.header, msg.encoding, rgb, stamp_ns)
+            reason = pair_reset_reason(previous, frame, self._param("reset_gap_s"))
+            if reason is not None:
+                self._stats.count(f"pair resets: {reason}")
+                self._warn_once(reason, f"pair state reset ({reason}); the next output comes with the next frame")
+            first = previous if reason is None else None
+            previous = frame
+            if first is not None:
+                self._process(frame, first, received)
+
+    def _process(self, current: PairFrame, previous: PairFrame, received: float) -> None:
+        """Outputs of ``current`` from infer_pair(current, previous); flow: current -> previous."""
+        self.pipeline.mask_threshold = self._param("mask_threshold")
+        self.pipeline.occlusion_threshold = self._param("occlusion_threshold")
+        out = self.pipeline.infer_pair(current.rgb, previous.rgb)
+        self._publish_outputs(current, out)
+        self._stats.record(latency_ms=(time.monotonic() - received) * 1000.0, inference_ms=out.latency_ms)
+
+    def _wanted(self, name: str) -> bool:
+        return self._param(f"publish_{name}") and self._image_pubs[name].get_subscription_count() > 0
+
+    def _publish_outputs(self, frame: PairFrame, out: PairOutputs) -> None:
+        for name, encoding in OUTPUT_ENCODINGS.items():
+            if self._wanted(name):  # visualisations are computed only for a subscriber
+                encoded = encode_image(output_image(name, frame.rgb, out), encoding)
+                self._image_pubs[name].publish(Image(header=frame.header, **vars(encoded)))
+        info = self._camera_info
+        if info is not None and self._param("publish_camera_info") and self._info_pub.get_subscription_count() > 0:
+            height, width = frame.rgb.shape[:2]
+            self._info_pub.publish(scale_camera_info(info, width, height, frame.header))
+
+    def publish_diagnostics(self) -> None:
+        """One /diagnostics status named '<node>: perception', rates over the time since the last."""
+        now = time.monotonic()
+        counts, latency_ms, inference_ms = self._stats.snapshot()
+        then, previous = self._last_status
+        self._last_status = (now, counts)
+        status = diagnostic_status(
+            f"{self.node.get_fully_qualified_name()}: perception",
+            counts,
+            previous,
+            now - then,
+            latency_ms,
+            inference_ms,
+            facts={
+                "backend": self.pipeline.backend.name,
+                "device": self.pipeline.backend.device,
+                "model": str(self.pipeline.model_path),
+                "network size": "x".join(map(str, self.pipeline.network_size)),
+            },
+            worker_alive=self.alive(),
+        )
+        header = Header(stamp=self.node.get_clock().now().to_msg())
+        self._diagnostics_pub.publish(DiagnosticArray(header=header, status=[status]))
