@@ -40,6 +40,7 @@ setup(
         "console_scripts": [
             f"{PACKAGE} = {PACKAGE}.cli:main",
             f"perception_node = {PACKAGE}.ros.perception_node:main",
+            f"perception_lifecycle_node = {PACKAGE}.ros.lifecycle_node:main",
             f"camera_source = {PACKAGE}.ros.camera_source:main",
         ],
     },
