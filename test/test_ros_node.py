@@ -11,8 +11,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +18,18 @@ import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 wheels (rclpy) not installed")
 
-from builtin_interfaces.msg import Time  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from perception_link import (  # noqa: E402
+    HEIGHT,
+    OUTPUTS,
+    WAIT,
+    WIDTH,
+    Link,
+    decode_msg,
+    random_frame,
+    save_untrained_model,
+    send_pair,
+    stamp_key,
+)
 from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
@@ -36,93 +44,11 @@ from ros_helpers import (  # noqa: E402
 )
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
-from jointperception.config import ModelConfig  # noqa: E402
 from jointperception.data.formats import write_image  # noqa: E402
-from jointperception.models import build_model  # noqa: E402
-from jointperception.models.weights import save_weights  # noqa: E402
-from jointperception.ros.convert import decode_image, encode_image  # noqa: E402
 from jointperception.runtime.pipeline import PerceptionPipeline  # noqa: E402
 from jointperception.viz import flow_to_color, overlay_mask  # noqa: E402
 
-HEIGHT, WIDTH = 64, 96
 NODE = "/jointperception_node"
-OUTPUTS = {"mask": "mono8", "flow": "32FC2", "occlusion": "mono8", "motion_layers": "mono8",
-           "flow_color": "rgb8", "overlay": "rgb8"}
-WAIT = 60.0  # generous bound for 2 busy cores; a passing run takes a few seconds
-
-
-def _stamp(seconds: float) -> Time:
-    return Time(sec=int(seconds), nanosec=round((seconds % 1.0) * 1e9))
-
-
-def _key(stamp: Time) -> tuple[int, int]:
-    return stamp.sec, stamp.nanosec
-
-
-def _frame(seed: int, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-
-
-def _decode(msg: Image) -> np.ndarray:
-    return decode_image(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
-
-
-class Link:
-    """The probe's publishers into, and subscriptions out of, the node under test."""
-
-    def __init__(self, probe: Probe) -> None:
-        self.probe = probe
-        node = probe.node
-        self.image_pub = node.create_publisher(Image, "/cam/image_raw", qos_profile_sensor_data)
-        self.info_pub = node.create_publisher(CameraInfo, "/cam/camera_info", qos_profile_sensor_data)
-        self.received: dict[str, list] = defaultdict(list)
-        self.subs = [
-            node.create_subscription(Image, f"{NODE}/{name}", lambda m, n=name: self.received[n].append(m),
-                                     qos_profile_sensor_data)
-            for name in OUTPUTS
-        ]
-        self.subs.append(node.create_subscription(CameraInfo, f"{NODE}/camera_info",
-                                                  self.received["camera_info"].append, qos_profile_sensor_data))
-        self.diagnostics: dict[str, str] = {}
-        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-
-    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            if status.name.startswith(NODE):
-                self.diagnostics = {kv.key: kv.value for kv in status.values}
-
-    def count(self, key: str) -> int:
-        return int(self.diagnostics.get(key, "0"))
-
-    def connected(self) -> bool:
-        return (self.image_pub.get_subscription_count() > 0 and self.info_pub.get_subscription_count() > 0
-                and all(sub.get_publisher_count() > 0 for sub in self.subs) and bool(self.diagnostics))
-
-    def send(self, seconds: float, rgb: np.ndarray | None = None, encoding: str = "rgb8",
-             fields: dict[str, object] | None = None) -> None:
-        """Publish a frame stamped ``seconds``: ``rgb`` encoded as ``encoding``, or raw Image ``fields``."""
-        msg = Image(**(vars(encode_image(rgb, encoding)) if fields is None else fields))
-        msg.header.stamp, msg.header.frame_id = _stamp(seconds), "cam_optical"
-        self.image_pub.publish(msg)
-
-    def output_for(self, seconds: float, names: tuple[str, ...] = tuple(OUTPUTS)) -> dict[str, object] | None:
-        """The messages of ``names`` stamped ``seconds``, once each has arrived, else None."""
-        found = {}
-        for name in names:
-            match = [m for m in self.received[name] if _key(m.header.stamp) == _key(_stamp(seconds))]
-            if not match:
-                return None
-            found[name] = match[-1]
-        return found
-
-    def expect_output(self, seconds: float, names: tuple[str, ...] = tuple(OUTPUTS)) -> dict[str, object]:
-        assert self.probe.spin_until(lambda: self.output_for(seconds, names) is not None, WAIT), \
-            f"no outputs stamped {seconds} within {WAIT} s; diagnostics {self.diagnostics}"
-        return self.output_for(seconds, names)
-
-    def expect_count(self, key: str, at_least: int) -> None:
-        assert self.probe.spin_until(lambda: self.count(key) >= at_least, WAIT), \
-            f"diagnostics {key!r} stayed below {at_least}: {self.diagnostics}"
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +59,7 @@ def domain_id() -> int:
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("model") / "m.safetensors"
-    return save_weights(path, build_model(ModelConfig()), ModelConfig(), {})
+    return save_untrained_model(path)
 
 
 @pytest.fixture(scope="module")
@@ -160,39 +86,23 @@ def link(node, domain_id: int):
     probe.close()
 
 
-def _send_pair(link: Link, first: float, frame: np.ndarray) -> tuple[float, dict[str, object]]:
-    """Frames stamped ``first`` and ``first + 0.1`` (``frame``, then ``frame`` moved 3 px right);
-    returns the second stamp and its outputs. A first frame has no output to wait for, so a pair
-    whose first frame was not taken in time (a loaded machine) is sent again one second later."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        second = first + 0.1
-        link.send(first, frame)
-        link.probe.spin_for(0.2)
-        link.send(second, np.roll(frame, 3, axis=1))
-        if link.probe.spin_until(lambda stamp=second: link.output_for(stamp) is not None, 10.0):
-            return second, link.output_for(second)
-        assert time.monotonic() < deadline, f"no outputs within {WAIT} s; diagnostics {link.diagnostics}"
-        first += 1.0
-
-
 def test_outputs_carry_the_input_header_encoding_and_size(link: Link, model_file: Path) -> None:
     info = CameraInfo(width=2 * WIDTH, height=2 * HEIGHT, distortion_model="plumb_bob", d=[0.1, 0.0, 0.0, 0.0, 0.0],
                       k=[200.0, 0.0, 96.0, 0.0, 200.0, 64.0, 0.0, 0.0, 1.0],
                       p=[200.0, 0.0, 96.0, 0.0, 0.0, 200.0, 64.0, 0.0, 0.0, 0.0, 1.0, 0.0])
     link.info_pub.publish(info)
     link.probe.spin_for(0.2)
-    frame = _frame(1)
-    stamp, outputs = _send_pair(link, 10.25, frame)
+    frame = random_frame(1)
+    stamp, outputs = send_pair(link, 10.25, frame)
     newest = np.roll(frame, 3, axis=1)
     for name, encoding in OUTPUTS.items():
         msg = outputs[name]
         assert msg.header.frame_id == "cam_optical"
         assert (msg.encoding, msg.height, msg.width) == (encoding, HEIGHT, WIDTH), name
-    mask = _decode(outputs["mask"])
+    mask = decode_msg(outputs["mask"])
     assert set(np.unique(mask)) <= {0, 255}
-    assert set(np.unique(_decode(outputs["occlusion"]))) <= {0, 255}
-    flow = _decode(outputs["flow"])
+    assert set(np.unique(decode_msg(outputs["occlusion"]))) <= {0, 255}
+    flow = decode_msg(outputs["flow"])
     assert flow.shape == (HEIGHT, WIDTH, 2) and flow.dtype == np.float32 and np.isfinite(flow).all()
     # the same pipeline in this process: outputs of the newest frame, flow newest -> previous
     pipeline = PerceptionPipeline.from_model_file(model_file, network_size=(WIDTH, HEIGHT))
@@ -202,9 +112,9 @@ def test_outputs_carry_the_input_header_encoding_and_size(link: Link, model_file
     decided = np.abs(expected.mask_probability - 0.5) > 1e-3
     np.testing.assert_array_equal((mask > 0)[decided], expected.mask[decided])
     # the pictures are of the newest frame and of the published flow
-    np.testing.assert_array_equal(_decode(outputs["overlay"]), overlay_mask(newest, mask > 0))
-    np.testing.assert_array_equal(_decode(outputs["flow_color"]), flow_to_color(flow))
-    layers = _decode(outputs["motion_layers"])
+    np.testing.assert_array_equal(decode_msg(outputs["overlay"]), overlay_mask(newest, mask > 0))
+    np.testing.assert_array_equal(decode_msg(outputs["flow_color"]), flow_to_color(flow))
+    layers = decode_msg(outputs["motion_layers"])
     assert ((layers > 0) == (mask > 0)).all()
 
     info_out = link.expect_output(stamp, ("camera_info",))["camera_info"]
@@ -242,14 +152,14 @@ def test_parameters_are_validated_and_applied_on_set(link: Link) -> None:
 
     for threshold, expected in [(1.0, 0), (0.0, 255)]:  # probability > 1 never, > 0 always
         assert _set(link, "mask_threshold", threshold).successful
-        _stamp_out, outputs = _send_pair(link, 20.0 + threshold, _frame(6))
-        assert (_decode(outputs["mask"]) == expected).all()
+        _stamp_out, outputs = send_pair(link, 20.0 + threshold, random_frame(6))
+        assert (decode_msg(outputs["mask"]) == expected).all()
     assert _set(link, "mask_threshold", 0.5).successful
 
     assert _set(link, "max_rate_hz", 0.5).successful
     before = link.count("dropped: rate_limit")
     for index in range(3):  # within 2 s of each other: at most one passes
-        link.send(30.0 + index * 0.1, _frame(index))
+        link.send(30.0 + index * 0.1, random_frame(index))
         link.probe.spin_for(0.1)
     link.expect_count("dropped: rate_limit", before + 2)
     assert _set(link, "max_rate_hz", 0.0).successful
@@ -266,7 +176,7 @@ def test_bad_startup_parameter_exits_with_code_2(domain_id: int) -> None:
 
 def _bad_frames() -> list[tuple[str, dict[str, object]]]:
     """(cause, Image fields) for each kind of bad input; causes repeat to test logging once."""
-    rgb = _frame(7).tobytes()
+    rgb = random_frame(7).tobytes()
     nan_depth = np.full((HEIGHT, WIDTH), 0.5, dtype=np.float32)
     nan_depth[3, 4] = np.nan
     flow = np.zeros((HEIGHT, WIDTH, 2), dtype=np.float32)
@@ -291,7 +201,7 @@ def _bad_frames() -> list[tuple[str, dict[str, object]]]:
 
 def test_bad_input_is_skipped_logged_once_and_counted(link: Link, node) -> None:
     process, log = node
-    _send_pair(link, 100.0, _frame(2))  # a known state: the node serves good frames
+    send_pair(link, 100.0, random_frame(2))  # a known state: the node serves good frames
     expected = {cause: link.count(f"bad: {cause}") for cause, _fields in _bad_frames()}
     for index, (cause, fields) in enumerate(_bad_frames()):
         expected[cause] += 1
@@ -299,9 +209,9 @@ def test_bad_input_is_skipped_logged_once_and_counted(link: Link, node) -> None:
         link.expect_count(f"bad: {cause}", expected[cause])
 
     # pair resets: each frame that breaks the pair is counted, and the next frame pairs with it
-    small = _frame(3, height=32, width=48)
+    small = random_frame(3, height=32, width=48)
     steps = [
-        ("stamp_backwards", 50.0, "rgb8", _frame(4)),
+        ("stamp_backwards", 50.0, "rgb8", random_frame(4)),
         ("size_change", 50.2, "rgb8", small),
         ("encoding_change", 50.4, "bgr8", small),
         ("time_gap", 55.0, "bgr8", small),
@@ -324,7 +234,7 @@ def test_bad_input_is_skipped_logged_once_and_counted(link: Link, node) -> None:
 def test_camera_source_to_node_to_subscriber(link: Link, domain_id: int, tmp_path: Path) -> None:
     folder = tmp_path / "frames"
     folder.mkdir()
-    frames = [_frame(10 + i) for i in range(3)]
+    frames = [random_frame(10 + i) for i in range(3)]
     for index, frame in enumerate(frames):
         write_image(folder / f"{index:03d}.png", frame)
     calibration = tmp_path / "calib.yaml"
@@ -343,8 +253,8 @@ def test_camera_source_to_node_to_subscriber(link: Link, domain_id: int, tmp_pat
         "-r", "__ns:=/once", "-p", f"source:={folder}", "-p", "rate_hz:=20.0"], domain_id, tmp_path / "once.log")
     try:
         def node_answered() -> bool:
-            stamps = {_key(m.header.stamp) for m in source_images}
-            masks = [m for m in link.received["mask"] if _key(m.header.stamp) in stamps]
+            stamps = {stamp_key(m.header.stamp) for m in source_images}
+            masks = [m for m in link.received["mask"] if stamp_key(m.header.stamp) in stamps]
             infos = [m for m in link.received["camera_info"] if m.header.frame_id == "cam_src"]
             return len(source_images) >= 5 and len(masks) >= 2 and bool(infos)
 
@@ -355,11 +265,11 @@ def test_camera_source_to_node_to_subscriber(link: Link, domain_id: int, tmp_pat
         stop(looping)
         stop(once)
     assert "end of" in (tmp_path / "once.log").read_text()
-    decoded = [_decode(m) for m in source_images]
+    decoded = [decode_msg(m) for m in source_images]
     positions = [next(i for i, f in enumerate(frames) if np.array_equal(d, f)) for d in decoded]
     assert all((b - a) % 3 == 1 for a, b in zip(positions, positions[1:])), positions  # in order, looping
     assert all(m.header.frame_id == "cam_src" and m.encoding == "rgb8" for m in source_images)
-    stamps = [_key(m.header.stamp) for m in source_images]
+    stamps = [stamp_key(m.header.stamp) for m in source_images]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
     info = [m for m in link.received["camera_info"] if m.header.frame_id == "cam_src"][-1]
     assert (info.width, info.height) == (WIDTH, HEIGHT) and info.k[0] == pytest.approx(100.0)
@@ -368,7 +278,7 @@ def test_camera_source_to_node_to_subscriber(link: Link, domain_id: int, tmp_pat
 def test_node_stops_cleanly_on_sigint_while_streaming(link: Link, node) -> None:
     """Ctrl-C lands while the worker publishes: exit code 0 and no traceback."""
     process, log = node
-    frame = _frame(5)
+    frame = random_frame(5)
     for index in range(30):  # about 30 fps: the worker is busy most of the time
         if index == 15:
             process.send_signal(signal.SIGINT)
