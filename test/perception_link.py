@@ -121,3 +121,15 @@ def send_pair(link: Link, first: float, frame: np.ndarray) -> tuple[float, dict[
             return second, link.output_for(second)
         assert time.monotonic() < deadline, f"no outputs within {WAIT} s; diagnostics {link.diagnostics}"
         first += 1.0
+
+
+def call_service(probe: Probe, service_type: type, name: str, request: object) -> object:
+    """The response of service ``name`` to ``request``, waiting up to WAIT for it and for the answer."""
+    client = probe.node.create_client(service_type, name)
+    try:
+        assert probe.spin_until(client.service_is_ready, WAIT), f"{name} not available"
+        future = client.call_async(request)
+        assert probe.spin_until(future.done, WAIT), f"{name} did not answer"
+        return future.result()
+    finally:
+        probe.node.destroy_client(client)

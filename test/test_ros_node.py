@@ -24,6 +24,7 @@ from perception_link import (  # noqa: E402
     WAIT,
     WIDTH,
     Link,
+    call_service,
     decode_msg,
     random_frame,
     save_untrained_model,
@@ -126,14 +127,7 @@ def test_outputs_carry_the_input_header_encoding_and_size(link: Link, model_file
 
 
 def _call(link: Link, service_type, name: str, request):
-    client = link.probe.node.create_client(service_type, f"{NODE}/{name}")
-    try:
-        assert link.probe.spin_until(client.service_is_ready, WAIT), f"{NODE}/{name} not available"
-        future = client.call_async(request)
-        assert link.probe.spin_until(future.done, WAIT), f"{NODE}/{name} did not answer"
-        return future.result()
-    finally:
-        link.probe.node.destroy_client(client)
+    return call_service(link.probe, service_type, f"{NODE}/{name}", request)
 
 
 def _set(link: Link, name: str, value: object):
