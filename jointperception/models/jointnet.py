@@ -7,6 +7,10 @@ forward(image1, image2) for normalised (B, 3, H, W) frames, H and W multiples of
     occlusion_logits  (B, 1, H, W)  pixels of image1 not visible in image2
     flow_pyramid      [soft-argmax matching flow at stride 8, then (B, 2, H/s, W/s) for
                        s = 32, 16, 8, 4, 2, 1], input pixels   (training mode only)
+    decoder_features  [(B, C_s, H/s, W/s) fused flow-decoder features, s = 32, 16, 8, 4, 2]
+                      (training mode only; fed to the EFC occlusion heads)
+    encoder_features  [(B, C_s, H/s, W/s) segmentation-encoder features of image1, s = 2 .. 32]
+                      (training mode only; EFC temporal consistency)
 The pair may come in either temporal order: the node feeds (current, previous).
 """
 from __future__ import annotations
@@ -99,4 +103,6 @@ class JointNet(nn.Module):
         }
         if self.training:
             outputs["flow_pyramid"] = [matching_flow, *flows, flow]
+            outputs["decoder_features"] = [decoder_features[stride] for stride in DECODER_STRIDES]
+            outputs["encoder_features"] = [seg_features[stride] for stride in STRIDES]
         return outputs
