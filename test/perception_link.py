@@ -64,13 +64,11 @@ class Link:
         self.subs.append(probe.node.create_subscription(CameraInfo, f"{node}/camera_info",
                                                         self.received["camera_info"].append, qos_profile_sensor_data))
         self.diagnostics: dict[str, str] = {}
-        self.status_names: set[str] = set()
         probe.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             if status.name.startswith(f"{self.node_name}:"):
-                self.status_names.add(status.name)
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
 
     def count(self, key: str) -> int:
