@@ -61,6 +61,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     mode: str = "iterative"  # iterative (SegFlow §4.1 branch alternation) | joint (all weights at once)
+    #                          | motion_layers (MotionLayerNet on flow, EM loss: train/motion_trainer.py)
     max_steps: int = 6000  # total optimizer steps over all phases
     batch_size: int = 8  # pairs per step and process
     lr: float = 1e-3  # peak learning rate (AdamW)
@@ -79,7 +80,7 @@ class TrainConfig:
     log_every: int = 25  # steps between JSONL metric lines
 
     def validate(self) -> None:
-        _choice("train.mode", self.mode, ("iterative", "joint"))
+        _choice("train.mode", self.mode, ("iterative", "joint", "motion_layers"))
         for key in ("max_steps", "batch_size", "eval_every", "rounds", "log_every", "patience"):
             _positive(f"train.{key}", getattr(self, key))
         for key in ("lr", "min_lr", "grad_clip"):
@@ -92,15 +93,45 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class MotionConfig:
+    """MotionLayerNet and its EM-loss training (train.mode: motion_layers)."""
+
+    num_layers: int = 4  # K motion layers (2..5)
+    levels: int = 3  # U-Net levels after the stride-4 stem (input sides: multiples of 2 ** (levels + 1))
+    base_width: int = 16  # channels of the first level, doubled per level
+    motion_model: str = "quadratic"  # affine (6 params) | quadratic (12 params) per layer
+    entropy_weight: float = 0.01  # beta in L = sum g rho(f - f_theta) - beta sum H(g)
+    irls_iterations: int = 3  # L1 IRLS reweightings of the M-step after the L2 fit
+    augment_scale: float = 4.0  # px: amplitude of the random global quadratic flow added in training
+    predicted_flow_samples: int = 1000  # training pairs whose flow the joint model predicts (cached)
+    joint_model: str = "bundled"  # joint model predicting those flows; "bundled" = models/jointnet_tiny.safetensors
+    max_train_minutes: float = 0.0  # stop after this much training wall time (0 = max_steps only)
+
+    def validate(self) -> None:
+        if not 2 <= self.num_layers <= 5:
+            raise ConfigError(f"motion.num_layers: must be in 2..5, got {self.num_layers}")
+        if not 1 <= self.levels <= 5:
+            raise ConfigError(f"motion.levels: must be in 1..5, got {self.levels}")
+        if self.base_width < 4:
+            raise ConfigError(f"motion.base_width: must be >= 4, got {self.base_width}")
+        _choice("motion.motion_model", self.motion_model, ("affine", "quadratic"))
+        for key in ("entropy_weight", "irls_iterations", "augment_scale", "predicted_flow_samples", "max_train_minutes"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"motion.{key}: must be >= 0, got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
 
     def validate(self) -> None:
         self.model.validate()
         self.data.validate()
         self.train.validate()
+        self.motion.validate()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

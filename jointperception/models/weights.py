@@ -12,10 +12,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from jointperception.config import ModelConfig, config_from_dict
+from jointperception.config import ModelConfig, MotionConfig, config_from_dict
 from jointperception.errors import ConfigError, ModelFileError
-from jointperception.models import build_model
+from jointperception.models import build_model, build_motion_model
 from jointperception.models.jointnet import JointNet
+from jointperception.models.motionnet import MotionLayerNet
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "jointnet_tiny.safetensors"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
@@ -78,6 +79,26 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     _check_state_matches(path, state, model.state_dict(), model_cfg)
     model.load_state_dict(state)
     return model.to(device).eval(), model_cfg, metadata
+
+
+def load_motion_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MotionLayerNet, MotionConfig, dict[str, Any]]:
+    """Rebuild MotionLayerNet from a safetensors file written by ``save_weights(path, net, motion_cfg, meta)``
+    -> (model in eval mode on ``device``, MotionConfig, metadata). ModelFileError names a bad file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found")
+    try:
+        state = load_file(str(path))
+        with open(path, "rb") as handle:
+            header = json.loads(handle.read(int.from_bytes(handle.read(8), "little"))).get("__metadata__", {})
+        motion_cfg = config_from_dict({"motion": json.loads(header["model_config"])}).motion
+        metadata = json.loads(header.get("metadata", "{}"))
+        model = build_motion_model(motion_cfg)
+        model.load_state_dict(state)
+    except (SafetensorError, OSError, ValueError, KeyError, ConfigError, RuntimeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelFileError(f"{path}: not a valid MotionLayerNet safetensors model ({reason})") from None
+    return model.to(device).eval(), motion_cfg, metadata
 
 
 def _check_state_matches(path: Path, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], cfg: ModelConfig) -> None:

@@ -1,0 +1,133 @@
+"""Parametric motion fit and the EM motion-segmentation loss (DESIGN §6, EM motion segmentation).
+
+Site i at normalised coordinates (x, y) in [-1, 1]; design vector P(i) = [1, x, y] (affine) or
+[1, x, y, x², xy, y²] (quadratic), one per flow component: f_θk(i) = (P(i)·θ_k^u, P(i)·θ_k^v).
+M-step (no gradient): θ_k = argmin_θ Σ_i g_ik ρ(f(i) − f_θ(i)) + ridge, weighted least squares in
+closed form (torch.linalg.solve), ρ = L1 through IRLS started from the L2 solution.
+Loss: L = (Σ_i Σ_k g_ik ρ(f(i) − f_θk(i)) − β Σ_i H(g_i)) / (H·W), H(g_i) = −Σ_k g_ik log g_ik.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+MOTION_MODELS = {"affine": 3, "quadratic": 6}  # design vector length per flow component
+MAX_FLOW = 1e4  # px: flow is clamped here; non-finite vectors become 0 with zero fit weight
+RIDGE = 1e-6  # Tikhonov weight relative to the layer's total weight (keeps tiny layers solvable)
+RIDGE_FLOOR = 1e-6  # absolute ridge: an empty layer gets θ = 0
+IRLS_EPS = 1e-2  # px: |r| floor of the L1 reweighting w = g / max(|r|, eps)
+
+
+def sanitize_flow(flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """flow (B, 2, H, W) -> (finite flow clamped to ±MAX_FLOW, valid (B, 1, H, W) float in {0, 1}).
+
+    A site is valid when both components are finite; invalid sites get flow 0.
+    """
+    valid = torch.isfinite(flow).all(dim=1, keepdim=True)
+    clean = torch.where(valid, flow.clamp(-MAX_FLOW, MAX_FLOW), torch.zeros_like(flow))
+    return clean, valid.to(flow.dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _design_cached(height: int, width: int, model: str, device: str, dtype: torch.dtype) -> torch.Tensor:
+    ys = torch.linspace(-1.0, 1.0, height, dtype=torch.float64) if height > 1 else torch.zeros(1, dtype=torch.float64)
+    xs = torch.linspace(-1.0, 1.0, width, dtype=torch.float64) if width > 1 else torch.zeros(1, dtype=torch.float64)
+    y, x = torch.meshgrid(ys, xs, indexing="ij")
+    x, y = x.reshape(-1), y.reshape(-1)
+    columns = [torch.ones_like(x), x, y]
+    if model == "quadratic":
+        columns += [x * x, x * y, y * y]
+    return torch.stack(columns, dim=1).to(device=device, dtype=dtype)
+
+
+def design_matrix(height: int, width: int, model: str = "quadratic", device: torch.device | str = "cpu",
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """P: (H·W, D) rows P(i) in raster order, D = 3 (affine) or 6 (quadratic). Buffered per size;
+    the returned tensor is shared, never write into it."""
+    if model not in MOTION_MODELS:
+        raise ValueError(f"motion model must be one of {', '.join(MOTION_MODELS)}, got {model!r}")
+    return _design_cached(int(height), int(width), model, str(torch.device(device)), dtype)
+
+
+def weighted_fit(design: torch.Tensor, flow: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted ridge least squares per layer and component (closed form, no gradient).
+
+    design: (N, D); flow: (B, 2, N); weights: (B, K, N) or (B, K, 2, N) (one per component), >= 0.
+    θ_kc = (Pᵀ W_kc P + λ_kc I)⁻¹ Pᵀ W_kc f_c, λ_kc = RIDGE Σ_i w_ikc + RIDGE_FLOOR.
+    Returns θ: (B, K, 2, D). Solved in float64 with torch.linalg.solve (SPD by the ridge).
+    """
+    with torch.no_grad():
+        p = design.double()
+        w = weights.double()
+        if w.dim() == 3:
+            w = w.unsqueeze(2).expand(-1, -1, 2, -1)
+        normal = torch.einsum("bkcn,nd,ne->bkcde", w, p, p)  # Pᵀ W P: (B, K, 2, D, D)
+        rhs = torch.einsum("bkcn,bcn,nd->bkcd", w, flow.double(), p)  # Pᵀ W f: (B, K, 2, D)
+        ridge = RIDGE * w.sum(dim=-1) + RIDGE_FLOOR  # (B, K, 2)
+        eye = torch.eye(p.shape[1], dtype=torch.float64, device=p.device)
+        theta = torch.linalg.solve(normal + ridge[..., None, None] * eye, rhs.unsqueeze(-1)).squeeze(-1)
+    return theta.to(flow.dtype)
+
+
+def parametric_flow(design: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """f_θk(i) = (P(i)·θ_k^u, P(i)·θ_k^v): design (N, D), theta (B, K, 2, D) -> (B, K, 2, N)."""
+    return torch.einsum("nd,bkcd->bkcn", design, theta)
+
+
+def fit_layers_l1(design: torch.Tensor, flow: torch.Tensor, weights: torch.Tensor, iterations: int = 3) -> torch.Tensor:
+    """θ_k = argmin Σ_i g_ik |f(i) − f_θ(i)|_1 by IRLS from the L2 fit.
+
+    flow: (B, 2, N); weights g: (B, K, N) -> θ (B, K, 2, D). Each IRLS step refits with
+    w_ikc = g_ik / max(|r_ikc|, IRLS_EPS), r = f − f_θ (per component, ρ is separable).
+    """
+    with torch.no_grad():
+        theta = weighted_fit(design, flow, weights)
+        for _ in range(iterations):
+            residual = (flow.unsqueeze(1) - parametric_flow(design, theta)).abs()  # (B, K, 2, N)
+            theta = weighted_fit(design, flow, weights.unsqueeze(2) / residual.clamp_min(IRLS_EPS))
+    return theta
+
+
+def em_loss(logits: torch.Tensor, flow: torch.Tensor, model: str = "quadratic", entropy_weight: float = 0.01,
+            irls_iterations: int = 3) -> tuple[torch.Tensor, dict[str, float]]:
+    """EM loss of layer logits on a flow field.
+
+    logits: (B, K, H, W) network output; flow: (B, 2, H, W) pixels (sanitised here; invalid sites
+    carry no loss). θ_k is fitted to the detached g = softmax(logits) (M-step), then
+    L = mean_b (Σ_i v_i Σ_k g_ik |f(i) − f_θk(i)|_1 − β Σ_i v_i H(g_i)) / (H·W).
+    Returns (loss, {"loss", "residual", "entropy"}) with residual in px per site.
+    """
+    batch, _, height, width = logits.shape
+    flow, valid = sanitize_flow(flow.to(logits.dtype))
+    design = design_matrix(height, width, model, logits.device, logits.dtype)
+    log_g = torch.log_softmax(logits, dim=1).flatten(2)  # (B, K, N)
+    g = log_g.exp()
+    f = flow.flatten(2)  # (B, 2, N)
+    v = valid.flatten(2)  # (B, 1, N)
+    theta = fit_layers_l1(design, f, g.detach() * v, irls_iterations)
+    residual = (f.unsqueeze(1) - parametric_flow(design, theta)).abs().sum(dim=2)  # ρ = |du| + |dv|: (B, K, N)
+    data_term = (g * residual * v).sum(dim=(1, 2))
+    entropy = -(g * log_g).sum(dim=1, keepdim=True)  # H(g_i): (B, 1, N)
+    entropy_term = (entropy * v).sum(dim=(1, 2))
+    sites = float(height * width)
+    loss = ((data_term - entropy_weight * entropy_term) / sites).mean()
+    metrics = {
+        "loss": float(loss.detach()),
+        "residual": float(data_term.detach().mean() / sites),
+        "entropy": float(entropy_term.detach().mean() / sites),
+    }
+    return loss, metrics
+
+
+def random_quadratic_flow(batch: int, height: int, width: int, generator: torch.Generator, scale: float = 4.0,
+                          dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A random global quadratic flow (B, 2, H, W), pixels: θ ~ U(−1, 1) · scale · (1, ½, ½, ¼, ¼, ¼).
+
+    Adding it to a training flow leaves the EM loss unchanged in law (every layer's model absorbs
+    it); the network learns to be invariant to it (DESIGN §6 augmentation).
+    """
+    design = design_matrix(height, width, "quadratic", "cpu", dtype)
+    decay = torch.tensor([1.0, 0.5, 0.5, 0.25, 0.25, 0.25], dtype=dtype)
+    theta = (torch.rand(batch, 1, 2, 6, generator=generator, dtype=dtype) * 2.0 - 1.0) * scale * decay
+    return parametric_flow(design, theta)[:, 0].reshape(batch, 2, height, width)
