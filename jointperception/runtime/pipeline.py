@@ -89,6 +89,22 @@ def mask_to_layers(mask: np.ndarray) -> np.ndarray:
     return lookup[labels]
 
 
+def unmirror_outputs(raw: dict[str, np.ndarray], width: int) -> dict[str, np.ndarray]:
+    """Backend outputs of a left-right mirrored pair -> outputs in the original frame.
+
+    Only the first ``width`` columns hold the image (the rest is stride padding): they are
+    mirrored back, and the flow's u component changes sign (u(x) = -u_mirrored(W - 1 - x)).
+    """
+    restored = {}
+    for name, value in raw.items():
+        out = value.copy()
+        out[..., :width] = value[..., :width][..., ::-1]
+        if name == "flow":
+            out[:, 0] *= -1.0
+        restored[name] = out
+    return restored
+
+
 def check_frame(frame: object, name: str) -> np.ndarray:
     """Raise InputError unless ``frame`` is an (H, W, 3) uint8 RGB array with H, W > 0."""
     if not isinstance(frame, np.ndarray):
@@ -112,6 +128,7 @@ class PerceptionPipeline:
         mask_threshold: float = 0.5,
         occlusion_threshold: float = 0.5,
         model_path: Path | None = None,
+        flip_average: bool = False,
     ) -> None:
         width, height = network_size
         if width <= 0 or height <= 0:
@@ -126,6 +143,7 @@ class PerceptionPipeline:
         self.mask_threshold = mask_threshold
         self.occlusion_threshold = occlusion_threshold
         self.model_path = model_path  # for reports; None when the backend was built by hand
+        self.flip_average = flip_average  # average with the mirrored pair ("Ours²", SegFlow §5)
 
     @classmethod
     def from_model_file(
@@ -134,12 +152,13 @@ class PerceptionPipeline:
         backend: str = "torch",
         device: str = "cpu",
         network_size: tuple[int, int] = (320, 240),
+        flip_average: bool = False,
     ) -> PerceptionPipeline:
         """Pipeline over model file ``path`` (None = bundled DEFAULT_MODEL_PATH) on ``backend``."""
         model_path = Path(path) if path is not None else DEFAULT_MODEL_PATH
         # a fixed network size lets ONNX Runtime / TensorRT use a static-shape graph (faster export)
         built = create_backend(backend, model_path, device, input_size=padded_size(network_size))
-        return cls(built, network_size, model_path=model_path)
+        return cls(built, network_size, model_path=model_path, flip_average=flip_average)
 
     def infer_pair(self, first: np.ndarray, second: np.ndarray) -> PairOutputs:
         """first, second: (H, W, 3) uint8 RGB of equal size -> PairOutputs of ``first``."""
@@ -150,6 +169,14 @@ class PerceptionPipeline:
             raise InputError(f"frames differ in size: first {first.shape}, second {second.shape}")
         camera_size = (first.shape[1], first.shape[0])
         raw = self.backend.infer(preprocess(first, self.network_size), preprocess(second, self.network_size))
+        if self.flip_average:
+            # probabilities and flow (not thresholded masks) of the pair and its mirror are averaged
+            mirrored = self.backend.infer(
+                preprocess(np.ascontiguousarray(first[:, ::-1]), self.network_size),
+                preprocess(np.ascontiguousarray(second[:, ::-1]), self.network_size),
+            )
+            restored = unmirror_outputs(mirrored, self.network_size[0])
+            raw = {name: 0.5 * (value + restored[name]) for name, value in raw.items()}
         mask_probability = restore_probability(raw["mask_prob"], self.network_size, camera_size)
         occlusion_probability = restore_probability(raw["occlusion_prob"], self.network_size, camera_size)
         mask = mask_probability > self.mask_threshold
