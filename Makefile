@@ -20,6 +20,7 @@ $(STAMP): requirements.txt setup.py setup.cfg
 test: setup
 	$(VPY) -m pytest -q test
 
+# record-sample -> bag_player -> perception_node -> bag_recorder over DDS on loopback -> report
 demo: setup
 	$(VPY) -m jointperception demo --out outputs/demo
 

@@ -42,6 +42,8 @@ setup(
             f"perception_node = {PACKAGE}.ros.perception_node:main",
             f"perception_lifecycle_node = {PACKAGE}.ros.lifecycle_node:main",
             f"camera_source = {PACKAGE}.ros.camera_source:main",
+            f"bag_player = {PACKAGE}.ros.bag_player:main",
+            f"bag_recorder = {PACKAGE}.ros.bag_recorder:main",
         ],
     },
 )

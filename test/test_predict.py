@@ -173,27 +173,3 @@ def test_bad_network_size_is_a_usage_error(frame_folder: Path, tmp_path: Path, m
         main(["predict", "--input", str(frame_folder), "--out", str(tmp_path), "--network-size", "64by48"])
     assert info.value.code == 2
 
-
-def test_demo_end_to_end(tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--model", str(model_file), "--frames", "3", "--size", "96x64"]
-    assert main(args) == 0
-    printed = capsys.readouterr().out
-    for path in (out / "strip.png", out / "demo.avi", out / "predictions", out / "metrics.json"):
-        assert path.exists()
-        assert str(path) in printed
-    assert "EPE" in printed and "J" in printed
-    # same file set as predict
-    assert _stems(out / "predictions" / "flow", ".flo") == {"00000", "00001"}
-    assert _stems(out / "predictions" / "mask", ".png") == {"00000", "00001", "00002"}
-    strip = cv2.imread(str(out / "strip.png"))
-    assert strip.shape == (3 * 64, 4 * 96, 3)
-    capture = cv2.VideoCapture(str(out / "demo.avi"))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    assert count == 3
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert np.isfinite(metrics["epe_all"]) and metrics["epe_all"] >= 0
-    assert len(metrics["j_per_frame"]) == 3 and 0.0 <= metrics["j_mean"] <= 1.0

@@ -1,118 +1,147 @@
-"""``jointperception demo``: predict on a rendered synthetic sequence and score it against its GT.
+"""``jointperception demo``: the ROS 2 pipeline over real DDS, from a synthetic bag to a report.
 
-Writes OUT/frames/*.png, OUT/predictions/ (the ``predict`` file set, same code path),
-OUT/strip.png (one row per frame: frame | mask | flow colour | layers), OUT/demo.avi (the same
-rows as MJPG video) and OUT/metrics.json, and prints the scores and paths. A rerun overwrites
-files of the same name and leaves others in place.
+1. ``record-sample``: a synthetic bag with GT topics (OUT/sample_bag, no download).
+2. ``perception_node``, ``bag_recorder`` and ``bag_player`` as separate processes on loopback
+   (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, a domain id of their own, the shared-memory Fast DDS
+   profile); the player runs in lock-step with the node's mask (deterministic), or at the bag
+   timing scaled by ``--rate``; the recorder writes OUT/node_bag (mcap).
+3. OUT/metrics.json and OUT/report.html: fps, latency (output received - input received), drops
+   from /diagnostics, scores against the GT, sample strips; logs in OUT/logs/.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import shutil
+import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from jointperception.commands import record_sample
 from jointperception.commands.predict import parse_size
-from jointperception.data.formats import (
-    read_flo,
-    read_label_image,
-    read_mask,
-    write_image,
-)
-from jointperception.data.synthetic import SyntheticSequence, render_sequence
-from jointperception.errors import DataFormatError, InputError
-from jointperception.eval.metrics import aggregate_flow_errors, flow_errors, jaccard
-from jointperception.runtime.pipeline import PerceptionPipeline
-from jointperception.runtime.predict_files import predict_to_folder
+from jointperception.data.formats import write_image
+from jointperception.errors import InputError
+from jointperception.eval.node_run import score_node_run
+from jointperception.eval.replay import ReplaySettings, output_topics
+from jointperception.eval.report import FILES_DIR, replay_metrics, write_metrics, write_report
+from jointperception.runtime.pipeline import PairOutputs
+from jointperception.runtime.ros_processes import RosChildren, pick_domain_id
 from jointperception.viz import make_strip
 
-HELP = "run the model on a rendered synthetic sequence, write a strip + video and print EPE / J"
-VIDEO_FPS = 4.0
+HELP = "play a synthetic bag through perception_node over DDS, record the outputs, write a report"
+TOPIC = "/camera/image_raw"
+NODE = "/jointperception_node"
+DIAGNOSTICS_PERIOD_S = 0.5
+RECORDED_OUTPUTS = ("mask", "flow", "occlusion", "motion_layers")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
     parser.add_argument("--model", type=Path, default=None, help="model file (default: the bundled model)")
-    parser.add_argument("--frames", type=int, default=8, help="frames in the synthetic sequence (>= 2)")
+    parser.add_argument("--frames", type=int, default=record_sample.SYNTHETIC_FRAMES, help="frames of the bag (>= 2)")
     parser.add_argument("--seed", type=int, default=7, help="scene seed")
     parser.add_argument("--size", type=parse_size, default=(320, 240), metavar="WxH", help="frame size")
+    parser.add_argument("--network-size", type=parse_size, default=(320, 240), metavar="WxH",
+                        help="the node's network input size")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="play at the bag timing (30 fps) scaled by this instead of lock-step")
+    parser.add_argument("--domain-id", type=int, default=None,
+                        help="ROS_DOMAIN_ID of the children (default: $ROS_DOMAIN_ID, else random)")
+    parser.add_argument("--timeout", type=float, default=240.0, help="give up on the player after this many s")
 
 
-def _write_video(path: Path, rows: list[np.ndarray]) -> None:
-    """rows: (H, W, 3) uint8 RGB images of one size -> MJPG .avi."""
-    height, width = rows[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), VIDEO_FPS, (width, height))
-    if not writer.isOpened():
-        raise DataFormatError(f"{path}: OpenCV cannot open an MJPG video writer")
-    try:
-        for row in rows:
-            writer.write(cv2.cvtColor(row, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
+def _record_sample(args: argparse.Namespace, bag: Path) -> None:
+    parser = argparse.ArgumentParser()
+    record_sample.add_arguments(parser)
+    width, height = args.size
+    record_sample.run(parser.parse_args(["--out", str(bag), "--frames", str(args.frames), "--size",
+                                         f"{width}x{height}", "--seed", str(args.seed), "--topic", TOPIC]))
 
 
-def _score_and_draw(
-    sequence: SyntheticSequence, stems: list[str], pred_dir: Path
-) -> tuple[dict[str, object], list[np.ndarray]]:
-    """Read the prediction files back, score them against the GT and draw one strip per frame."""
-    flow_scores: list[dict[str, float]] = []
-    zero_scores: list[dict[str, float]] = []
-    j_scores: list[float] = []
-    rows: list[np.ndarray] = []
-    for t, stem in enumerate(stems):
-        mask = read_mask(pred_dir / "mask" / f"{stem}.png")
-        flow = None
-        if t + 1 < len(stems):
-            flow = read_flo(pred_dir / "flow" / f"{stem}.flo")
-            gt, occlusion = sequence.flow_forward[t], sequence.occlusion_forward[t]
-            flow_scores.append(flow_errors(flow, gt, occlusion))
-            zero_scores.append(flow_errors(np.zeros_like(gt), gt, occlusion))
-        j_scores.append(jaccard(mask, sequence.masks[t]))
-        rows.append(make_strip(sequence.frames[t], mask, flow, read_label_image(pred_dir / "layers" / f"{stem}.png")))
-    totals = aggregate_flow_errors(flow_scores)
-    metrics: dict[str, object] = {
-        "epe_all": totals["epe_all"],
-        "epe_noc": totals["epe_noc"],
-        "zero_flow_epe_all": aggregate_flow_errors(zero_scores)["epe_all"],
-        "j_mean": float(np.mean(j_scores)),
-        "j_per_frame": j_scores,
-    }
-    return metrics, rows
+def _failure(children: RosChildren, name: str, what: str) -> InputError:
+    return InputError(f"{name} {what}; see {children.log_path(name)}: {children.log_tail(name)}")
+
+
+def _run_graph(args: argparse.Namespace, children: RosChildren, sample_bag: Path, node_bag: Path) -> None:
+    """Node + recorder + player; returns once the player is done and the recorder closed its bag."""
+    width, height = args.network_size
+    model = ["-p", f"model:={args.model.resolve()}"] if args.model is not None else []  # none: bundled
+    node_args = ["--ros-args", *model, "-p", "threads:=1",
+                 "-p", f"network_width:={width}", "-p", f"network_height:={height}",
+                 "-p", f"diagnostics_period_s:={DIAGNOSTICS_PERIOD_S}", "-r", f"image:={TOPIC}"]
+    children.start("perception_node", "jointperception.ros.perception_node", node_args)
+    outputs = output_topics(NODE)
+    children.start("bag_recorder", "jointperception.ros.bag_recorder",
+                   [str(node_bag), "--topics", TOPIC, *(outputs[n] for n in RECORDED_OUTPUTS), "/diagnostics"])
+    pacing = ["--lockstep-topic", outputs["mask"]] if args.rate is None else ["--rate", str(args.rate)]
+    player = children.start("bag_player", "jointperception.ros.bag_player",
+                            [str(sample_bag), "--topics", TOPIC, "--wait-subscribers", "2", "--delay", "1.0", *pacing])
+    node = children.processes["perception_node"]
+    deadline = time.monotonic() + args.timeout
+    while player.poll() is None:
+        if node.poll() is not None:  # a node that died (bad model, ...) would leave the player waiting
+            raise _failure(children, "perception_node", f"stopped early (exit code {node.returncode})")
+        if time.monotonic() > deadline:
+            raise _failure(children, "bag_player", f"did not finish within {args.timeout} s")
+        time.sleep(0.1)
+    if player.returncode != 0:
+        raise _failure(children, "bag_player", f"exited with code {player.returncode}")
+    time.sleep(2 * DIAGNOSTICS_PERIOD_S + 0.5)  # the last outputs and one more /diagnostics
+    if node.poll() is not None:
+        raise _failure(children, "perception_node", f"stopped early (exit code {node.returncode})")
+    for name in ("bag_recorder", "perception_node"):
+        if (code := children.stop(name)) != 0:
+            raise _failure(children, name, f"exited with code {code}")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.frames < 2:
         raise InputError(f"--frames must be at least 2, got {args.frames}")
-    width, height = args.size
-    pipeline = PerceptionPipeline.from_model_file(args.model)  # fail on a bad model before rendering
-    sequence = render_sequence(args.seed, args.frames, height, width)
+    if args.rate is not None and args.rate <= 0:
+        raise InputError(f"--rate must be > 0, got {args.rate}")
+    if args.model is not None and not args.model.is_file():
+        raise InputError(f"model file not found: {args.model}")
     out: Path = args.out
-    (out / "frames").mkdir(parents=True, exist_ok=True)
-    stems = [f"{t:05d}" for t in range(args.frames)]
-    for stem, frame in zip(stems, sequence.frames):
-        write_image(out / "frames" / f"{stem}.png", frame)
+    sample_bag, node_bag = out / "sample_bag", out / "node_bag"
+    for stale in (sample_bag, node_bag, out / FILES_DIR):  # this demo's own outputs of an earlier run
+        shutil.rmtree(stale, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    _record_sample(args, sample_bag)
+    domain_id = pick_domain_id(args.domain_id)
+    started = time.monotonic()
+    with RosChildren(domain_id, out / "logs") as children:
+        _run_graph(args, children, sample_bag, node_bag)
+    graph_s = time.monotonic() - started
 
-    # the frames written above, fed from memory: a rerun with fewer frames must not pick up old files
-    summary = predict_to_folder(pipeline, zip(stems, sequence.frames), out / "predictions")
-    metrics, rows = _score_and_draw(sequence, stems, out / "predictions")
-    metrics["latency_ms"] = summary["latency_ms"]
-    write_image(out / "strip.png", np.concatenate(rows, axis=0))
-    _write_video(out / "demo.avi", rows)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    samples: list[Path] = []
 
-    print(f"model:       {pipeline.model_path}")
-    print(f"sequence:    seed {args.seed}, {args.frames} frames of {width}x{height}")
-    print(
-        f"flow EPE:    {metrics['epe_all']:.2f} px all, {metrics['epe_noc']:.2f} px non-occluded "
-        f"(zero-flow baseline {metrics['zero_flow_epe_all']:.2f} px)"
-    )
-    print(f"mask J:      {metrics['j_mean']:.3f} (mean over frames)")
-    print(f"latency:     {summary['latency_ms']['p50']:.1f} ms per pair (p50, CPU)")
-    print(f"frames:      {out / 'frames'}")
-    print(f"predictions: {out / 'predictions'}")
-    print(f"strip:       {out / 'strip.png'}")
-    print(f"video:       {out / 'demo.avi'}")
-    print(f"metrics:     {out / 'metrics.json'}")
+    def save_sample(stamp_ns: int, rgb: np.ndarray, outputs: PairOutputs) -> None:
+        path = out / FILES_DIR / f"sample_{stamp_ns}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(path, make_strip(rgb, outputs.mask, outputs.flow, outputs.layers))
+        samples.append(path)
+
+    result = score_node_run(sample_bag, node_bag, ReplaySettings(topic=TOPIC, output_prefix=NODE), save_sample)
+    facts = {"input_bag": str(sample_bag), "topic": TOPIC, "output_bag": str(node_bag),
+             "model": str(args.model or "bundled"), "network_size": "x".join(map(str, args.network_size)),
+             "pacing": "lock-step" if args.rate is None else f"bag timing x {args.rate}",
+             "ros_domain_id": domain_id, "graph_s": graph_s,
+             "latency": "output received - input received (recorder clock)"}
+    metrics = replay_metrics(result, facts)
+    metrics_path = write_metrics(out / "metrics.json", metrics)
+    report_path = write_report(out, metrics, samples)
+
+    latency, counts = metrics["latency_ms"], result.counts
+    print(f"pipeline:    bag_player -> perception_node -> bag_recorder over DDS (domain {domain_id}, "
+          f"{facts['pacing']}), {graph_s:.1f} s")
+    print(f"throughput:  {metrics['throughput_fps']:.1f} fps ({counts['processed']} frames with outputs "
+          f"of {counts['frames in bag']})")
+    print(f"latency:     p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms (input received -> output received)")
+    print(f"drops:       {counts['dropped (node)']} dropped by the node, "
+          f"{counts['no output (first frame excluded)']} frames without output")
+    for kind, values in result.gt.items():
+        shown = {k: v for k, v in values.items() if k in ("j_mean", "epe_all", "epe_noc", "fl_all")}
+        print(f"vs GT {kind + ':':<6} " + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()))
+    print(f"sample bag:  {sample_bag}\nnode bag:    {node_bag}\nlogs:        {out / 'logs'}")
+    print(f"metrics:     {metrics_path}\nreport:      {report_path}")
     return 0

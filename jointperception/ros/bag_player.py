@@ -1,0 +1,189 @@
+"""``bag_player BAG``: publish the sensor_msgs/Image topics of a rosbag2 bag (mcap or sqlite3).
+
+Messages keep their headers (``--restamp``: stamp = publish wall time) and go out in log-time
+order at the bag's timing scaled by ``--rate``, or at a fixed ``--rate-hz``; ``--ros-args -r
+FROM:=TO`` publishes topic FROM of the bag as TO. Lock-step mode
+(``--lockstep-topic``) is for deterministic evaluation: after each frame of the first topic the
+player waits until an Image stamped like it arrived on the lock-step topic (or the timeout
+passed) before publishing the next one; a frame without a predecessor in the pass (the first)
+yields no output from the perception node, so the player only pauses ``--first-frame-wait`` s.
+Exits 0 at the end; a missing or corrupt bag prints one line and exits 2.
+"""
+from __future__ import annotations
+
+import argparse
+import array
+import sys
+import time
+from pathlib import Path
+
+import rclpy
+from builtin_interfaces.msg import Time
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.utilities import remove_ros_args
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from jointperception.data.bags import IMAGE_TYPE, ImageRecord, bag_topics, read_image_topics, require_image_topics
+from jointperception.errors import InputError, JointPerceptionError
+from jointperception.ros.common import QOS_CHOICES, image_qos
+
+SPIN_STEP_S = 0.02  # longest executor wait while pacing or waiting for lock-step outputs
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bag_player", description=__doc__.splitlines()[0])
+    parser.add_argument("bag", type=Path, help="rosbag2 bag (folder, .mcap or .db3)")
+    parser.add_argument("--topics", nargs="+", default=None, help="Image topics to play (default: all Image topics)")
+    pacing = parser.add_mutually_exclusive_group()
+    pacing.add_argument("--rate", type=float, default=1.0, help="bag timing scaled by this factor (2 = twice as fast)")
+    pacing.add_argument("--rate-hz", type=float, default=None, help="fixed message rate instead of the bag timing")
+    parser.add_argument("--loop", action="store_true", help="start again at the end of the bag")
+    parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds of playing")
+    parser.add_argument("--restamp", action="store_true", help="header stamp = publish wall time")
+    parser.add_argument("--qos", choices=QOS_CHOICES, default="sensor_data", help="image QoS (depth 1)")
+    parser.add_argument("--wait-subscribers", type=int, default=0,
+                        help="start once every played topic has this many subscribers")
+    parser.add_argument("--wait-timeout", type=float, default=60.0, help="give up waiting after this many s")
+    parser.add_argument("--delay", type=float, default=0.0, help="pause (s) before the first message")
+    parser.add_argument("--lockstep-topic", default=None, help="Image topic answering each frame (lock-step mode)")
+    parser.add_argument("--lockstep-timeout", type=float, default=10.0, help="longest wait for an answer (s)")
+    parser.add_argument("--first-frame-wait", type=float, default=0.3,
+                        help="lock-step pause after the first frame of a pass, which gets no answer (s)")
+    args = parser.parse_args(argv)
+    if args.rate <= 0 or (args.rate_hz is not None and args.rate_hz <= 0):
+        parser.error("--rate and --rate-hz must be > 0")
+    return args
+
+
+def _image(record: ImageRecord, stamp: Time) -> Image:
+    header = Header(stamp=stamp, frame_id=record.frame_id)
+    return Image(header=header, height=record.height, width=record.width, encoding=record.encoding,
+                 is_bigendian=record.is_bigendian, step=record.step, data=array.array("B", record.data.tobytes()))  # array.array: no per-byte check
+
+
+class BagPlayer(Node):
+    """Publishes one pass of the bag per ``play_pass`` call; lock-step answers are kept by stamp."""
+
+    def __init__(self, args: argparse.Namespace, topics: list[str]) -> None:
+        super().__init__("bag_player")
+        self.args = args
+        self.topics = topics
+        qos = image_qos(args.qos)
+        self.publishers_by_topic = {topic: self.create_publisher(Image, topic, qos)
+                                    for topic in topics}
+        self._spinner = SingleThreadedExecutor()
+        self._spinner.add_node(self)
+        self.answered: set[tuple[int, int]] = set()
+        if args.lockstep_topic:
+            answer_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=16, reliability=ReliabilityPolicy.BEST_EFFORT)
+            self.create_subscription(Image, args.lockstep_topic, self._on_answer, answer_qos)
+        self.published = 0
+        self.timeouts = 0
+        self.deadline = float("inf")
+
+    def _on_answer(self, msg: Image) -> None:
+        self.answered.add((msg.header.stamp.sec, msg.header.stamp.nanosec))
+
+    def spin_until(self, done: object, until: float) -> bool:
+        """Spin until ``done()`` (True) or monotonic time ``until`` (False)."""
+        while not done():
+            now = time.monotonic()
+            if now >= until:
+                return False
+            self._spinner.spin_once(timeout_sec=min(SPIN_STEP_S, until - now))
+        return True
+
+    def wait_for_graph(self) -> None:
+        """Wait for ``--wait-subscribers`` on every played topic and a lock-step publisher, then ``--delay``."""
+        needed = self.args.wait_subscribers
+
+        def ready() -> bool:
+            subscribed = all(pub.get_subscription_count() >= needed for pub in self.publishers_by_topic.values())
+            answering = not self.args.lockstep_topic or self.count_publishers(self.args.lockstep_topic) > 0
+            return subscribed and answering
+
+        if not self.spin_until(ready, time.monotonic() + self.args.wait_timeout):
+            raise InputError(f"no {needed} subscriber(s) on {', '.join(self.topics)} (and a publisher on the "
+                             f"lock-step topic) within {self.args.wait_timeout} s")
+        self.spin_until(lambda: False, time.monotonic() + self.args.delay)
+
+    def play_pass(self) -> bool:
+        """Publish the bag once; False when ``--duration`` ran out or ROS shut down."""
+        start_wall, first_log = time.monotonic(), None
+        first_of_pass = True
+        for index, (topic, log_time, record) in enumerate(read_image_topics(self.args.bag, self.topics)):
+            first_log = log_time if first_log is None else first_log
+            if self.args.rate_hz is not None:  # fixed rate: message i at i / rate_hz
+                due = start_wall + index / self.args.rate_hz
+            else:  # bag timing: log-time offset / rate
+                due = start_wall + (log_time - first_log) / 1e9 / self.args.rate
+            if self.spin_until(lambda: not rclpy.ok(), min(due, self.deadline)) or due > self.deadline:
+                return False
+            stamp = self.get_clock().now().to_msg() if self.args.restamp else \
+                Time(sec=record.stamp_ns // 1_000_000_000, nanosec=record.stamp_ns % 1_000_000_000)
+            self.publishers_by_topic[topic].publish(_image(record, stamp))
+            self.published += 1
+            if self.args.lockstep_topic and topic == self.topics[0]:
+                self._lockstep(stamp, first_of_pass)
+                first_of_pass = False
+        return True
+
+    def _lockstep(self, stamp: Time, first: bool) -> None:
+        if first:
+            self.spin_until(lambda: False, time.monotonic() + self.args.first_frame_wait)
+            return
+        key = (stamp.sec, stamp.nanosec)
+        if not self.spin_until(lambda: key in self.answered, time.monotonic() + self.args.lockstep_timeout):
+            self.timeouts += 1
+            self.get_logger().warning(f"no answer on {self.args.lockstep_topic} for stamp {key[0]}.{key[1]:09d}")
+        self.answered.discard(key)
+
+
+def topics_to_play(args: argparse.Namespace) -> list[str]:
+    """``--topics`` after checking them, or every Image topic of the bag; errors name the bag."""
+    if args.topics is None:
+        topics = [name for name, info in bag_topics(args.bag).items() if info.msgtype == IMAGE_TYPE]
+        if not topics:
+            raise InputError(f"{args.bag}: no {IMAGE_TYPE} topic in the bag")
+        return topics
+    require_image_topics(args.bag, args.topics)
+    return list(args.topics)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``bag_player BAG [options] [--ros-args ...]``; exit 0 at the end, 2 for a bad bag or option."""
+    argv = sys.argv if argv is None else argv
+    args = parse_args(remove_ros_args(argv)[1:])
+    try:
+        topics = topics_to_play(args)
+    except JointPerceptionError as exc:
+        print(f"bag_player: error: {exc}", file=sys.stderr)
+        return 2
+    rclpy.init(args=argv)
+    player: BagPlayer | None = None
+    try:
+        player = BagPlayer(args, topics)
+        player.wait_for_graph()
+        if args.duration is not None:
+            player.deadline = time.monotonic() + args.duration
+        while player.play_pass() and args.loop:
+            pass
+        print(f"bag_player: published {player.published} messages of {', '.join(topics)}"
+              + (f", {player.timeouts} lock-step timeouts" if args.lockstep_topic else ""), flush=True)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass  # Ctrl-C or SIGTERM: a normal stop
+    except JointPerceptionError as exc:
+        print(f"bag_player: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if player is not None:
+            player.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
