@@ -124,6 +124,9 @@ def test_lifecycle_transitions_gate_the_outputs(domain_id: int, tmp_path: Path) 
         assert lifecycle.state() == "inactive"
         assert probe.spin_until(lambda: link.image_pub.get_subscription_count() == 0, WAIT)
         _assert_no_outputs(link, 10.0)
+        assert lifecycle.change(Transition.TRANSITION_ACTIVATE)  # the worker starts again
+        send_pair(link, 20.0, random_frame(20))
+        assert lifecycle.change(Transition.TRANSITION_DEACTIVATE)
 
         assert lifecycle.change(Transition.TRANSITION_CLEANUP)
         assert lifecycle.state() == "unconfigured"
