@@ -6,6 +6,9 @@ cleanup and shutdown, sending frames in every state and checking outputs appear 
 """
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -73,20 +76,30 @@ def domain_id() -> int:
     return pick_domain_id()
 
 
-def test_lifecycle_transitions_gate_the_outputs(domain_id: int, tmp_path: Path) -> None:
-    model = save_untrained_model(tmp_path / "m.safetensors")
-    corrupt = tmp_path / "corrupt.safetensors"
-    corrupt.write_bytes(b"not a safetensors file")
-    missing = tmp_path / "missing.safetensors"
-    log = tmp_path / "node.log"
+@contextmanager
+def _running_node(domain_id: int, model: Path, log: Path) -> Iterator[tuple[subprocess.Popen, Probe]]:
+    """The lifecycle node (unconfigured, ``model``, 96x64 network, one thread) and a Probe beside it."""
     process = start_module("jointperception.ros.lifecycle_node", [
-        "-p", f"model:={missing}", "-p", "threads:=1", "-p", f"network_width:={WIDTH}",
+        "-p", f"model:={model}", "-p", "threads:=1", "-p", f"network_width:={WIDTH}",
         "-p", f"network_height:={HEIGHT}", "-p", "diagnostics_period_s:=0.2",
         "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info"], domain_id, log)
     with pytest.MonkeyPatch.context() as patch:
         probe_env(patch, domain_id)
         probe = Probe(domain_id)
     try:
+        yield process, probe
+    finally:
+        probe.close()
+        stop(process)
+
+
+def test_lifecycle_transitions_gate_the_outputs(domain_id: int, tmp_path: Path) -> None:
+    model = save_untrained_model(tmp_path / "m.safetensors")
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"not a safetensors file")
+    missing = tmp_path / "missing.safetensors"
+    log = tmp_path / "node.log"
+    with _running_node(domain_id, missing, log) as (process, probe):
         link = Link(probe, node=NODE)
         lifecycle = Lifecycle(probe)
         assert lifecycle.state() == "unconfigured", log.read_text()
@@ -111,7 +124,7 @@ def test_lifecycle_transitions_gate_the_outputs(domain_id: int, tmp_path: Path) 
         assert lifecycle.change(Transition.TRANSITION_ACTIVATE)
         assert lifecycle.state() == "active"
         assert probe.spin_until(link.connected, WAIT), f"outputs not connected; log:\n{log.read_text()}"
-        _stamp, outputs = send_pair(link, 3.0, random_frame(3))
+        _second, outputs = send_pair(link, 3.0, random_frame(3))
         for msg in outputs.values():
             assert (msg.height, msg.width, msg.header.frame_id) == (HEIGHT, WIDTH, "cam_optical")
         # every output so far answers the second frame of a pair sent while active (3.1, 4.1, ...)
@@ -138,30 +151,18 @@ def test_lifecycle_transitions_gate_the_outputs(domain_id: int, tmp_path: Path) 
         assert probe.spin_until(lambda: process.poll() is not None, WAIT), "node still running after shutdown"
         assert process.returncode == 0, log.read_text()
         assert "Traceback" not in log.read_text(), log.read_text()
-    finally:
-        probe.close()
-        stop(process)
 
 
 def test_sigint_while_active_exits_cleanly(domain_id: int, tmp_path: Path) -> None:
     """Ctrl-C on an active node: the worker stops and the process exits 0 without a traceback."""
     model = save_untrained_model(tmp_path / "m.safetensors")
     log = tmp_path / "node.log"
-    process = start_module("jointperception.ros.lifecycle_node", [
-        "-p", f"model:={model}", "-p", "threads:=1", "-p", f"network_width:={WIDTH}",
-        "-p", f"network_height:={HEIGHT}", "-p", "diagnostics_period_s:=0.2",
-        "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info"], domain_id, log)
-    with pytest.MonkeyPatch.context() as patch:
-        probe_env(patch, domain_id)
-        probe = Probe(domain_id)
-    try:
+    with _running_node(domain_id, model, log) as (process, probe):
         link = Link(probe, node=NODE)
         lifecycle = Lifecycle(probe)
         assert lifecycle.change(Transition.TRANSITION_CONFIGURE), log.read_text()
         assert lifecycle.change(Transition.TRANSITION_ACTIVATE)
         assert probe.spin_until(link.connected, WAIT), log.read_text()
         send_pair(link, 1.0, random_frame(1))
-    finally:
-        probe.close()
-    assert stop(process) == 0, log.read_text()
+        assert stop(process) == 0, log.read_text()
     assert "Traceback" not in log.read_text(), log.read_text()
