@@ -21,6 +21,7 @@ COMMANDS = {
     "export": "export",
     "build-engine": "build_engine",
     "predict": "predict",
+    "bench": "bench",
     "demo": "demo",
     "replay": "replay",
     "record-sample": "record_sample",

@@ -16,10 +16,11 @@ from jointperception.config import ModelConfig
 from jointperception.data.synthetic import render_sequence
 from jointperception.errors import InputError
 from jointperception.export import onnx_cache
-from jointperception.export.onnx import ExportResult, read_onnx_model
+from jointperception.export.onnx import ExportResult, load_onnx_proto, read_onnx_model
 from jointperception.models.weights import load_model, save_weights
 from jointperception.runtime import onnxruntime_backend
 from jointperception.runtime.backends import TorchBackend, create_backend
+from jointperception.runtime.onnx_cpu_layout import unblock_thin_resizes
 from jointperception.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from jointperception.runtime.pipeline import PerceptionPipeline
 
@@ -139,3 +140,33 @@ def test_explicit_unavailable_requests_error_clearly(setup: SimpleNamespace) -> 
         create_backend("openvino", setup.weights)
     with pytest.raises(InputError, match="needs a .safetensors"):
         create_backend("torch", setup.ort.onnx_path)
+
+
+def test_channels_last_matches_the_default_layout(setup: SimpleNamespace) -> None:
+    rng = np.random.default_rng(1)
+    a, b = (rng.standard_normal((1, 3, INPUT_SIZE[1], INPUT_SIZE[0])).astype(np.float32) for _ in range(2))
+    nhwc = TorchBackend(load_model(setup.weights)[0], channels_last=True)
+    assert nhwc.precision == "fp32" and nhwc.channels_last
+    expected, got = setup.torch.infer(a, b), nhwc.infer(a, b)
+    assert np.abs(expected["flow"]).max() > 0.5
+    for name, value in expected.items():
+        np.testing.assert_allclose(got[name], value, atol=1e-4, rtol=1e-4, err_msg=name)
+
+
+def test_thin_resizes_leave_the_nchwc_layout_with_the_same_outputs(setup: SimpleNamespace) -> None:
+    import onnxruntime
+
+    proto = load_onnx_proto(setup.ort.onnx_path)
+    tuned, inserted = unblock_thin_resizes(proto)
+    resizes = [n for n in proto.graph.node if n.op_type == "Resize"]
+    # mask and occlusion logits (1 channel) and flow (2 channels) are upsampled; all of them qualify
+    assert inserted == len(resizes) >= 3 and len(proto.graph.node) + inserted == len(tuned.graph.node)
+    rng = np.random.default_rng(2)
+    feeds = {name: rng.standard_normal((1, 3, INPUT_SIZE[1], INPUT_SIZE[0])).astype(np.float32)
+             for name in ("image1", "image2")}
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    runs = [onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            .run(None, feeds) for model in (proto, tuned)]
+    for before, after in zip(*runs):
+        np.testing.assert_allclose(after, before, atol=1e-4, rtol=1e-5)

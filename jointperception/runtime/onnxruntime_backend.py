@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from jointperception.errors import InputError, ModelFileError
-from jointperception.export.onnx import read_onnx_model
+from jointperception.export.onnx import load_onnx_proto, read_onnx_model
 from jointperception.export.onnx_cache import cached_onnx
 from jointperception.models.perception import INPUT_NAMES, OUTPUT_NAMES
+from jointperception.runtime.onnx_cpu_layout import unblock_thin_resizes
 
 DEFAULT_THREADS = 2  # intra-op threads; set explicitly, never "all cores"
 
@@ -53,7 +54,9 @@ def check_available(device: str, threads: int) -> None:
 
 
 def open_session(path: Path, device: str, threads: int) -> Any:
-    """InferenceSession over ``path`` with ``threads`` intra-op threads, 1 inter-op thread.
+    """InferenceSession over ``path`` with ``threads`` intra-op threads, 1 inter-op thread,
+    sequential execution and every graph optimisation. On the CPU the graph is first given
+    ``unblock_thin_resizes`` (1-2 channel upsampling outside the NCHWc layout; same maths).
 
     Raises InputError when the device's execution provider is unavailable, ModelFileError when
     ONNX Runtime rejects the file.
@@ -71,10 +74,14 @@ def open_session(path: Path, device: str, threads: int) -> Any:
     providers: list[Any] = ["CPUExecutionProvider"]
     if device_id is not None:
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": device_id}))
+    model: str | bytes = str(path)
+    if device_id is None:
+        tuned, inserted = unblock_thin_resizes(load_onnx_proto(path))
+        model = tuned.SerializeToString() if inserted else model
     rejected = (ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.InvalidGraph, ort_errors.InvalidProtobuf,
                 ort_errors.NoSuchFile, ort_errors.NotImplemented, ort_errors.RuntimeException)
     try:
-        session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
+        session = onnxruntime.InferenceSession(model, sess_options=options, providers=providers)
     except rejected as exc:
         raise ModelFileError(f"{path}: ONNX Runtime cannot load the model ({exc})") from None
     if device_id is not None and "CUDAExecutionProvider" not in session.get_providers():
