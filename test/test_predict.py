@@ -14,7 +14,7 @@ import pytest
 
 from jointperception.cli import EXIT_USER_ERROR, main
 from jointperception.config import ModelConfig
-from jointperception.data.formats import read_flo, read_mask, write_image
+from jointperception.data.formats import read_flo, read_mask, write_image, write_mask
 from jointperception.data.synthetic import render_sequence
 from jointperception.models import build_model
 from jointperception.models.weights import save_weights
@@ -173,3 +173,56 @@ def test_bad_network_size_is_a_usage_error(frame_folder: Path, tmp_path: Path, m
         main(["predict", "--input", str(frame_folder), "--out", str(tmp_path), "--network-size", "64by48"])
     assert info.value.code == 2
 
+
+def _first_mask_file(tmp_path: Path, mask: np.ndarray) -> Path:
+    path = tmp_path / "first_mask.png"
+    write_mask(path, mask)
+    return path
+
+
+def test_first_mask_finetunes_then_predicts(frame_folder: Path, tmp_path: Path, model_file: Path) -> None:
+    mask = render_sequence(3, 4, HEIGHT, WIDTH).masks[0]  # the ground truth of frame 0 of `frames`
+    assert mask.any()
+    mask_file, out = _first_mask_file(tmp_path, mask), tmp_path / "out"
+    code = _predict(frame_folder, out, model_file, "--backend", "torch", "--first-mask", str(mask_file), "--finetune-iters", "3")
+    assert code == 0
+    assert _stems(out / "mask", ".png") == {f"img_{i:03d}" for i in range(4)}
+    assert _stems(out / "flow", ".flo") == {f"img_{i:03d}" for i in range(3)}
+    summary = json.loads((out / "summary.json").read_text())
+    finetune = summary["finetune"]
+    assert finetune["first_mask"] == str(mask_file) and finetune["skipped"] is None
+    assert finetune["iterations"] == finetune["max_iterations"] == 3
+    assert finetune["seconds"] > 0 and finetune["first_loss"] > 0 and finetune["last_loss"] > 0
+    assert summary["model"] == str(model_file) and summary["backend"] == "torch" and summary["flip_average"] is False
+
+
+def test_first_mask_of_wrong_size_is_a_user_error(
+    frame_folder: Path, tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mask_file = _first_mask_file(tmp_path, np.ones((HEIGHT - 10, WIDTH + 5), bool))
+    code = _predict(frame_folder, tmp_path / "out", model_file, "--first-mask", str(mask_file))
+    _expect_user_error(capsys, code, f"{WIDTH + 5}x{HEIGHT - 10}", f"{WIDTH}x{HEIGHT}", str(mask_file))
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_first_mask_skips_finetuning(frame_folder: Path, tmp_path: Path, model_file: Path) -> None:
+    mask_file, out = _first_mask_file(tmp_path, np.zeros((HEIGHT, WIDTH), bool)), tmp_path / "out"
+    assert _predict(frame_folder, out, model_file, "--first-mask", str(mask_file), "--finetune-iters", "3") == 0
+    finetune = json.loads((out / "summary.json").read_text())["finetune"]
+    assert finetune["iterations"] == 0 and "empty" in finetune["skipped"]
+    assert read_mask(out / "mask" / "img_000.png").shape == (HEIGHT, WIDTH)
+
+
+def test_first_mask_needs_the_torch_backend(
+    frame_folder: Path, tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mask_file = _first_mask_file(tmp_path, np.ones((HEIGHT, WIDTH), bool))
+    code = _predict(frame_folder, tmp_path / "out", model_file, "--first-mask", str(mask_file), "--backend", "onnxruntime")
+    _expect_user_error(capsys, code, "--backend torch")
+
+
+def test_flip_average_is_recorded(frame_folder: Path, tmp_path: Path, model_file: Path) -> None:
+    out = tmp_path / "out"
+    assert _predict(frame_folder, out, model_file, "--backend", "torch", "--flip-average") == 0
+    assert json.loads((out / "summary.json").read_text())["flip_average"] is True
+    assert _stems(out / "flow", ".flo") == {f"img_{i:03d}" for i in range(3)}

@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
+from jointperception.data.formats import read_mask
 from jointperception.data.sources import open_frames
-from jointperception.runtime.backends import BACKEND_NAMES
+from jointperception.errors import InputError
+from jointperception.models.weights import DEFAULT_MODEL_PATH, load_model
+from jointperception.runtime.backends import BACKEND_NAMES, TorchBackend
 from jointperception.runtime.pipeline import PerceptionPipeline
 from jointperception.runtime.predict_files import predict_to_folder
+from jointperception.train.online_finetune import FinetuneSettings, finetune_segmentation
 
 HELP = "predict mask, flow, occlusion and layers for every frame of a folder or video"
 
@@ -29,12 +36,74 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--network-size", type=parse_size, default=(320, 240), metavar="WxH", help="network input size"
     )
+    parser.add_argument(
+        "--first-mask", type=Path, default=None, metavar="MASK.png",
+        help="mask of the first frame (nonzero = object): fine-tune the segmentation branch on it first "
+        "(semi-supervised mode; torch backend)",
+    )
+    defaults = FinetuneSettings()
+    parser.add_argument("--finetune-iters", type=int, default=defaults.iterations, help="fine-tuning steps at most")
+    parser.add_argument(
+        "--finetune-seconds", type=float, default=defaults.seconds, help="fine-tuning wall time at most (s)"
+    )
+    parser.add_argument(
+        "--flip-average", action="store_true",
+        help="also run the left-right mirrored pair and average probabilities and flow (2x the cost)",
+    )
+
+
+def first_frame(source: Iterable[tuple[str, np.ndarray]]) -> np.ndarray:
+    for _stem, frame in source:
+        return frame
+    raise InputError("the input holds no frames")
+
+
+def finetuned_pipeline(args: argparse.Namespace, source: Iterable[tuple[str, np.ndarray]]) -> tuple[PerceptionPipeline, dict]:
+    """Fine-tune the model on (first frame, --first-mask) -> (torch pipeline, summary fields)."""
+    if args.backend not in ("auto", "torch"):
+        raise InputError(f"--first-mask fine-tunes the PyTorch model; use --backend torch or auto, not {args.backend}")
+    frame = first_frame(source)
+    mask = read_mask(args.first_mask)
+    if mask.shape != frame.shape[:2]:
+        raise InputError(
+            f"{args.first_mask}: first mask is {mask.shape[1]}x{mask.shape[0]} but the frames are "
+            f"{frame.shape[1]}x{frame.shape[0]} (WxH)"
+        )
+    settings = FinetuneSettings(iterations=args.finetune_iters, seconds=args.finetune_seconds)
+    model, _cfg, _metadata = load_model(args.model)
+    result = finetune_segmentation(model, frame, mask, args.network_size, settings)
+    pipeline = PerceptionPipeline(
+        TorchBackend(result.model, device=args.device), args.network_size, model_path=args.model or DEFAULT_MODEL_PATH,
+        flip_average=args.flip_average,
+    )
+    fields = {
+        "first_mask": str(args.first_mask),
+        "max_iterations": settings.iterations,
+        "max_seconds": settings.seconds,
+        "iterations": result.iterations,
+        "seconds": result.seconds,
+        "first_loss": result.losses[0] if result.losses else None,
+        "last_loss": result.losses[-1] if result.losses else None,
+        "skipped": result.skipped,
+    }
+    return pipeline, fields
 
 
 def run(args: argparse.Namespace) -> int:
     source = open_frames(args.input)
-    pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, args.network_size)
-    summary = predict_to_folder(pipeline, source, args.out, metadata={"input": str(args.input)})
+    metadata: dict[str, object] = {"input": str(args.input)}
+    if args.first_mask is None:
+        pipeline = PerceptionPipeline.from_model_file(
+            args.model, args.backend, args.device, args.network_size, flip_average=args.flip_average
+        )
+    else:
+        pipeline, metadata["finetune"] = finetuned_pipeline(args, source)
+        finetune = metadata["finetune"]
+        print(
+            f"fine-tuning skipped: {finetune['skipped']}" if finetune["skipped"]
+            else f"fine-tuned the segmentation branch: {finetune['iterations']} steps in {finetune['seconds']:.1f} s"
+        )
+    summary = predict_to_folder(pipeline, source, args.out, metadata=metadata)
     latency = summary["latency_ms"]
     print(
         f"wrote predictions for {summary['frame_count']} frames to {args.out} "

@@ -46,7 +46,7 @@ def predict_to_folder(
     """Write predictions for every ``(stem, frame (H, W, 3) uint8)`` of ``source`` under ``out_dir``.
 
     Returns the summary also written to ``out_dir/summary.json``; ``metadata`` (e.g. the input
-    path) is copied into it first. Raises InputError for fewer than 2 frames.
+    path, the fine-tuning record of ``--first-mask``) is copied into it first. Raises InputError for fewer than 2 frames.
     """
     if isinstance(source, Sized) and len(source) < 2:
         raise InputError(f"need at least 2 frames, the input has {len(source)}")
@@ -79,6 +79,7 @@ def predict_to_folder(
         backend=pipeline.backend.name,
         device=pipeline.backend.device,
         network_size={"width": pipeline.network_size[0], "height": pipeline.network_size[1]},
+        flip_average=pipeline.flip_average,
         input_resolution={"width": width, "height": height},
         frame_count=len(timings),
         latency_ms=_latency_stats([ms for _, ms in timings]),
