@@ -36,21 +36,21 @@ def read_log_times(bag: Path, topics: Iterable[str]) -> dict[str, dict[int, int]
     return times
 
 
-def last_node_status(bag: Path, name_prefix: str, topic: str = "/diagnostics") -> dict[str, str]:
-    """key -> value of the last DiagnosticStatus named ``name_prefix``... in the bag; {} if none."""
-    if topics := bag_topics(bag).get(topic):
-        if topics.msgtype != DIAGNOSTICS_TYPE:
-            raise DataFormatError(f"{bag}: {topic} holds {topics.msgtype}, not {DIAGNOSTICS_TYPE}")
-    else:
-        return {}
-    values: dict[str, str] = {}
+def node_statuses(bag: Path, name_prefix: str, topic: str = "/diagnostics") -> list[tuple[int, dict[str, str]]]:
+    """(log time ns, key -> value) of every DiagnosticStatus named ``name_prefix``... in the bag."""
+    info = bag_topics(bag).get(topic)
+    if info is None:
+        return []
+    if info.msgtype != DIAGNOSTICS_TYPE:
+        raise DataFormatError(f"{bag}: {topic} holds {info.msgtype}, not {DIAGNOSTICS_TYPE}")
+    statuses = []
     with Reader(bag) as reader:  # bag_topics opened it already: an error here is not the user's
         connections = [c for c in reader.connections if c.topic == topic]
-        for _connection, _log_time, raw in reader.messages(connections=connections):
+        for _connection, log_time, raw in reader.messages(connections=connections):
             for status in typestore().deserialize_cdr(raw, DIAGNOSTICS_TYPE).status:
                 if status.name.startswith(name_prefix):
-                    values = {kv.key: kv.value for kv in status.values}
-    return values
+                    statuses.append((log_time, {kv.key: kv.value for kv in status.values}))
+    return statuses
 
 
 def _outputs(images: dict[str, np.ndarray]) -> PairOutputs:
@@ -104,7 +104,8 @@ def score_node_run(in_bag: Path, recorded_bag: Path, settings: ReplaySettings,
     gt = scorer.finish()
     for row in rows:
         row.update(scorer.rows.get(int(row["stamp_ns"]), {}))
-    status = last_node_status(recorded_bag, settings.output_prefix)
+    statuses = node_statuses(recorded_bag, settings.output_prefix)
+    status = statuses[-1][1] if statuses else {}
     counts = {
         "frames in bag": len(stamps),
         "received (node)": int(status.get("frames received", 0)),
