@@ -38,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--first-mask", type=Path, default=None, metavar="MASK.png",
-        help="mask of the first frame (nonzero = object): fine-tune the segmentation branch on it first "
-        "(semi-supervised mode; torch backend)",
+        help="mask of the first frame (nonzero = object): fine-tune the segmentation branch on it first, on the "
+        "CPU (semi-supervised mode; torch backend only; an empty mask skips fine-tuning with a warning)",
     )
     defaults = FinetuneSettings()
     parser.add_argument("--finetune-iters", type=int, default=defaults.iterations, help="fine-tuning steps at most")
@@ -53,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def first_frame(source: Iterable[tuple[str, np.ndarray]]) -> np.ndarray:
+    """The first (H, W, 3) uint8 frame of a re-iterable frame source."""
     for _stem, frame in source:
         return frame
     raise InputError("the input holds no frames")
