@@ -11,22 +11,27 @@ residual to the layers so far is in the top ``INIT_OUTLIER_FRACTION``. Stops whe
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 
 from jointperception.losses.motion_em import (
+    FIT_STRIDE,
     IRLS_EPS,
     design_matrix,
     fit_layers_l1,
     parametric_flow,
     sanitize_flow,
+    subsample_sites,
     weighted_fit,
 )
 from jointperception.models.motionnet import layers_from_logits
 
 INIT_OUTLIER_FRACTION = 0.3  # a new layer starts on this share of the worst-explained sites
 MIN_SCALE = 0.05  # px: floor of the Laplace scale s_k (exact parametric flow gives s -> 0)
+EM_RIDGE = 1e-3  # fit ridge relative to the layer weight: damps quadratic overfits of small layers
+#                  (layer J 0.73 vs 0.65 at 1e-6 on 30 synthetic val pairs)
 
 
 @dataclass(frozen=True)
@@ -43,13 +48,16 @@ def _residual(design: torch.Tensor, flow: torch.Tensor, theta: torch.Tensor) -> 
 
 
 def _greedy_init(design: torch.Tensor, flow: torch.Tensor, valid: torch.Tensor, num_layers: int) -> torch.Tensor:
-    """Deterministic θ (1, K, 2, D): each new layer fits the worst-explained sites of the previous ones."""
-    thetas = [fit_layers_l1(design, flow, valid.unsqueeze(1))]
+    """Deterministic θ (1, K, 2, D): each new layer fits the worst-explained sites of the previous ones.
+
+    design (N, D), flow (1, 2, N), valid (1, N): the fit sites (subsampled).
+    """
+    thetas = [fit_layers_l1(design, flow, valid.unsqueeze(1), ridge=EM_RIDGE)]
     count = max(int(valid.sum().item() * INIT_OUTLIER_FRACTION), 1)
     for _ in range(1, num_layers):
         best = _residual(design, flow, torch.cat(thetas, dim=1)).min(dim=1).values * valid  # (1, N)
         worst = torch.zeros_like(best).scatter_(1, best.topk(count, dim=1).indices, 1.0) * valid
-        thetas.append(fit_layers_l1(design, flow, worst.unsqueeze(1)))
+        thetas.append(fit_layers_l1(design, flow, worst.unsqueeze(1), ridge=EM_RIDGE))
     return torch.cat(thetas, dim=1)
 
 
@@ -67,7 +75,10 @@ def classical_em(flow: torch.Tensor, num_layers: int = 4, model: str = "quadrati
     clean, valid = sanitize_flow(flow.unsqueeze(0).float())
     f, v = clean.flatten(2), valid.flatten(2)[:, 0]  # (1, 2, N), (1, N)
     design = design_matrix(height, width, model, flow.device)
-    theta = _greedy_init(design, f, v, num_layers)
+    # fits use every FIT_STRIDE-th row and column, as the EM loss; E-step and residuals use every site
+    fit_sites = functools.partial(subsample_sites, height=height, width=width, stride=FIT_STRIDE)
+    fit_design, fit_f = fit_sites(design.T).T, fit_sites(f)
+    theta = _greedy_init(fit_design, fit_f, fit_sites(v), num_layers)
     prior = torch.full((1, num_layers, 1), 1.0 / num_layers)
     scale = torch.ones(1, num_layers, 1)
     labels = None
@@ -81,8 +92,9 @@ def classical_em(flow: torch.Tensor, num_layers: int = 4, model: str = "quadrati
         changed = 1.0 if labels is None else (new_labels != labels).float().mean().item()
         labels = new_labels
         # M-step: one IRLS-L1 reweighting from the current θ, then π and s
-        weights = (g * v.unsqueeze(1)).unsqueeze(2) / (f.unsqueeze(1) - parametric_flow(design, theta)).abs().clamp_min(IRLS_EPS)
-        theta = weighted_fit(design, f, weights)
+        fit_g = fit_sites(g * v.unsqueeze(1)).unsqueeze(2)  # (1, K, 1, n)
+        fit_residual = (fit_f.unsqueeze(1) - parametric_flow(fit_design, theta)).abs().clamp_min(IRLS_EPS)
+        theta = weighted_fit(fit_design, fit_f, fit_g / fit_residual, EM_RIDGE)
         mass = (g * v.unsqueeze(1)).sum(dim=2, keepdim=True)  # (1, K, 1)
         prior = (mass / v.sum().clamp_min(1.0)).clamp_min(1e-6)
         residual = _residual(design, f, theta)

@@ -14,9 +14,11 @@ import torch
 
 MOTION_MODELS = {"affine": 3, "quadratic": 6}  # design vector length per flow component
 MAX_FLOW = 1e4  # px: flow is clamped here; non-finite vectors become 0 with zero fit weight
-RIDGE = 1e-6  # Tikhonov weight relative to the layer's total weight (keeps tiny layers solvable)
+RIDGE = 1e-6  # Tikhonov weight relative to the layer's total weight: keeps tiny layers solvable, small
+#                enough that the loss stays invariant to an added global quadratic flow
 RIDGE_FLOOR = 1e-6  # absolute ridge: an empty layer gets θ = 0
 IRLS_EPS = 1e-2  # px: |r| floor of the L1 reweighting w = g / max(|r|, eps)
+FIT_STRIDE = 2  # the M-step fits θ on every 2nd row and column (the residual uses every site)
 
 
 def sanitize_flow(flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,24 +52,34 @@ def design_matrix(height: int, width: int, model: str = "quadratic", device: tor
     return _design_cached(int(height), int(width), model, str(torch.device(device)), dtype)
 
 
-def weighted_fit(design: torch.Tensor, flow: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def weighted_fit(design: torch.Tensor, flow: torch.Tensor, weights: torch.Tensor, ridge: float = RIDGE) -> torch.Tensor:
     """Weighted ridge least squares per layer and component (closed form, no gradient).
 
     design: (N, D); flow: (B, 2, N); weights: (B, K, N) or (B, K, 2, N) (one per component), >= 0.
-    θ_kc = (Pᵀ W_kc P + λ_kc I)⁻¹ Pᵀ W_kc f_c, λ_kc = RIDGE Σ_i w_ikc + RIDGE_FLOOR.
-    Returns θ: (B, K, 2, D). Solved in float64 with torch.linalg.solve (SPD by the ridge).
+    θ_kc = (Pᵀ W_kc P + λ_kc I)⁻¹ Pᵀ W_kc f_c, λ_kc = ridge Σ_i w_ikc + RIDGE_FLOOR.
+    Returns θ: (B, K, 2, D). Accumulated and solved in float64 (torch.linalg.solve; SPD by the ridge).
     """
     with torch.no_grad():
         p = design.double()
+        num_sites, dim = p.shape
         w = weights.double()
         if w.dim() == 3:
             w = w.unsqueeze(2).expand(-1, -1, 2, -1)
-        normal = torch.einsum("bkcn,nd,ne->bkcde", w, p, p)  # Pᵀ W P: (B, K, 2, D, D)
-        rhs = torch.einsum("bkcn,bcn,nd->bkcd", w, flow.double(), p)  # Pᵀ W f: (B, K, 2, D)
-        ridge = RIDGE * w.sum(dim=-1) + RIDGE_FLOOR  # (B, K, 2)
-        eye = torch.eye(p.shape[1], dtype=torch.float64, device=p.device)
-        theta = torch.linalg.solve(normal + ridge[..., None, None] * eye, rhs.unsqueeze(-1)).squeeze(-1)
+        outer = (p.unsqueeze(2) * p.unsqueeze(1)).reshape(num_sites, dim * dim)  # P(i) P(i)ᵀ, flattened
+        normal = (w @ outer).reshape(*w.shape[:3], dim, dim)  # Pᵀ W P: (B, K, 2, D, D)
+        rhs = (w * flow.double().unsqueeze(1)) @ p  # Pᵀ W f: (B, K, 2, D)
+        damping = ridge * w.sum(dim=-1) + RIDGE_FLOOR  # (B, K, 2)
+        eye = torch.eye(dim, dtype=torch.float64, device=p.device)
+        theta = torch.linalg.solve(normal + damping[..., None, None] * eye, rhs.unsqueeze(-1)).squeeze(-1)
     return theta.to(flow.dtype)
+
+
+def subsample_sites(values: torch.Tensor, height: int, width: int, stride: int) -> torch.Tensor:
+    """Every ``stride``-th row and column of raster-ordered sites: (..., H·W) -> (..., h·w)."""
+    if stride == 1:
+        return values
+    grid = values.reshape(*values.shape[:-1], height, width)[..., ::stride, ::stride]
+    return grid.reshape(*values.shape[:-1], -1)
 
 
 def parametric_flow(design: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -75,17 +87,18 @@ def parametric_flow(design: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return torch.einsum("nd,bkcd->bkcn", design, theta)
 
 
-def fit_layers_l1(design: torch.Tensor, flow: torch.Tensor, weights: torch.Tensor, iterations: int = 3) -> torch.Tensor:
+def fit_layers_l1(design: torch.Tensor, flow: torch.Tensor, weights: torch.Tensor, iterations: int = 3,
+                  ridge: float = RIDGE) -> torch.Tensor:
     """θ_k = argmin Σ_i g_ik |f(i) − f_θ(i)|_1 by IRLS from the L2 fit.
 
     flow: (B, 2, N); weights g: (B, K, N) -> θ (B, K, 2, D). Each IRLS step refits with
     w_ikc = g_ik / max(|r_ikc|, IRLS_EPS), r = f − f_θ (per component, ρ is separable).
     """
     with torch.no_grad():
-        theta = weighted_fit(design, flow, weights)
+        theta = weighted_fit(design, flow, weights, ridge)
         for _ in range(iterations):
             residual = (flow.unsqueeze(1) - parametric_flow(design, theta)).abs()  # (B, K, 2, N)
-            theta = weighted_fit(design, flow, weights.unsqueeze(2) / residual.clamp_min(IRLS_EPS))
+            theta = weighted_fit(design, flow, weights.unsqueeze(2) / residual.clamp_min(IRLS_EPS), ridge)
     return theta
 
 
@@ -105,7 +118,9 @@ def em_loss(logits: torch.Tensor, flow: torch.Tensor, model: str = "quadratic", 
     g = log_g.exp()
     f = flow.flatten(2)  # (B, 2, N)
     v = valid.flatten(2)  # (B, 1, N)
-    theta = fit_layers_l1(design, f, g.detach() * v, irls_iterations)
+    # M-step on every FIT_STRIDE-th row and column: θ has 12 unknowns, a quarter of the sites suffice
+    fit_sites = functools.partial(subsample_sites, height=height, width=width, stride=FIT_STRIDE)
+    theta = fit_layers_l1(fit_sites(design.T).T, fit_sites(f), fit_sites(g.detach() * v), irls_iterations)
     residual = (f.unsqueeze(1) - parametric_flow(design, theta)).abs().sum(dim=2)  # ρ = |du| + |dv|: (B, K, N)
     data_term = (g * residual * v).sum(dim=(1, 2))
     entropy = -(g * log_g).sum(dim=1, keepdim=True)  # H(g_i): (B, 1, N)
