@@ -38,7 +38,7 @@ RECORDED_OUTPUTS = ("mask", "flow", "occlusion", "motion_layers")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
     parser.add_argument("--model", type=Path, default=None, help="model file (default: the bundled model)")
-    parser.add_argument("--frames", type=int, default=record_sample.SYNTHETIC_FRAMES, help="frames of the bag (>= 2)")
+    parser.add_argument("--frames", type=int, default=record_sample.SYNTHETIC_FRAMES, help="frames of the synthetic bag (2..16)")
     parser.add_argument("--seed", type=int, default=7, help="scene seed")
     parser.add_argument("--size", type=parse_size, default=(320, 240), metavar="WxH", help="frame size")
     parser.add_argument("--network-size", type=parse_size, default=(320, 240), metavar="WxH",
