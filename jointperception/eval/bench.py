@@ -119,20 +119,32 @@ def ours(pipeline: PerceptionPipeline) -> PairMethod:
     return method
 
 
-def time_method(method: PairMethod, pairs: Sequence[tuple[np.ndarray, np.ndarray]], runs: int, warmup: int) -> dict:
-    """Latency percentiles (ms), frames/s over the timed runs, and process CPU ms per frame."""
-    for index in range(warmup):
-        method(*pairs[index % len(pairs)])
-    latencies = []
-    cpu_start, wall_start = time.process_time(), time.perf_counter()
+def time_methods(
+    methods: dict[str, PairMethod], pairs: Sequence[tuple[np.ndarray, np.ndarray]], runs: int, warmup: int
+) -> dict[str, dict]:
+    """-> {method: latency percentiles (ms), frames/s = 1000 / mean latency, process CPU ms per frame}.
+
+    Every method is warmed up, then the timed runs go round-robin (run i of each method, then run
+    i + 1), so a change in machine load touches every method alike and ratios between methods
+    measured in one call stay fair on a shared machine.
+    """
+    for method in methods.values():
+        for index in range(warmup):
+            method(*pairs[index % len(pairs)])
+    latencies: dict[str, list[float]] = {name: [] for name in methods}
+    cpu_seconds = dict.fromkeys(methods, 0.0)
     for index in range(runs):
-        start = time.perf_counter()
-        method(*pairs[index % len(pairs)])
-        latencies.append(1000.0 * (time.perf_counter() - start))
-    wall, cpu = time.perf_counter() - wall_start, time.process_time() - cpu_start
-    stats = latency_stats(latencies)
-    return {f"{key}_ms": stats[key] for key in ("p50", "p90", "p99", "mean")} | {
-        "fps": runs / wall, "cpu_ms_per_frame": 1000.0 * cpu / runs, "runs": runs}
+        for name, method in methods.items():
+            cpu_start, start = time.process_time(), time.perf_counter()
+            method(*pairs[index % len(pairs)])
+            latencies[name].append(1000.0 * (time.perf_counter() - start))
+            cpu_seconds[name] += time.process_time() - cpu_start
+    results = {}
+    for name, values in latencies.items():
+        stats = latency_stats(values)
+        results[name] = {f"{key}_ms": stats[key] for key in ("p50", "p90", "p99", "mean")} | {
+            "fps": 1000.0 / stats["mean"], "cpu_ms_per_frame": 1000.0 * cpu_seconds[name] / runs, "runs": runs}
+    return results
 
 
 def accuracy(methods: dict[str, PairMethod], data_cfg: DataConfig, num_pairs: int) -> dict[str, dict]:
@@ -165,14 +177,15 @@ def run_bench(settings: BenchSettings, data_cfg: DataConfig, log: Callable[[str]
     cv2.setNumThreads(settings.threads)
     rows, accuracy_methods = [], {}
     for size in settings.resolutions:
-        pairs = timing_pairs(size)
+        methods: dict[str, PairMethod] = {}
+        described: dict[str, dict] = {}
         for variant in settings.variants:
             row = {"method": variant.name, "kind": "ours", "backend": variant.backend, "device": variant.device,
                    "precision": variant.precision, "resolution": list(size), "network": list(padded_size(size))}
             reason = unavailable_reason(variant)
             if reason is None:
                 try:
-                    backend = build_backend(variant, settings, size)
+                    methods[variant.name] = ours(PerceptionPipeline(build_backend(variant, settings, size), size))
                 except InputError as exc:  # GPU variants: e.g. no int8 calibration cache; listed with why
                     if variant.device == "cpu":
                         raise
@@ -180,14 +193,13 @@ def run_bench(settings: BenchSettings, data_cfg: DataConfig, log: Callable[[str]
             if reason is not None:
                 rows.append(row | {"status": "skipped", "reason": reason})
                 log(f"{variant.name} {size[0]}x{size[1]}: skipped ({reason})")
-                continue
-            timing = time_method(ours(PerceptionPipeline(backend, size)), pairs, settings.runs, settings.warmup)
-            rows.append(row | {"status": "ok"} | timing)
-            log(f"{variant.name} {size[0]}x{size[1]}: p50 {timing['p50_ms']:.1f} ms, {timing['fps']:.1f} frames/s")
+            described[variant.name] = row
         for name in settings.peers:
-            timing = time_method(PEERS[name], pairs, settings.runs, settings.warmup)
-            rows.append({"method": name, "kind": "peer", "backend": "opencv", "device": "cpu", "precision": "fp32",
-                         "resolution": list(size), "network": list(size), "status": "ok"} | timing)
+            methods[name] = PEERS[name]
+            described[name] = {"method": name, "kind": "peer", "backend": "opencv", "device": "cpu",
+                               "precision": "fp32", "resolution": list(size), "network": list(size)}
+        for name, timing in time_methods(methods, timing_pairs(size), settings.runs, settings.warmup).items():
+            rows.append(described[name] | {"status": "ok"} | timing)
             log(f"{name} {size[0]}x{size[1]}: p50 {timing['p50_ms']:.1f} ms, {timing['fps']:.1f} frames/s")
     val_size = (data_cfg.width, data_cfg.height)
     for variant in settings.variants:

@@ -32,6 +32,7 @@ def format_markdown(results: dict) -> str:
             continue
         lines.append(f"| {row['method']} | {row['device']} | {row['precision']} | {resolution} | {_fmt(row['p50_ms'])} | "
                      f"{_fmt(row['p90_ms'])} | {_fmt(row['p99_ms'])} | {_fmt(row['fps'])} | {_fmt(row['cpu_ms_per_frame'])} |")
+    lines += _speedups(results["latency"])
     if skipped:
         lines += ["", "Skipped (not available here):", *skipped]
     validation = results["validation"]
@@ -41,6 +42,20 @@ def format_markdown(results: dict) -> str:
     for name, scores in results["accuracy"].items():
         lines.append(f"| {name} | {_fmt(scores['epe_all'], 3)} | {_fmt(scores['epe_noc'], 3)} | {_fmt(scores['j_mean'], 3)} |")
     return "\n".join(lines) + "\n"
+
+
+def _speedups(rows: list[dict]) -> list[str]:
+    """One line per resolution: p50 of torch eager over p50 of each other backend variant of ours."""
+    lines = []
+    for resolution in dict.fromkeys(tuple(row["resolution"]) for row in rows):
+        here = {row["method"]: row for row in rows if tuple(row["resolution"]) == resolution and row["status"] == "ok"}
+        if "torch" not in here:
+            continue
+        ratios = [f"{name} {here['torch']['p50_ms'] / row['p50_ms']:.2f}x" for name, row in here.items()
+                  if row["kind"] == "ours" and name != "torch"]
+        if ratios:
+            lines.append(f"- {resolution[0]}x{resolution[1]}: p50 speed-up over torch eager: {', '.join(ratios)}")
+    return ["", *lines] if lines else []
 
 
 def plot_accuracy_latency(results: dict, resolution: list[int], path: Path) -> None:
