@@ -61,6 +61,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     mode: str = "iterative"  # iterative (SegFlow §4.1 branch alternation) | joint (all weights at once)
+    #                          | selfsup (Every Frame Counts losses on unlabelled video: train/selfsup_trainer.py)
     #                          | motion_layers (MotionLayerNet on flow, EM loss: train/motion_trainer.py)
     max_steps: int = 6000  # total optimizer steps over all phases
     batch_size: int = 8  # pairs per step and process
@@ -80,7 +81,7 @@ class TrainConfig:
     log_every: int = 25  # steps between JSONL metric lines
 
     def validate(self) -> None:
-        _choice("train.mode", self.mode, ("iterative", "joint", "motion_layers"))
+        _choice("train.mode", self.mode, ("iterative", "joint", "selfsup", "motion_layers"))
         for key in ("max_steps", "batch_size", "eval_every", "rounds", "log_every", "patience"):
             _positive(f"train.{key}", getattr(self, key))
         for key in ("lr", "min_lr", "grad_clip"):
@@ -90,6 +91,36 @@ class TrainConfig:
         for key in ("warmup_steps", "weight_decay", "flow_weight", "occlusion_weight", "min_phase_steps"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"train.{key}: must be >= 0, got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
+class SelfSupConfig:
+    """Every Frame Counts self-supervised fine-tuning (train.mode: selfsup)."""
+
+    init_from: str = "bundled"  # model file to start from; "bundled" = models/jointnet_tiny.safetensors; "" = random
+    data_root: str = ""  # folder the paths below are relative to; "" = shared_data_root() ($JOINTPERCEPTION_DATA)
+    images: tuple[str, ...] = ()  # image folders or globs of image files (one sequence per folder)
+    videos: tuple[str, ...] = ()  # video files, one sequence each
+    bags: tuple[str, ...] = ()  # rosbag2 bag folders, one sequence each (topic: bag_topic)
+    bag_topic: str = "/camera/image_raw"  # sensor_msgs/Image topic read from every bag
+    holdout: tuple[str, ...] = ()  # sequence-name patterns (fnmatch) kept out of training for evaluation
+    frame_width: int = 320  # frames are resized to this size (the pipeline's network size) before cropping
+    frame_height: int = 240
+    max_dt: int = 5  # pair gap dt drawn from [1, max_dt] frames (EFC)
+    labelled_batch_size: int = 2  # synthetic labelled pairs per step (supervised losses, eq. 8); 0 = none
+    consistency_weight: float = 10.0  # lambda_cons (eq. 9)
+    occlusion_weight: float = 0.4  # lambda_occ
+    smoothness_weight: float = 0.5  # lambda_sm
+    occlusion_estimation: bool = True  # OE: per-block occlusion heads, Locc, occlusion-weighted losses
+    temporal_consistency: bool = True  # TC: encoder-feature consistency Lcons
+    segmentation_mask: bool = True  # O_seg error mask of eq. 5 (with OE)
+
+    def validate(self) -> None:
+        for key in ("frame_width", "frame_height", "max_dt"):
+            _positive(f"selfsup.{key}", getattr(self, key))
+        for key in ("labelled_batch_size", "consistency_weight", "occlusion_weight", "smoothness_weight"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"selfsup.{key}: must be >= 0, got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)
@@ -125,12 +156,14 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    selfsup: SelfSupConfig = field(default_factory=SelfSupConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
 
     def validate(self) -> None:
         self.model.validate()
         self.data.validate()
         self.train.validate()
+        self.selfsup.validate()
         self.motion.validate()
 
     def to_dict(self) -> dict[str, Any]:
@@ -175,6 +208,9 @@ def _coerce(name: str, value: Any, expected: type) -> Any:
     elif expected is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+    elif expected is tuple:  # lists of strings, e.g. selfsup.images
+        if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+            return tuple(value)
     elif isinstance(value, expected):
         return value
     raise ConfigError(f"{name}: expected {expected.__name__}, got {value!r}")

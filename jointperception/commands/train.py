@@ -10,6 +10,7 @@ from pathlib import Path
 
 from jointperception.config import ExperimentConfig, load_config
 from jointperception.train.motion_trainer import train_motion_layers
+from jointperception.train.selfsup_trainer import train_selfsup
 from jointperception.train.trainer import train
 
 HELP = "train the joint network on synthetic pairs (writes metrics.jsonl, last.pt, best.pt, best.safetensors)"
@@ -39,13 +40,15 @@ def run(args: argparse.Namespace) -> int:
     cfg = apply_overrides(load_config(args.config), args.max_steps)
     run_dir = args.out if args.out is not None else Path("runs") / args.config.stem
     command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    if cfg.train.mode == "motion_layers":  # MotionLayerNet on flow with the EM loss (CPU)
+    if cfg.train.mode == "selfsup":  # Every Frame Counts fine-tuning on unlabelled video (CPU)
+        result = train_selfsup(cfg, run_dir, resume=args.resume, command=command)
+    elif cfg.train.mode == "motion_layers":  # MotionLayerNet on flow with the EM loss (CPU)
         result = train_motion_layers(cfg, run_dir, resume=args.resume, command=command)
     else:
         result = train(cfg, run_dir, device=args.device, resume=args.resume, command=command)
     if result.signal is not None:
         LOG.warning("interrupted at step %d; continue with --resume auto --out %s", result.step, run_dir)
-    elif result.weights is not None and cfg.train.mode == "motion_layers":
+    elif result.weights is not None and cfg.train.mode in ("selfsup", "motion_layers"):
         LOG.info("done: %d steps, model %s", result.step, result.weights)
     elif result.weights is not None:
         LOG.info("done: %d steps, best score %.4f, model %s", result.step, result.best_score, result.weights)

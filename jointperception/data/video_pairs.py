@@ -1,0 +1,136 @@
+"""Unlabelled video frame pairs for self-supervised training (Every Frame Counts sampling).
+
+Sequences come from image folders (or globs of image files, grouped by folder), video files and
+rosbag2 sensor_msgs/Image topics. Frames are resized once to ``frame_size`` (the network size of
+the runtime pipeline, so flow magnitudes match deployment) and kept in memory as uint8.
+Item i (seeded by ``seed + i``) picks a sequence, a frame t and a gap dt in [1, max_dt]
+(EFC: "pairs with dt in [1, 5]"), then one random crop and horizontal flip for both frames:
+    image1, image2: (3, h, w) uint8 RGB, frames t and t + dt (or t + dt and t, half the time).
+"""
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from jointperception.data.bags import read_image_messages
+from jointperception.data.formats import read_image
+from jointperception.data.sources import IMAGE_SUFFIXES, open_frames
+from jointperception.errors import ConfigError, InputError
+from jointperception.ros.convert import image_to_rgb
+
+
+@dataclass(frozen=True)
+class FrameSequence:
+    name: str  # folder / video / bag name, matched against hold-out patterns
+    frames: tuple[np.ndarray, ...]  # (H, W, 3) uint8 RGB at the common frame size
+
+
+def _resize(frame: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 -> (height, width, 3) uint8 for frame_size = (width, height)."""
+    if (frame.shape[1], frame.shape[0]) == frame_size:
+        return frame
+    return cv2.resize(frame, frame_size, interpolation=cv2.INTER_AREA)
+
+
+def _sequence(name: str, frames: Iterable[np.ndarray], frame_size: tuple[int, int], origin: str) -> FrameSequence:
+    resized = tuple(_resize(frame, frame_size) for frame in frames)
+    if len(resized) < 2:
+        raise InputError(f"{origin}: a sequence needs at least 2 frames, got {len(resized)}")
+    return FrameSequence(name, resized)
+
+
+def image_sequences(pattern: str, frame_size: tuple[int, int]) -> list[FrameSequence]:
+    """A folder or glob: each matching folder is a sequence of all its images; matching image
+    files form one sequence per parent folder. Sorted by name."""
+    folders: list[Path] = []
+    groups: dict[Path, list[Path]] = {}
+    for path in sorted(Path(p) for p in glob.glob(pattern)):
+        if path.is_dir():
+            folders.append(path)
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            groups.setdefault(path.parent, []).append(path)
+    if not folders and not groups:
+        raise InputError(f"{pattern}: matches no image folder or image files")
+    sequences = [_sequence(f.name, (frame for _stem, frame in open_frames(f)), frame_size, str(f)) for f in folders]
+    sequences += [_sequence(folder.name, (read_image(f) for f in files), frame_size, str(folder))
+                  for folder, files in groups.items()]
+    return sorted(sequences, key=lambda s: s.name)
+
+
+def video_sequence(video: str | Path, frame_size: tuple[int, int]) -> FrameSequence:
+    """Every frame of a video file as one sequence named after the file's stem."""
+    video = Path(video)
+    if not video.is_file():
+        raise InputError(f"{video}: video file not found")
+    return _sequence(video.stem, (frame for _stem, frame in open_frames(video)), frame_size, str(video))
+
+
+def bag_sequence(bag: str | Path, topic: str, frame_size: tuple[int, int]) -> FrameSequence:
+    """The sensor_msgs/Image messages of ``topic`` in a rosbag2 bag, in log-time order."""
+    frames = (image_to_rgb(r.encoding, r.height, r.width, r.step, r.is_bigendian, r.data)
+              for r in read_image_messages(bag, topic))
+    return _sequence(Path(bag).name, frames, frame_size, f"{bag} {topic}")
+
+
+def drop_held_out(sequences: Sequence[FrameSequence], holdout: Sequence[str]) -> list[FrameSequence]:
+    """Sequences whose name matches no hold-out pattern (fnmatch, e.g. ``"*market_5*"``)."""
+    return [s for s in sequences if not any(fnmatch(s.name, pattern) for pattern in holdout)]
+
+
+class VideoPairDataset(Dataset):
+    """Random unlabelled pairs from in-memory frame sequences; item i is seeded by ``seed + i``."""
+
+    def __init__(self, sequences: Sequence[FrameSequence], num_samples: int, seed: int, height: int, width: int,
+                 max_dt: int = 5) -> None:
+        if not sequences:
+            raise ConfigError("unlabelled data: no sequences left (all missing or held out)")
+        if max_dt < 1:
+            raise ConfigError(f"max_dt: must be >= 1, got {max_dt}")
+        frame_height, frame_width = sequences[0].frames[0].shape[:2]
+        if frame_height < height or frame_width < width:
+            raise ConfigError(f"crop {width}x{height} is larger than the frames ({frame_width}x{frame_height})")
+        self.sequences = list(sequences)
+        self.num_samples = num_samples
+        self.seed = seed
+        self.height = height
+        self.width = width
+        self.max_dt = max_dt
+        lengths = np.array([len(s.frames) for s in self.sequences], dtype=np.float64)
+        self.sequence_weights = lengths / lengths.sum()  # every frame equally likely as a pair start
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def sample_indices(self, index: int) -> tuple[int, int, int]:
+        """(sequence, first frame, second frame) of item ``index``; |second - first| in [1, max_dt]."""
+        rng = np.random.default_rng(self.seed + index)
+        sequence = int(rng.choice(len(self.sequences), p=self.sequence_weights))
+        length = len(self.sequences[sequence].frames)
+        dt = int(rng.integers(1, min(self.max_dt, length - 1) + 1))
+        start = int(rng.integers(0, length - dt))
+        first, second = (start, start + dt) if rng.random() < 0.5 else (start + dt, start)
+        return sequence, first, second
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < self.num_samples:
+            raise IndexError(f"index {index} out of range for {self.num_samples} samples")
+        sequence, first, second = self.sample_indices(index)
+        frames = self.sequences[sequence].frames
+        rng = np.random.default_rng([self.seed + index, 1])
+        top = int(rng.integers(0, frames[0].shape[0] - self.height + 1))
+        left = int(rng.integers(0, frames[0].shape[1] - self.width + 1))
+        flip = rng.random() < 0.5
+        crops = []
+        for frame in (frames[first], frames[second]):
+            crop = frame[top : top + self.height, left : left + self.width]
+            crop = crop[:, ::-1] if flip else crop
+            crops.append(torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))))
+        return {"image1": crops[0], "image2": crops[1]}
