@@ -2,7 +2,9 @@
 self-supervised trainer (train/selfsup_trainer.py): a 2-step run, resume, CLI errors."""
 from __future__ import annotations
 
+import glob
 import json
+from fnmatch import fnmatch
 from pathlib import Path
 
 import cv2
@@ -11,7 +13,7 @@ import pytest
 import yaml
 
 from jointperception.cli import main as cli_main
-from jointperception.config import config_from_dict
+from jointperception.config import config_from_dict, load_config
 from jointperception.data.bags import BagImageWriter
 from jointperception.data.formats import write_image
 from jointperception.data.video_pairs import (
@@ -129,3 +131,11 @@ def test_missing_data_root_is_one_error_line(tmp_path: Path, capsys: pytest.Capt
     assert error.count("\n") == 0 and "absent: unlabelled data folder not found" in error
     with pytest.raises(DataFormatError):
         train_selfsup(config_from_dict(selfsup_config(tmp_path / "absent", 2)), tmp_path / "run2")
+
+
+def test_shipped_config_holds_out_real_sequences_and_trains_on_the_rest(shared_data: Path) -> None:
+    sc = load_config(Path("config/train_selfsup.yaml")).selfsup
+    folders = sorted({Path(p).parent.name for pattern in sc.images for p in glob.glob(str(shared_data / pattern))})
+    held = [name for name in folders if any(fnmatch(name, pattern) for pattern in sc.holdout)]
+    assert held == ["blackswan", "clean_market_5_0002", "cows", "final_market_5_0002", "kite-surf"]
+    assert len(folders) - len(held) >= 8  # 7 DAVIS sequences and 4 Sintel pairs remain for training
