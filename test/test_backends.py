@@ -170,3 +170,29 @@ def test_thin_resizes_leave_the_nchwc_layout_with_the_same_outputs(setup: Simple
             .run(None, feeds) for model in (proto, tuned)]
     for before, after in zip(*runs):
         np.testing.assert_allclose(after, before, atol=1e-4, rtol=1e-5)
+
+
+def create_backend_int8(setup: SimpleNamespace) -> OnnxRuntimeBackend:
+    return OnnxRuntimeBackend(setup.weights, threads=1, input_size=INPUT_SIZE, cache_dir=setup.cache, precision="int8")
+
+
+def test_int8_is_quantised_once_cached_and_close_to_fp32(setup: SimpleNamespace) -> None:
+    int8 = create_backend_int8(setup)
+    assert int8.precision == "int8" and int8.onnx_path != setup.ort.onnx_path
+    ops = {node.op_type for node in load_onnx_proto(int8.onnx_path).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    built = int8.onnx_path.stat().st_mtime_ns
+    assert create_backend_int8(setup).onnx_path.stat().st_mtime_ns == built  # reused, not rebuilt
+    first, second = setup.frames
+    ours = PerceptionPipeline(int8, INPUT_SIZE).infer_pair(first, second)
+    reference = PerceptionPipeline(setup.ort, INPUT_SIZE).infer_pair(first, second)
+    flow_scale = float(np.abs(reference.flow).mean())
+    assert flow_scale > 0.1 and float(np.abs(ours.flow - reference.flow).mean()) <= 0.1 * flow_scale
+    assert np.mean(ours.mask == reference.mask) >= 0.9
+
+
+def test_int8_precision_is_checked_before_any_work(setup: SimpleNamespace) -> None:
+    with pytest.raises(InputError, match="int8 runs on the CPU provider only"):
+        OnnxRuntimeBackend(setup.ort.onnx_path, "cuda", precision="int8")
+    with pytest.raises(InputError, match="precision 'fp16'"):
+        OnnxRuntimeBackend(setup.ort.onnx_path, precision="fp16")

@@ -47,6 +47,7 @@ VARIANTS = (
     BackendVariant("torch", "torch", "cpu", "fp32"),
     BackendVariant("torch-channels-last", "torch", "cpu", "fp32", channels_last=True),
     BackendVariant("onnxruntime", "onnxruntime", "cpu", "fp32"),
+    BackendVariant("onnxruntime-int8", "onnxruntime", "cpu", "int8"),
     BackendVariant("torch-cuda-fp16", "torch", "cuda", "fp16"),
     BackendVariant("torch-cuda-fp16-graphs", "torch", "cuda", "fp16", cuda_graphs=True),
     BackendVariant("onnxruntime-cuda", "onnxruntime", "cuda", "fp32"),
@@ -107,7 +108,8 @@ def build_backend(variant: BackendVariant, settings: BenchSettings, network_size
                             channels_last=variant.channels_last, cuda_graphs=variant.cuda_graphs)
     if variant.backend == "onnxruntime":
         return OnnxRuntimeBackend(settings.model_path, variant.device, threads=settings.threads,
-                                  input_size=padded_size(network_size), cache_dir=settings.cache_dir)
+                                  input_size=padded_size(network_size), cache_dir=settings.cache_dir,
+                                  precision=variant.precision)
     return TensorRTBackend(settings.model_path, variant.device, variant.precision,
                            input_size=padded_size(network_size), cache_dir=settings.cache_dir)
 

@@ -16,8 +16,10 @@ from jointperception.export.onnx import load_onnx_proto, read_onnx_model
 from jointperception.export.onnx_cache import cached_onnx
 from jointperception.models.perception import INPUT_NAMES, OUTPUT_NAMES
 from jointperception.runtime.onnx_cpu_layout import unblock_thin_resizes
+from jointperception.runtime.onnx_int8 import quantized_onnx
 
 DEFAULT_THREADS = 2  # intra-op threads; set explicitly, never "all cores"
+PRECISIONS = ("fp32", "int8")
 
 
 def _cuda_device_id(device: str) -> int | None:
@@ -95,6 +97,7 @@ class OnnxRuntimeBackend:
 
     ``model`` is an exported ``.onnx`` file, or a model file (.safetensors / checkpoint) that is
     exported once into ``cache_dir`` (static at ``input_size`` (W, H), or dynamic when None).
+    ``precision`` "int8" (CPU only) runs ``onnx_int8.quantized_onnx`` of a static export.
     """
 
     name = "onnxruntime"
@@ -106,13 +109,21 @@ class OnnxRuntimeBackend:
         threads: int = DEFAULT_THREADS,
         input_size: tuple[int, int] | None = None,
         cache_dir: str | Path | None = None,
+        precision: str = "fp32",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise InputError(f"onnxruntime precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if precision == "int8" and device != "cpu":
+            raise InputError("onnxruntime int8 runs on the CPU provider only; use tensorrt int8 on a GPU")
         check_available(device, threads)  # before any (slow) export
         path = Path(model)
         onnx_path = path if path.suffix == ".onnx" else cached_onnx(path, input_size, cache_dir=cache_dir)
         info = read_onnx_model(onnx_path)
         if input_size is not None and info.input_size not in (None, input_size):
             raise ModelFileError(f"{onnx_path}: exported for input {info.input_size} (W, H), not {input_size}")
+        if precision == "int8":
+            onnx_path = quantized_onnx(onnx_path)
+        self.precision = precision
         self.device = device
         self.threads = threads
         self.input_size = info.input_size
