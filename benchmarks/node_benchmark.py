@@ -58,6 +58,8 @@ def run_graph(args: argparse.Namespace, bag: Path, recorded: Path, logs: Path) -
         node = children.start("perception_node", "jointperception.ros.perception_node", node_args)
         children.start("bag_recorder", "jointperception.ros.bag_recorder",
                        [str(recorded), "--topics", f"{NODE}/mask", "/diagnostics"])
+        children.wait_for_log("bag_recorder", [f"bag_recorder: matched {t}" for t in (f"{NODE}/mask", "/diagnostics")],
+                              120.0)
         started = time.monotonic()
         player = children.start("bag_player", "jointperception.ros.bag_player",
                                 [str(bag), "--topics", TOPIC, "--rate-hz", str(args.rate_hz), "--loop", "--restamp",

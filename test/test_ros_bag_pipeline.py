@@ -62,9 +62,10 @@ def node_run(tmp_path_factory: pytest.TempPathFactory, model_file: Path) -> tupl
                  "-p", "network_height:=64", "-p", "diagnostics_period_s:=0.2", "-r", f"image:={TOPIC}"]
     with RosChildren(pick_domain_id(), root / "logs") as children:
         children.start("node", "jointperception.ros.perception_node", node_args)
+        from_node = [*(f"{NODE}/{name}" for name in COMPARED), "/diagnostics"]
         children.start("recorder", "jointperception.ros.bag_recorder",
-                       [str(recorded), "--topics", TOPIC, *(f"{NODE}/{name}" for name in COMPARED), "/diagnostics",
-                        "--idle-timeout", "30"])
+                       [str(recorded), "--topics", TOPIC, *from_node, "--idle-timeout", "30"])
+        children.wait_for_log("recorder", [f"bag_recorder: matched {topic}" for topic in from_node], WAIT)
         children.start("player", "jointperception.ros.bag_player",
                        [str(sample), "--topics", TOPIC, "--wait-subscribers", "2", "--delay", "1.0",
                         "--lockstep-topic", f"{NODE}/mask", "--lockstep-timeout", "60"])

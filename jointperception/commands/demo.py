@@ -15,18 +15,13 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
-
 from jointperception.commands import record_sample
 from jointperception.commands.predict import parse_size
-from jointperception.data.formats import write_image
 from jointperception.errors import InputError
 from jointperception.eval.node_run import score_node_run
 from jointperception.eval.replay import ReplaySettings, output_topics
-from jointperception.eval.report import FILES_DIR, replay_metrics, write_metrics, write_report
-from jointperception.runtime.pipeline import PairOutputs
+from jointperception.eval.report import FILES_DIR, replay_metrics, write_metrics, write_report, write_sample_strip
 from jointperception.runtime.ros_processes import RosChildren, pick_domain_id
-from jointperception.viz import make_strip
 
 HELP = "play a synthetic bag through perception_node over DDS, record the outputs, write a report"
 TOPIC = "/camera/image_raw"
@@ -71,8 +66,10 @@ def _run_graph(args: argparse.Namespace, children: RosChildren, sample_bag: Path
                  "-p", f"diagnostics_period_s:={DIAGNOSTICS_PERIOD_S}", "-r", f"image:={TOPIC}"]
     children.start("perception_node", "jointperception.ros.perception_node", node_args)
     outputs = output_topics(NODE)
-    children.start("bag_recorder", "jointperception.ros.bag_recorder",
-                   [str(node_bag), "--topics", TOPIC, *(outputs[n] for n in RECORDED_OUTPUTS), "/diagnostics"])
+    from_node = [*(outputs[n] for n in RECORDED_OUTPUTS), "/diagnostics"]
+    children.start("bag_recorder", "jointperception.ros.bag_recorder", [str(node_bag), "--topics", TOPIC, *from_node])
+    # the node's outputs reach the recorder before the first frame goes out
+    children.wait_for_log("bag_recorder", [f"bag_recorder: matched {topic}" for topic in from_node], args.timeout)
     pacing = ["--lockstep-topic", outputs["mask"]] if args.rate is None else ["--rate", str(args.rate)]
     player = children.start("bag_player", "jointperception.ros.bag_player",
                             [str(sample_bag), "--topics", TOPIC, "--wait-subscribers", "2", "--delay", "1.0", *pacing])
@@ -114,14 +111,8 @@ def run(args: argparse.Namespace) -> int:
     graph_s = time.monotonic() - started
 
     samples: list[Path] = []
-
-    def save_sample(stamp_ns: int, rgb: np.ndarray, outputs: PairOutputs) -> None:
-        path = out / FILES_DIR / f"sample_{stamp_ns}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_image(path, make_strip(rgb, outputs.mask, outputs.flow, outputs.layers))
-        samples.append(path)
-
-    result = score_node_run(sample_bag, node_bag, ReplaySettings(topic=TOPIC, output_prefix=NODE), save_sample)
+    result = score_node_run(sample_bag, node_bag, ReplaySettings(topic=TOPIC, output_prefix=NODE),
+                            lambda stamp, rgb, outputs: samples.append(write_sample_strip(out, stamp, rgb, outputs)))
     facts = {"input_bag": str(sample_bag), "topic": TOPIC, "output_bag": str(node_bag),
              "model": str(args.model or "bundled"), "network_size": "x".join(map(str, args.network_size)),
              "pacing": "lock-step" if args.rate is None else f"bag timing x {args.rate}",

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from jointperception.data.formats import write_image
 from jointperception.eval.replay import ReplayResult
+from jointperception.runtime.pipeline import PairOutputs
+from jointperception.viz import make_strip
 
 FILES_DIR = "report_files"  # beside report.html: plots and samples
 
@@ -49,6 +52,14 @@ def replay_metrics(result: ReplayResult, facts: Mapping[str, object]) -> dict[st
         "output_topics": result.output_counts,
         "per_frame": result.frames,
     }
+
+
+def write_sample_strip(report_dir: Path, stamp_ns: int, rgb: np.ndarray, outputs: PairOutputs) -> Path:
+    """report_dir/report_files/sample_<stamp>.png: frame | mask | flow | layers of frame ``rgb`` (H, W, 3)."""
+    path = report_dir / FILES_DIR / f"sample_{stamp_ns}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_image(path, make_strip(rgb, outputs.mask, outputs.flow, outputs.layers))
+    return path
 
 
 def write_metrics(path: Path, metrics: Mapping[str, object]) -> Path:

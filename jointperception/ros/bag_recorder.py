@@ -4,7 +4,9 @@ TYPE is Image, CameraInfo or DiagnosticArray (default: DiagnosticArray for /diag
 CameraInfo for a name ending in camera_info, else Image). Messages are written as received
 (serialized bytes, headers unchanged) with the receive wall time as log time. Stops on
 SIGINT / SIGTERM, after ``--idle-timeout`` s without a message, or after ``--max-messages``,
-and closes the bag so it stays readable. Exit 2 with one line for a bad option or output path.
+and closes the bag so it stays readable. It prints ``bag_recorder: matched TOPIC`` once a topic
+has a publisher, so a script can start a player only when the recorder listens. Exit 2 with one
+line for a bad option or output path.
 """
 from __future__ import annotations
 
@@ -64,12 +66,20 @@ class BagRecorder(Node):
         self._writer = writer
         self.counts: dict[str, int] = {}
         self.last_message = time.monotonic()
+        self._unmatched = {}  # topic -> subscription without a publisher yet
         for topic, name in topics:
             msg_type, msgtype = MESSAGE_TYPES[name]
             connection = writer.add_connection(topic, msgtype, typestore=typestore())
             self.counts[topic] = 0
-            self.create_subscription(msg_type, topic, lambda raw, t=topic, c=connection: self._on_message(t, c, raw),
-                                     RECORD_QOS, raw=True)
+            self._unmatched[topic] = self.create_subscription(
+                msg_type, topic, lambda raw, t=topic, c=connection: self._on_message(t, c, raw), RECORD_QOS, raw=True)
+
+    def announce_matches(self) -> None:
+        """Print 'bag_recorder: matched TOPIC' once a topic has a publisher (scripts wait for it)."""
+        for topic, subscription in list(self._unmatched.items()):
+            if subscription.get_publisher_count() > 0:
+                print(f"bag_recorder: matched {topic}", flush=True)
+                del self._unmatched[topic]
 
     def _on_message(self, topic: str, connection: object, raw: bytes) -> None:
         """Log time = receive wall time (ns); the CDR bytes are written as they came."""
@@ -97,6 +107,7 @@ def record(args: argparse.Namespace, topics: list[tuple[str, str]]) -> dict[str,
         print(f"bag_recorder: recording {', '.join(t for t, _ in topics)} to {args.out}", flush=True)
         while rclpy.ok():
             rclpy.spin_once(recorder, timeout_sec=0.05)
+            recorder.announce_matches()
             if args.max_messages is not None and recorder.total >= args.max_messages:
                 break
             if args.idle_timeout is not None and time.monotonic() - recorder.last_message > args.idle_timeout:

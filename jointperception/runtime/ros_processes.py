@@ -11,6 +11,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -101,6 +102,15 @@ class RosChildren:
     def log_tail(self, name: str, lines: int = 5) -> str:
         text = self.log_path(name).read_text(errors="replace").strip().splitlines()
         return " | ".join(text[-lines:])
+
+    def wait_for_log(self, name: str, lines: Sequence[str], timeout: float) -> None:
+        """Wait until every one of ``lines`` is in child ``name``'s log; InputError naming the log
+        when the child exits first or ``timeout`` s pass."""
+        deadline = time.monotonic() + timeout
+        while not set(lines) <= set(self.log_path(name).read_text(errors="replace").splitlines()):
+            if self.processes[name].poll() is not None or time.monotonic() > deadline:
+                raise InputError(f"{name} did not print {', '.join(lines)} ({self.log_path(name)}: {self.log_tail(name)})")
+            time.sleep(0.1)
 
     def stop(self, name: str) -> int:
         return stop_process(self.processes[name])
