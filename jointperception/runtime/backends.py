@@ -111,23 +111,25 @@ class CapturedGraph:
         self.shape = tuple(example.shape)
         self._inputs = tuple(torch.zeros_like(example) for _ in INPUT_NAMES)
         device = example.device
-        # warm-up on a side stream (lazy cuDNN / allocator initialisation must not be captured)
-        side = torch.cuda.Stream(device=device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(CUDA_GRAPH_WARMUP):
-                model(*self._inputs)
-        torch.cuda.current_stream(device).wait_stream(side)
-        self._graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self._graph):
-            self._outputs = model(*self._inputs)
+        with torch.cuda.device(device):  # capture on the model's GPU, whichever is current
+            # warm-up on a side stream (lazy cuDNN / allocator initialisation must not be captured)
+            side = torch.cuda.Stream(device=device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):
+                for _ in range(CUDA_GRAPH_WARMUP):
+                    model(*self._inputs)
+            torch.cuda.current_stream(device).wait_stream(side)
+            self._graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self._graph):
+                self._outputs = model(*self._inputs)
 
     def run(self, image1: torch.Tensor, image2: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Copy the inputs into the static buffers, replay; -> the static outputs (copy them out
         before the next run)."""
         for static, image in zip(self._inputs, (image1, image2)):
             static.copy_(image)
-        self._graph.replay()
+        with torch.cuda.device(self._inputs[0].device):
+            self._graph.replay()
         return self._outputs
 
 
