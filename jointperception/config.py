@@ -132,6 +132,7 @@ class MotionConfig:
     base_width: int = 16  # channels of the first level, doubled per level
     motion_model: str = "quadratic"  # affine (6 params) | quadratic (12 params) per layer
     entropy_weight: float = 0.01  # beta in L = sum g rho(f - f_theta) - beta sum H(g)
+    layer_mass_weight: float = 0.05  # gamma: + gamma H(mean_i g_i) merges duplicate layers (0 = the paper's loss)
     irls_iterations: int = 3  # L1 IRLS reweightings of the M-step after the L2 fit
     augment_scale: float = 4.0  # px: amplitude of the random global quadratic flow added in training
     predicted_flow_samples: int = 1000  # training pairs whose flow the joint model predicts (cached)
@@ -146,7 +147,7 @@ class MotionConfig:
         if self.base_width < 4:
             raise ConfigError(f"motion.base_width: must be >= 4, got {self.base_width}")
         _choice("motion.motion_model", self.motion_model, ("affine", "quadratic"))
-        for key in ("entropy_weight", "irls_iterations", "augment_scale", "predicted_flow_samples", "max_train_minutes"):
+        for key in ("entropy_weight", "layer_mass_weight", "irls_iterations", "augment_scale", "predicted_flow_samples", "max_train_minutes"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"motion.{key}: must be >= 0, got {getattr(self, key)}")
 

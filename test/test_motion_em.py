@@ -107,6 +107,18 @@ def test_em_loss_is_invariant_to_global_quadratic_flow():
     assert math.isclose(float(base), float(shifted), rel_tol=1e-3, abs_tol=1e-4)
 
 
+def test_layer_mass_term_prefers_merging_a_motion_split_over_two_layers():
+    flow, layers, _ = two_motion_flow()
+    merged = one_hot_logits(layers, 3)
+    split = layers.clone()
+    split[(layers == 0) & (torch.arange(W) < W // 2)] = 2  # background cut into two layers with one motion
+    split = one_hot_logits(split, 3)
+    plain = [float(em_loss(logits, flow[None], entropy_weight=0.0)[0]) for logits in (merged, split)]
+    gamma = [float(em_loss(logits, flow[None], entropy_weight=0.0, mass_weight=0.05)[0]) for logits in (merged, split)]
+    assert math.isclose(plain[0], plain[1], abs_tol=1e-3)  # the paper's data term cannot tell them apart
+    assert gamma[0] + 0.01 < gamma[1]
+
+
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_non_finite_flow_is_sanitised_everywhere(bad):
     flow, layers, _ = two_motion_flow()

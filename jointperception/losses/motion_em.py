@@ -4,7 +4,10 @@ Site i at normalised coordinates (x, y) in [-1, 1]; design vector P(i) = [1, x, 
 [1, x, y, x², xy, y²] (quadratic), one per flow component: f_θk(i) = (P(i)·θ_k^u, P(i)·θ_k^v).
 M-step (no gradient): θ_k = argmin_θ Σ_i g_ik ρ(f(i) − f_θ(i)) + ridge, weighted least squares in
 closed form (torch.linalg.solve), ρ = L1 through IRLS started from the L2 solution.
-Loss: L = (Σ_i Σ_k g_ik ρ(f(i) − f_θk(i)) − β Σ_i H(g_i)) / (H·W), H(g_i) = −Σ_k g_ik log g_ik.
+Loss: L = (Σ_i Σ_k g_ik ρ(f(i) − f_θk(i)) − β Σ_i H(g_i)) / (H·W) + γ H(ḡ), H(g_i) = −Σ_k g_ik log g_ik,
+ḡ_k = mean_i g_ik. The γ term (ours, γ = 0 is the paper's loss) prefers few layers: with K above the
+number of motions, two layers with one motion cost nothing in the data term, and −β H(g_i) even
+rewards splitting a motion between them; γ H(ḡ) makes merging them strictly better.
 """
 from __future__ import annotations
 
@@ -103,13 +106,14 @@ def fit_layers_l1(design: torch.Tensor, flow: torch.Tensor, weights: torch.Tenso
 
 
 def em_loss(logits: torch.Tensor, flow: torch.Tensor, model: str = "quadratic", entropy_weight: float = 0.01,
-            irls_iterations: int = 3) -> tuple[torch.Tensor, dict[str, float]]:
+            irls_iterations: int = 3, mass_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """EM loss of layer logits on a flow field.
 
     logits: (B, K, H, W) network output; flow: (B, 2, H, W) pixels (sanitised here; invalid sites
     carry no loss). θ_k is fitted to the detached g = softmax(logits) (M-step), then
-    L = mean_b (Σ_i v_i Σ_k g_ik |f(i) − f_θk(i)|_1 − β Σ_i v_i H(g_i)) / (H·W).
-    Returns (loss, {"loss", "residual", "entropy"}) with residual in px per site.
+    L = mean_b [(Σ_i v_i Σ_k g_ik |f(i) − f_θk(i)|_1 − β Σ_i v_i H(g_i)) / (H·W) + γ H(ḡ_b)],
+    ḡ_bk = Σ_i v_i g_ik / Σ_i v_i (γ = ``mass_weight``).
+    Returns (loss, {"loss", "residual", "entropy", "layer_entropy"}) with residual in px per site.
     """
     batch, _, height, width = logits.shape
     flow, valid = sanitize_flow(flow.to(logits.dtype))
@@ -126,11 +130,14 @@ def em_loss(logits: torch.Tensor, flow: torch.Tensor, model: str = "quadratic", 
     entropy = -(g * log_g).sum(dim=1, keepdim=True)  # H(g_i): (B, 1, N)
     entropy_term = (entropy * v).sum(dim=(1, 2))
     sites = float(height * width)
-    loss = ((data_term - entropy_weight * entropy_term) / sites).mean()
+    mass = (g * v).sum(dim=2) / v.sum(dim=2).clamp_min(1.0)  # ḡ_bk: (B, K)
+    layer_entropy = -(mass * mass.clamp_min(1e-12).log()).sum(dim=1)  # H(ḡ_b): (B,)
+    loss = ((data_term - entropy_weight * entropy_term) / sites + mass_weight * layer_entropy).mean()
     metrics = {
         "loss": float(loss.detach()),
         "residual": float(data_term.detach().mean() / sites),
         "entropy": float(entropy_term.detach().mean() / sites),
+        "layer_entropy": float(layer_entropy.detach().mean()),
     }
     return loss, metrics
 

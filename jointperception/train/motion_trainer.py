@@ -139,8 +139,9 @@ def train_motion_layers(cfg: ExperimentConfig, run_dir: str | Path, *, resume: s
             for group in optimizer.param_groups:
                 group["lr"] = lr
             flow = _batch(pool, cfg, progress.step)
-            # L = Σ_i Σ_k g_ik |f(i) − f_θk(i)|_1 − β Σ_i H(g_i), θ fitted to detached g
-            loss, terms = em_loss(model(flow), flow, mc.motion_model, mc.entropy_weight, mc.irls_iterations)
+            # L = Σ_i Σ_k g_ik |f(i) − f_θk(i)|_1 − β Σ_i H(g_i) + γ H(ḡ), θ fitted to detached g
+            loss, terms = em_loss(model(flow), flow, mc.motion_model, mc.entropy_weight, mc.irls_iterations,
+                                  mc.layer_mass_weight)
             if not math.isfinite(terms["loss"]):
                 raise FloatingPointError(f"training diverged: loss {terms['loss']} at step {progress.step}")
             optimizer.zero_grad(set_to_none=True)
