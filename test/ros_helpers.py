@@ -1,12 +1,12 @@
 """Helpers for tests that talk to ROS 2 nodes over real DDS, on loopback only.
 
 Every process that calls rclpy.init runs with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and the
-test's own ROS_DOMAIN_ID, and with the shared-memory Fast DDS profile of config/.
+test's own ROS_DOMAIN_ID, and with the shared-memory Fast DDS profile of config/
+(``jointperception.runtime.ros_processes``, which the demo and the benchmarks use too).
 """
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,32 +20,17 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from jointperception.runtime.ros_processes import child_env, stop_process
+
 REPO = Path(__file__).resolve().parents[1]
-FASTDDS_PROFILE = REPO / "config" / "fastdds_shm.xml"
-# The ROS wheels re-exec Python with their library path and set this marker; a child that
-# inherits the marker but not the path cannot import rclpy, so children start without it.
-BOOTSTRAP_MARKER = "_ROS_WHEELS_BOOTSTRAP_COMPLETE"
+# children and probes share one environment recipe with the demo and the benchmarks
+ros_env = child_env
+stop = stop_process
 
 
 def pick_domain_id() -> int:
     """A ROS_DOMAIN_ID in 150..230 picked by process id, apart from other test runs."""
     return 150 + os.getpid() % 81
-
-
-def ros_env(domain_id: int) -> dict[str, str]:
-    """A clean copy of the environment for a ROS child process on loopback, one torch thread."""
-    env = {key: value for key, value in os.environ.items() if key != BOOTSTRAP_MARKER}
-    env.pop("ROS_LOCALHOST_ONLY", None)  # deprecated in Jazzy; the discovery range replaces it
-    env.pop("ROS_STATIC_PEERS", None)
-    env.update(
-        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        ROS_DOMAIN_ID=str(domain_id),
-        RMW_IMPLEMENTATION="rmw_fastrtps_cpp",
-        FASTRTPS_DEFAULT_PROFILES_FILE=str(FASTDDS_PROFILE),
-        OMP_NUM_THREADS="1",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
 
 
 def start_module(module: str, ros_args: list[str], domain_id: int, log_path: Path) -> subprocess.Popen:
@@ -55,18 +40,6 @@ def start_module(module: str, ros_args: list[str], domain_id: int, log_path: Pat
             [sys.executable, "-m", module, "--ros-args", *ros_args],
             env=ros_env(domain_id), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
         )
-
-
-def stop(process: subprocess.Popen, timeout: float = 20.0) -> int:
-    """SIGINT (like Ctrl-C), then SIGKILL after ``timeout`` s; returns the exit code."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
-    return process.returncode
 
 
 def probe_env(monkeypatch: pytest.MonkeyPatch, domain_id: int) -> None:
