@@ -196,3 +196,13 @@ def test_int8_precision_is_checked_before_any_work(setup: SimpleNamespace) -> No
         OnnxRuntimeBackend(setup.ort.onnx_path, "cuda", precision="int8")
     with pytest.raises(InputError, match="precision 'fp16'"):
         OnnxRuntimeBackend(setup.ort.onnx_path, precision="fp16")
+
+
+def test_onnxruntime_spinning_can_be_turned_off(setup: SimpleNamespace) -> None:
+    sleeping = OnnxRuntimeBackend(setup.ort.onnx_path, threads=2, allow_spinning=False)
+    options = sleeping._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == 2 and options.inter_op_num_threads == 1
+    rng = np.random.default_rng(3)
+    a, b = (rng.standard_normal((1, 3, INPUT_SIZE[1], INPUT_SIZE[0])).astype(np.float32) for _ in range(2))
+    np.testing.assert_allclose(sleeping.infer(a, b)["flow"], setup.ort.infer(a, b)["flow"], atol=1e-5)

@@ -37,7 +37,7 @@ def test_json_has_latency_and_accuracy_for_us_and_the_peer(bench_out: Path) -> N
         assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
         assert row["fps"] > 0 and row["cpu_ms_per_frame"] > 0
     assert rows["torch"]["network"] == [64, 64]  # padded to the network stride
-    assert results["settings"]["threads"] == 1 and results["validation"]["pairs"] == 2
+    assert results["settings"]["threads"] == 1 and results["settings"]["spin"] and results["validation"]["pairs"] == 2
     for name in ("torch", PEER):
         scores = results["accuracy"][name]
         assert scores["num_pairs"] == 2 and 0 <= scores["epe_all"] < 10 and 0 <= scores["j_mean"] <= 1
@@ -66,12 +66,15 @@ def test_markdown_and_plot_are_written(bench_out: Path) -> None:
      ("--resolutions", "320by240", "--resolutions: expected WIDTHxHEIGHT"),
      ("--resolutions", "320x0", "--resolutions: expected WIDTHxHEIGHT"),
      ("--peers", "sift", "--peers: unknown sift"),
-     ("--runs", "0", "--runs must be >= 1")],
+     ("--runs", "0", "--runs must be >= 1"),
+     ("--no-spin", None, "--no-spin needs OMP_WAIT_POLICY=PASSIVE")],
 )
 def test_bad_options_exit_2_with_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, message: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    option: str, value: str | None, message: str,
 ) -> None:
-    assert main(["bench", option, value, "--out", str(tmp_path / "out")]) == 2
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert main(["bench", option, *([value] if value else []), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("jointperception bench: error: ") and message in err
     assert not (tmp_path / "out").exists()

@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs before each row")
     parser.add_argument("--threads", type=int, default=2, help="torch, ONNX Runtime and OpenCV CPU threads")
     parser.add_argument("--val-pairs", type=int, default=50, help="synthetic validation pairs for accuracy")
+    parser.add_argument("--no-spin", action="store_true",
+                        help="idle threads sleep instead of busy-waiting (for a loaded machine): ONNX Runtime "
+                             "allow_spinning=0; torch needs OMP_WAIT_POLICY=PASSIVE set in the environment")
     parser.add_argument("--cache-dir", type=Path, default=None, help="ONNX / engine cache (default: user cache)")
 
 
@@ -62,12 +65,16 @@ def run(args: argparse.Namespace) -> int:
     if args.warmup < 0:
         raise InputError(f"--warmup must be >= 0, got {args.warmup}")
     variants = _names(args.backends, VARIANT_NAMES, "--backends")
+    omp_wait_policy = os.environ.get("OMP_WAIT_POLICY", "")
+    if args.no_spin and omp_wait_policy.upper() != "PASSIVE":
+        raise InputError("--no-spin needs OMP_WAIT_POLICY=PASSIVE in the environment (OpenMP reads it at start-up)")
     settings = BenchSettings(
         model_path=args.model or DEFAULT_MODEL_PATH,
         variants=tuple(v for v in VARIANTS if v.name in variants),
         peers=_names(args.peers, tuple(PEERS), "--peers"),
         resolutions=parse_resolutions(args.resolutions),
         runs=args.runs, warmup=args.warmup, threads=args.threads, val_pairs=args.val_pairs, cache_dir=args.cache_dir,
+        spin=not args.no_spin,
     )
     if not settings.variants and not settings.peers:
         raise InputError("--backends and --peers select nothing to measure")
@@ -79,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         results["versions"]["onnxruntime"] = importlib.metadata.version("onnxruntime")
     results["settings"] = {"model": str(settings.model_path), "backends": list(variants), "peers": list(settings.peers),
                            "resolutions": [list(size) for size in settings.resolutions], "runs": settings.runs,
-                           "warmup": settings.warmup, "threads": settings.threads, "val_pairs": settings.val_pairs}
+                           "warmup": settings.warmup, "threads": settings.threads, "val_pairs": settings.val_pairs,
+                           "spin": settings.spin, "omp_wait_policy": omp_wait_policy or "default"}
     paths = write_outputs(results, args.out)
     print(format_markdown(results))
     print(f"written: {', '.join(str(p) for p in paths)}")

@@ -89,6 +89,7 @@ class BenchSettings:
     threads: int  # torch intra-op, ONNX Runtime intra-op and OpenCV threads
     val_pairs: int
     cache_dir: Path | None = None  # ONNX exports / TensorRT engines (None = the default caches)
+    spin: bool = True  # ONNX Runtime workers busy-wait between parallel sections (torch: OMP_WAIT_POLICY)
 
 
 def unavailable_reason(variant: BackendVariant) -> str | None:
@@ -109,7 +110,7 @@ def build_backend(variant: BackendVariant, settings: BenchSettings, network_size
     if variant.backend == "onnxruntime":
         return OnnxRuntimeBackend(settings.model_path, variant.device, threads=settings.threads,
                                   input_size=padded_size(network_size), cache_dir=settings.cache_dir,
-                                  precision=variant.precision)
+                                  precision=variant.precision, allow_spinning=settings.spin)
     return TensorRTBackend(settings.model_path, variant.device, variant.precision,
                            input_size=padded_size(network_size), cache_dir=settings.cache_dir)
 

@@ -19,7 +19,8 @@ def format_markdown(results: dict) -> str:
     settings = results["settings"]
     lines = [
         f"Machine: {results['machine']}. {settings['threads']} threads, {settings['warmup']} warm-up + "
-        f"{settings['runs']} timed runs per row; latency of the whole pipeline (pre + backend + post).",
+        f"{settings['runs']} timed runs per row, round-robin; latency of the whole pipeline (pre + backend + post). "
+        f"Idle threads {'spin' if settings['spin'] else 'sleep'} (OMP_WAIT_POLICY {settings['omp_wait_policy']}).",
         "",
         "| method | device | precision | resolution | p50 ms | p90 ms | p99 ms | frames/s | CPU ms/frame |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -55,9 +55,10 @@ def check_available(device: str, threads: int) -> None:
         raise InputError(f"onnxruntime threads must be >= 1, got {threads}")
 
 
-def open_session(path: Path, device: str, threads: int) -> Any:
+def open_session(path: Path, device: str, threads: int, allow_spinning: bool = True) -> Any:
     """InferenceSession over ``path`` with ``threads`` intra-op threads, 1 inter-op thread,
-    sequential execution and every graph optimisation. On the CPU the graph is first given
+    sequential execution and every graph optimisation. ``allow_spinning`` False makes idle
+    worker threads sleep at once instead of busy-waiting (better on a CPU shared with others). On the CPU the graph is first given
     ``unblock_thin_resizes`` (1-2 channel upsampling outside the NCHWc layout; same maths).
 
     Raises InputError when the device's execution provider is unavailable, ModelFileError when
@@ -72,6 +73,7 @@ def open_session(path: Path, device: str, threads: int) -> Any:
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
     device_id = _cuda_device_id(device)
     providers: list[Any] = ["CPUExecutionProvider"]
     if device_id is not None:
@@ -97,7 +99,8 @@ class OnnxRuntimeBackend:
 
     ``model`` is an exported ``.onnx`` file, or a model file (.safetensors / checkpoint) that is
     exported once into ``cache_dir`` (static at ``input_size`` (W, H), or dynamic when None).
-    ``precision`` "int8" (CPU only) runs ``onnx_int8.quantized_onnx`` of a static export.
+    ``precision`` "int8" (CPU only) runs ``onnx_int8.quantized_onnx`` of a static export;
+    ``allow_spinning``: see ``open_session``.
     """
 
     name = "onnxruntime"
@@ -110,6 +113,7 @@ class OnnxRuntimeBackend:
         input_size: tuple[int, int] | None = None,
         cache_dir: str | Path | None = None,
         precision: str = "fp32",
+        allow_spinning: bool = True,
     ) -> None:
         if precision not in PRECISIONS:
             raise InputError(f"onnxruntime precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
@@ -129,7 +133,7 @@ class OnnxRuntimeBackend:
         self.input_size = info.input_size
         self.onnx_path = onnx_path
         self.metadata = info.metadata
-        self._session = open_session(onnx_path, device, threads)
+        self._session = open_session(onnx_path, device, threads, allow_spinning)
 
     def infer(self, image1: np.ndarray, image2: np.ndarray) -> dict[str, np.ndarray]:
         """See ``runtime.backends.Backend.infer``; ORT allocates fresh output arrays per run."""
