@@ -49,7 +49,7 @@ def test_unavailable_gpu_variant_is_listed_as_skipped_with_its_reason(bench_out:
     results = json.loads((bench_out / "bench.json").read_text())
     [row] = [r for r in results["latency"] if r["method"] == "torch-cuda-fp16"]
     assert row["status"] == "skipped" and "CUDA" in row["reason"] and "p50_ms" not in row
-    assert "torch-cuda-fp16 64x48: PyTorch sees no CUDA GPU" in (bench_out / "bench.md").read_text()
+    assert "- torch-cuda-fp16 (64x48): PyTorch sees no CUDA GPU" in (bench_out / "bench.md").read_text()
 
 
 def test_markdown_and_plot_are_written(bench_out: Path) -> None:

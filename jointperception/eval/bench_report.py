@@ -25,17 +25,18 @@ def format_markdown(results: dict) -> str:
         "| method | device | precision | resolution | p50 ms | p90 ms | p99 ms | frames/s | CPU ms/frame |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    skipped = []
+    skipped: dict[tuple[str, str], list[str]] = {}  # (method, reason) -> resolutions
     for row in results["latency"]:
         resolution = "x".join(str(v) for v in row["resolution"])
         if row["status"] != "ok":
-            skipped.append(f"- {row['method']} {resolution}: {row['reason']}")
+            skipped.setdefault((row["method"], row["reason"]), []).append(resolution)
             continue
         lines.append(f"| {row['method']} | {row['device']} | {row['precision']} | {resolution} | {_fmt(row['p50_ms'])} | "
                      f"{_fmt(row['p90_ms'])} | {_fmt(row['p99_ms'])} | {_fmt(row['fps'])} | {_fmt(row['cpu_ms_per_frame'])} |")
     lines += _speedups(results["latency"])
     if skipped:
-        lines += ["", "Skipped (not available here):", *skipped]
+        lines += ["", "Skipped (not available here):"]
+        lines += [f"- {method} ({', '.join(sizes)}): {reason}" for (method, reason), sizes in skipped.items()]
     validation = results["validation"]
     lines += ["", f"Accuracy on {validation['pairs']} synthetic validation pairs "
               f"({validation['size'][0]}x{validation['size'][1]}, seed {validation['seed']}):", "",
@@ -66,7 +67,7 @@ def plot_accuracy_latency(results: dict, resolution: list[int], path: Path) -> N
     # matplotlib loads in ~0.4 s: only when plotting; the Agg canvas draws to files, never a display
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     figure = Figure(figsize=(11, 4.2))
     FigureCanvasAgg(figure)
@@ -78,14 +79,15 @@ def plot_accuracy_latency(results: dict, resolution: list[int], path: Path) -> N
                 continue
             row = latency[name]
             marker = "o" if row["kind"] == "ours" else "s"
-            axis.scatter(row["p50_ms"], scores[metric], marker=marker, s=40)
-            axis.annotate(name, (row["p50_ms"], scores[metric]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            axis.scatter(row["p50_ms"], scores[metric], marker=marker, s=40, label=name)
         axis.set_xscale("log")
+        axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         axis.xaxis.set_major_formatter(ScalarFormatter())
         axis.xaxis.set_minor_formatter(NullFormatter())
         axis.set_xlabel(f"p50 latency at {resolution[0]}x{resolution[1]} (ms, log)")
         axis.set_ylabel(label)
         axis.grid(True, alpha=0.3)
+    axes[1].legend(fontsize=8, loc="best")
     figure.suptitle("accuracy (synthetic val) vs latency: ours (circles) and OpenCV peers (squares)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
