@@ -3,8 +3,9 @@ never used in training), on exact GT flow and on the bundled joint model's predi
 
 Per method and flow source: layer J (best one-to-one matching of predicted to GT motion layers,
 mean IoU over GT layers), foreground J (all layers but the largest vs the GT moving mask), and
-time per frame measured here on one thread (network: one forward pass + argmax; classical EM:
-to convergence, same K and motion model), with the speed ratio.
+time per frame measured here on one thread (network: one forward pass + argmax, in torch eager and
+in ONNX Runtime from a static-shape export; classical EM: to convergence, same K and motion model),
+with the speed ratios.
 
     OMP_NUM_THREADS=1 python benchmarks/em_layers.py --model models/motionnet_k4.safetensors
 """
@@ -14,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,7 +49,7 @@ def score(method: str, layers: list[np.ndarray], gt_layers: np.ndarray, times_s:
     return result
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def run_network(model: torch.nn.Module, flows: torch.Tensor) -> tuple[list[np.ndarray], list[float]]:
     for _ in range(WARMUP_PASSES):
         layers_from_logits(model(flows[:1]))
@@ -55,6 +57,29 @@ def run_network(model: torch.nn.Module, flows: torch.Tensor) -> tuple[list[np.nd
     for flow in flows:
         start = time.perf_counter()
         predicted = layers_from_logits(model(flow[None]))[0]
+        times.append(time.perf_counter() - start)
+        layers.append(predicted.numpy())
+    return layers, times
+
+
+def run_network_onnxruntime(model: torch.nn.Module, flows: torch.Tensor) -> tuple[list[np.ndarray], list[float]]:
+    """The same network exported to ONNX (dynamo, opset 18, static shape) on ONNX Runtime CPU, 1 thread."""
+    import onnxruntime
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "motionnet.onnx"
+        torch.onnx.export(model, (flows[:1],), str(path), dynamo=True, external_data=False, opset_version=18,
+                          input_names=["flow"], output_names=["layer_logits"])
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    inputs = [flow[None].numpy() for flow in flows]
+    for _ in range(WARMUP_PASSES):
+        session.run(None, {"flow": inputs[0]})
+    layers, times = [], []
+    for flow in inputs:
+        start = time.perf_counter()
+        predicted = layers_from_logits(torch.from_numpy(session.run(None, {"flow": flow})[0]))[0]
         times.append(time.perf_counter() - start)
         layers.append(predicted.numpy())
     return layers, times
@@ -89,20 +114,23 @@ def main() -> None:
     results = []
     for source, flows in (("gt_flow", samples.gt_flow), ("predicted_flow", samples.predicted_flow)):
         net_layers, net_times = run_network(model, flows)
+        ort_layers, ort_times = run_network_onnxruntime(model, flows)
         em_layers, em_times, em_iterations = run_classical(flows, motion_cfg.num_layers, motion_cfg.motion_model,
                                                            args.max_iterations)
         network = score("motionnet", net_layers, gt_layers, net_times, [])
+        network_ort = score("motionnet_onnxruntime", ort_layers, gt_layers, ort_times, [])
         classical = score("classical_em", em_layers, gt_layers, em_times, em_iterations)
-        ratio = classical["ms_mean"] / network["ms_mean"]
-        for entry in (network, classical):
+        for entry in (network, network_ort, classical):
             results.append({"flow": source, **entry})
-        results.append({"flow": source, "method": "comparison", "speed_ratio": ratio,
-                        "layer_j_gain": network["layer_j"] - classical["layer_j"],
-                        "meets_target": bool(network["layer_j"] >= classical["layer_j"] and ratio >= 20.0)})
-        print(f"{source}: motionnet layer J {network['layer_j']:.3f} fg J {network['fg_j']:.3f} "
-              f"{network['ms_mean']:.2f} ms | classical EM layer J {classical['layer_j']:.3f} fg J "
-              f"{classical['fg_j']:.3f} {classical['ms_mean']:.1f} ms ({classical['iterations_mean']:.1f} it) "
-              f"| {ratio:.1f}x faster")
+        for entry in (network, network_ort):
+            ratio = classical["ms_mean"] / entry["ms_mean"]
+            results.append({"flow": source, "method": f"{entry['method']} vs classical_em", "speed_ratio": ratio,
+                            "layer_j_gain": entry["layer_j"] - classical["layer_j"],
+                            "meets_target": bool(entry["layer_j"] >= classical["layer_j"] and ratio >= 20.0)})
+            print(f"{source}: {entry['method']} layer J {entry['layer_j']:.3f} fg J {entry['fg_j']:.3f} "
+                  f"{entry['ms_mean']:.2f} ms | classical EM layer J {classical['layer_j']:.3f} fg J "
+                  f"{classical['fg_j']:.3f} {classical['ms_mean']:.1f} ms ({classical['iterations_mean']:.1f} it) "
+                  f"| {ratio:.1f}x faster")
     report = {
         "model": str(args.model),
         "num_layers": motion_cfg.num_layers,
