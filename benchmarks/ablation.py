@@ -65,7 +65,7 @@ def main() -> None:
             **VARIANTS[name],
             "steps": args.steps,
             "epe": scores["flow"]["ours"]["epe_all"],
-            "mask_j": scores["mask"]["ours"]["j_mean"],
+            "mask_j": scores["mask"]["ours_segmentation"]["j_mean"],
             "dis_medium_epe": scores["flow"]["dis_medium"]["epe_all"],
             "pairs": scores["num_pairs"],
         }

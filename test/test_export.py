@@ -22,7 +22,7 @@ from jointperception import cli
 from jointperception.config import ModelConfig
 from jointperception.errors import InputError, JointPerceptionError, ModelFileError
 from jointperception.export.onnx import read_onnx_model
-from jointperception.export.onnx_cache import cached_onnx, file_sha256
+from jointperception.export.onnx_cache import cached_onnx, source_sha256
 from jointperception.export.parity import (
     MIN_MASK_AGREEMENT,
     TOLERANCES,
@@ -64,7 +64,7 @@ def test_export_command_writes_dynamic_model_checked_at_two_sizes(exported: Simp
     assert not list(exported.folder.glob(".*unchecked*")), "the unchecked temporary file must be gone"
     assert "dynamic H, W" in exported.printed and "dynamo exporter" in exported.printed
     for size in ("96x64", "160x96"):  # --size and a second size exercising the symbolic shapes
-        line = rf"parity at {size}: max \|ORT - torch\| mask_prob \S+, flow \S+, occlusion_prob \S+; thresholded"
+        line = rf"parity at {size}: max \|ORT - torch\| mask_prob \S+, flow \S+, occlusion_prob \S+, layer_prob \S+; thresholded"
         assert re.search(line, exported.printed)
     assert read_onnx_model(exported.dynamic).input_size is None
     graph_inputs = onnx.load(str(exported.dynamic)).graph.input
@@ -106,7 +106,7 @@ def test_parity_check_fails_for_a_different_network(exported: SimpleNamespace) -
 
 
 def test_metadata_records_config_size_opset_and_versions(exported: SimpleNamespace) -> None:
-    digest = file_sha256(exported.weights)
+    digest = source_sha256(exported.weights)
     for path, size in ((exported.static, "96x64"), (exported.dynamic, "dynamic")):
         metadata = read_onnx_model(path).metadata
         assert json.loads(metadata["model_config"]) == dataclasses.asdict(ModelConfig())

@@ -12,7 +12,6 @@ from jointperception.models.normalize import NETWORK_STRIDE, normalize_images
 from jointperception.runtime.backends import TorchBackend
 from jointperception.runtime.pipeline import (
     PerceptionPipeline,
-    mask_to_layers,
     padded_size,
     preprocess,
     restore_flow,
@@ -82,18 +81,6 @@ def test_restore_probability_same_size_is_crop_only() -> None:
     assert not np.shares_memory(out, prob)
 
 
-def test_mask_to_layers_numbers_components_by_decreasing_size() -> None:
-    mask = np.zeros((10, 12), bool)
-    mask[0:2, 0:2] = True  # area 4, first in raster order
-    mask[5:9, 5:10] = True  # area 20
-    mask[0:3, 9:12] = True  # area 9
-    layers = mask_to_layers(mask)
-    assert layers.dtype == np.uint8
-    assert (layers[~mask] == 0).all()
-    assert layers[6, 6] == 1 and layers[1, 10] == 2 and layers[0, 0] == 3
-    assert mask_to_layers(np.zeros((4, 4), bool)).max() == 0
-
-
 @pytest.mark.parametrize("height,width", [(77, 101), (48, 96), (130, 250)])
 def test_outputs_at_camera_resolution(pipeline: PerceptionPipeline, height: int, width: int) -> None:
     first, second = _frames(height, width)
@@ -106,14 +93,18 @@ def test_outputs_at_camera_resolution(pipeline: PerceptionPipeline, height: int,
     assert np.isfinite(out.flow).all()
     assert 0.0 <= out.mask_probability.min() and out.mask_probability.max() <= 1.0
     np.testing.assert_array_equal(out.mask, out.mask_probability > pipeline.mask_threshold)
-    np.testing.assert_array_equal(out.layers > 0, out.mask)
+    # the published mask is the fused rule of runtime.motion_layers (bilinear resizing is linear)
+    np.testing.assert_allclose(out.mask_probability, 0.5 * (out.segmentation_probability + out.moving_probability),
+                               atol=1e-5)
+    areas = np.bincount(out.layers.ravel())
+    assert out.layers.max() < 5 and areas[0] == areas.max()  # K <= 5 layers; 0 is the largest
     assert out.latency_ms > 0.0
 
 
 def test_results_are_fresh_arrays(pipeline: PerceptionPipeline) -> None:
     first, second = _frames(48, 96, seed=4)  # equal to the network size: no resize copies
     a = pipeline.infer_pair(first, second)
-    saved = {name: getattr(a, name).copy() for name in ("mask", "mask_probability", "flow", "occlusion", "layers")}
+    saved = {name: getattr(a, name).copy() for name in ("mask", "mask_probability", "segmentation_probability", "moving_probability", "flow", "occlusion", "layers")}
     for name in saved:
         getattr(a, name)[...] = 1
     b = pipeline.infer_pair(first, second)
@@ -148,8 +139,12 @@ def test_bad_network_size_raises() -> None:
         PerceptionPipeline(TorchBackend(build_model(ModelConfig())), network_size=(0, 48))
 
 
-@pytest.mark.parametrize("fp16,channels_last,tolerance", [(False, True, 1e-5), (True, False, 2e-2)])
+@pytest.mark.parametrize("fp16,channels_last,tolerance", [
+    (False, True, 1e-5),
+    pytest.param(True, False, 2e-2, marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 needs CUDA")),
+])
 def test_torch_backend_options_match_fp32(fp16: bool, channels_last: bool, tolerance: float) -> None:
+    device = "cuda" if fp16 else "cpu"
     torch.manual_seed(1)
     model = build_model(ModelConfig())
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -158,7 +153,9 @@ def test_torch_backend_options_match_fp32(fp16: bool, channels_last: bool, toler
     reference = TorchBackend(model).infer(image1, image2)
     other_model = build_model(ModelConfig())
     other_model.load_state_dict(state)
-    other = TorchBackend(other_model, fp16=fp16, channels_last=channels_last).infer(image1, image2)
-    for key in ("mask_prob", "flow", "occlusion_prob"):
+    other = TorchBackend(other_model, device, fp16=fp16, channels_last=channels_last).infer(image1, image2)
+    # InstanceNorm over an untrained net's near-constant flow amplifies rounding: layers get 1e-4
+    for key, atol in (("mask_prob", tolerance), ("flow", tolerance), ("occlusion_prob", tolerance),
+                      ("layer_prob", max(tolerance, 1e-4))):
         assert other[key].dtype == np.float32 and other[key].shape == reference[key].shape
-        np.testing.assert_allclose(other[key], reference[key], atol=tolerance, err_msg=key)
+        np.testing.assert_allclose(other[key], reference[key], atol=atol, err_msg=key)

@@ -116,7 +116,8 @@ def test_outputs_carry_the_input_header_encoding_and_size(link: Link, model_file
     np.testing.assert_array_equal(decode_msg(outputs["overlay"]), overlay_mask(newest, mask > 0))
     np.testing.assert_array_equal(decode_msg(outputs["flow_color"]), flow_to_color(flow))
     layers = decode_msg(outputs["motion_layers"])
-    assert ((layers > 0) == (mask > 0)).all()
+    assert np.mean(layers == expected.layers) > 0.99  # argmax ties may fall either way across processes
+    assert np.bincount(layers.ravel()).argmax() == 0  # 0 is the background: the largest layer
 
     info_out = link.expect_output(stamp, ("camera_info",))["camera_info"]
     assert info_out.header.frame_id == "cam_optical"

@@ -13,7 +13,7 @@ from pathlib import Path
 from jointperception.commands.predict import parse_size
 from jointperception.errors import InputError
 from jointperception.export.onnx import DEFAULT_OPSET, MIN_OPSET, export_onnx
-from jointperception.export.onnx_cache import file_sha256
+from jointperception.export.onnx_cache import source_sha256
 from jointperception.export.parity import check_parity, parity_check
 from jointperception.models.normalize import NETWORK_STRIDE
 from jointperception.models.weights import DEFAULT_MODEL_PATH, load_model
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     tmp = args.out.with_name(f".{args.out.stem}.unchecked.onnx")
     result = export_onnx(
         network, model_cfg, tmp, input_size, dynamic=args.dynamic, opset=args.opset,
-        extra_metadata={"source_model": model_path.name, "source_sha256": file_sha256(model_path),
+        extra_metadata={"source_model": model_path.name, "source_sha256": source_sha256(model_path),
                         "network_size": f"{args.size[0]}x{args.size[1]}"},
     )
     shape = "dynamic H, W" if args.dynamic else f"static {input_size[0]}x{input_size[1]}"

@@ -20,6 +20,7 @@ from jointperception.eval.metrics import (
     jaccard,
     summarize_sequences,
 )
+from jointperception.runtime.motion_layers import MASK_SOURCES, source_masks
 from jointperception.runtime.pipeline import PerceptionPipeline
 
 MaskPredictor = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (first, second) uint8 -> (H, W) bool
@@ -65,8 +66,20 @@ def score_sequences(
 def evaluate_davis(
     pipeline: PerceptionPipeline, root: Path, frame_step: int = 1, with_reference: bool = True
 ) -> dict[str, dict]:
-    """Ours (segmentation branch mask) and, optionally, the classical DIS-medium reference."""
-    predictors: dict[str, MaskPredictor] = {"ours": lambda a, b: pipeline.infer_pair(a, b).mask}
+    """Our mask from each source (ours_fused, ours_segmentation, ours_motion; one inference per
+    frame, timed under the published source) and, optionally, the classical DIS-medium reference."""
+    last: dict[str, object] = {}
+
+    def masks(first: np.ndarray, second: np.ndarray) -> dict[str, np.ndarray]:
+        if last.get("pair") != (id(first), id(second)):  # the first source of a frame runs the network
+            last["pair"] = (id(first), id(second))
+            last["masks"] = source_masks(pipeline.infer_pair(first, second), pipeline.mask_threshold)
+        return last["masks"]
+
+    order = [pipeline.mask_source] + [s for s in MASK_SOURCES if s != pipeline.mask_source]
+    predictors: dict[str, MaskPredictor] = {
+        f"ours_{source}": lambda a, b, source=source: masks(a, b)[source] for source in order
+    }
     if with_reference:
         predictors["classical_dis_medium"] = lambda a, b: classical_reference(a, b, preset="medium")[0]
     return score_sequences(root, predictors, frame_step=frame_step)

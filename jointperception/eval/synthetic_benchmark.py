@@ -11,6 +11,7 @@ from jointperception.data.datasets import SyntheticPairDataset
 from jointperception.data.real import FlowPair
 from jointperception.eval.baselines import classical_motion_segmentation, dis_flow
 from jointperception.eval.metrics import aggregate_flow_errors, flow_errors, jaccard
+from jointperception.runtime.motion_layers import MASK_SOURCES, source_masks
 from jointperception.runtime.pipeline import PerceptionPipeline
 
 
@@ -36,14 +37,15 @@ def synthetic_pairs(data_cfg: DataConfig, num_pairs: int) -> tuple[list[FlowPair
 
 
 def evaluate_synthetic_split(pipeline: PerceptionPipeline, data_cfg: DataConfig, num_pairs: int) -> dict[str, dict]:
-    """-> {"flow": {ours, dis_medium}, "mask": {ours, classical_dis_medium}} on ``num_pairs`` val pairs.
+    """-> {"flow": {ours, dis_medium}, "mask": {ours_fused, ours_segmentation, ours_motion,
+    classical_dis_medium}} on ``num_pairs`` val pairs (mask sources: runtime.motion_layers).
 
-    Each method runs once per pair: our flow and mask come from one ``infer_pair``, the classical
+    Each method runs once per pair: our flow and masks come from one ``infer_pair``, the classical
     mask from the same DIS-medium flow that is scored as the flow peer.
     """
     pairs, masks = synthetic_pairs(data_cfg, num_pairs)
     errors: dict[str, list[dict[str, float]]] = {"ours": [], "dis_medium": []}
-    j_values: dict[str, list[float]] = {"ours": [], "classical_dis_medium": []}
+    j_values: dict[str, list[float]] = {f"ours_{source}": [] for source in MASK_SOURCES} | {"classical_dis_medium": []}
     seconds = {"ours": 0.0, "dis_medium": 0.0}
     for pair, mask in zip(pairs, masks):
         start = time.perf_counter()
@@ -54,12 +56,11 @@ def evaluate_synthetic_split(pipeline: PerceptionPipeline, data_cfg: DataConfig,
         seconds["dis_medium"] += time.perf_counter() - start
         errors["ours"].append(flow_errors(ours.flow, pair.flow, pair.occlusion, pair.valid))
         errors["dis_medium"].append(flow_errors(dis, pair.flow, pair.occlusion, pair.valid))
-        j_values["ours"].append(jaccard(ours.mask, mask))
+        for source, predicted in source_masks(ours, pipeline.mask_threshold).items():
+            j_values[f"ours_{source}"].append(jaccard(predicted, mask))
         j_values["classical_dis_medium"].append(jaccard(classical_motion_segmentation(dis), mask))
     ms_per_pair = {name: 1000.0 * value / len(pairs) for name, value in seconds.items()}
     flow_results = {name: aggregate_flow_errors(e) | {"ms_per_pair": ms_per_pair[name]} for name, e in errors.items()}
-    mask_results = {
-        "ours": {"j_mean": float(np.mean(j_values["ours"])), "ms_per_pair": ms_per_pair["ours"]},
-        "classical_dis_medium": {"j_mean": float(np.mean(j_values["classical_dis_medium"]))},
-    }
+    mask_results = {name: {"j_mean": float(np.mean(values))} for name, values in j_values.items()}
+    mask_results[f"ours_{pipeline.mask_source}"]["ms_per_pair"] = ms_per_pair["ours"]  # the published mask
     return {"flow": flow_results, "mask": mask_results, "num_pairs": len(pairs)}

@@ -1,7 +1,8 @@
 """ONNX export of the fused PerceptionModel and reading exported files back.
 
 One self-contained ``.onnx`` file (weights inside, ``external_data=False``), inputs ``image1``,
-``image2`` normalised float32 (1, 3, H, W); outputs ``mask_prob``, ``flow``, ``occlusion_prob``.
+``image2`` normalised float32 (1, 3, H, W); outputs ``mask_prob``, ``flow``, ``occlusion_prob``,
+``layer_prob`` (models.perception).
 Static export fixes (H, W); dynamic export leaves H = 32 h, W = 32 w symbolic. The ONNX
 ``metadata_props`` record the model config, input size, opset, exporter and torch version.
 """
@@ -25,8 +26,10 @@ from google.protobuf.message import DecodeError
 from jointperception.config import ModelConfig
 from jointperception.errors import ModelFileError
 from jointperception.models.jointnet import JointNet
+from jointperception.models.motionnet import MotionLayerNet
 from jointperception.models.normalize import NETWORK_STRIDE
 from jointperception.models.perception import INPUT_NAMES, OUTPUT_NAMES, PerceptionModel
+from jointperception.models.weights import load_motion_model
 
 LOG = logging.getLogger(__name__)
 
@@ -108,9 +111,10 @@ def export_onnx(
     dynamic: bool = False,
     opset: int = DEFAULT_OPSET,
     extra_metadata: dict[str, str] | None = None,
+    motion_net: MotionLayerNet | None = None,
 ) -> ExportResult:
-    """Export PerceptionModel(network) to ``path`` atomically (tmp + rename); ``network`` is
-    moved to the CPU in float32 eval mode.
+    """Export PerceptionModel(network, motion_net) to ``path`` atomically (tmp + rename), both
+    moved to the CPU in float32 eval mode; motion_net None = the bundled MotionLayerNet.
 
     input_size: (W, H), multiples of NETWORK_STRIDE; the traced example size (static: the only
     size). Raises ValueError for a size that is not a stride multiple or an opset < MIN_OPSET.
@@ -121,7 +125,9 @@ def export_onnx(
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} < {MIN_OPSET}")
     start = time.perf_counter()
-    module = PerceptionModel(network).to(device="cpu", dtype=torch.float32).eval()
+    if motion_net is None:
+        motion_net = load_motion_model()[0]
+    module = PerceptionModel(network, motion_net).to(device="cpu", dtype=torch.float32).eval()
     example = (torch.zeros(1, 3, height, width), torch.zeros(1, 3, height, width))
     with torch.no_grad(), _quiet_exporter_logs():
         proto, exporter = _export_proto(module, example, dynamic, opset)

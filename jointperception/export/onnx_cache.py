@@ -1,6 +1,7 @@
 """ONNX files exported on demand from a model file and cached by content, not by name.
 
-Key: sha256 of the model file, input size ("dynamic" or WxH) and opset. A cached file is
+Key: sha256 of the model file and of the bundled motion-layer network it is fused with
+(``source_sha256``), input size ("dynamic" or WxH) and opset. A cached file is
 validated before reuse (and its recorded source hash compared); a corrupt or stale one is
 rebuilt. Writes are atomic, so a crash never leaves a half-written file under the key's name.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from jointperception.errors import ModelFileError
 from jointperception.export.onnx import DEFAULT_OPSET, export_onnx, read_onnx_model
-from jointperception.models.weights import load_model
+from jointperception.models.weights import DEFAULT_MOTION_MODEL_PATH, load_model
 
 LOG = logging.getLogger(__name__)
 
@@ -34,6 +35,13 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def source_sha256(model_path: Path) -> str:
+    """sha256 over the sha256 of the joint model file and of the bundled motion-layer network:
+    what a PerceptionModel export of ``model_path`` is made of."""
+    parts = [file_sha256(model_path), file_sha256(DEFAULT_MOTION_MODEL_PATH)]
+    return hashlib.sha256(":".join(parts).encode()).hexdigest()
+
+
 def cached_onnx(
     model_path: str | Path,
     input_size: tuple[int, int] | None = None,
@@ -48,7 +56,7 @@ def cached_onnx(
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ModelFileError(f"{model_path}: model file not found")
-    digest = file_sha256(model_path)
+    digest = source_sha256(model_path)
     shape = "dynamic" if input_size is None else f"{input_size[0]}x{input_size[1]}"
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = directory / f"{model_path.stem}-{digest[:16]}-{shape}-opset{opset}.onnx"

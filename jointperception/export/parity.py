@@ -2,7 +2,7 @@
 
 Both sides run through their runtime backends on the same ``runtime.pipeline.preprocess``
 inputs, so what is compared is exactly what is deployed. Tolerances (issue #4): flow 1e-3 px,
-probabilities 1e-4, thresholded masks identical on >= 99.9 % of pixels.
+probabilities 1e-4, thresholded masks and argmax motion layers identical on >= 99.9 % of pixels.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from jointperception.runtime.onnxruntime_backend import (
 )
 from jointperception.runtime.pipeline import preprocess
 
-TOLERANCES = {"mask_prob": 1e-4, "flow": 1e-3, "occlusion_prob": 1e-4}  # max |ORT - torch| per output
-MIN_MASK_AGREEMENT = 0.999  # fraction of pixels whose thresholded mask / occlusion agree
+TOLERANCES = {"mask_prob": 1e-4, "flow": 1e-3, "occlusion_prob": 1e-4, "layer_prob": 1e-4}  # max |ORT - torch|
+MIN_MASK_AGREEMENT = 0.999  # fraction of pixels whose thresholded mask / occlusion / argmax layer agree
 THRESHOLD = 0.5
 
 
@@ -34,7 +34,7 @@ class ParityError(JointPerceptionError):
 class ParityReport:
     network_size: tuple[int, int]  # (W, H) of the compared pair, before padding
     max_abs_diff: dict[str, float]  # output name -> max |ORT - torch|
-    agreement: dict[str, float]  # "mask" / "occlusion" -> fraction of equal thresholded pixels
+    agreement: dict[str, float]  # "mask" / "occlusion" / "layers" -> fraction of equal decided pixels
 
     def failures(self) -> list[str]:
         """One line per output beyond tolerance; empty when the export passes."""
@@ -65,9 +65,11 @@ def parity_pair(network_size: tuple[int, int], seed: int = 0) -> tuple[np.ndarra
     return frames[0], frames[1]
 
 
-def _crop(prob: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(1, 1, h_pad, w_pad) probabilities -> (height, width) bool, thresholded, padding removed."""
-    return prob[0, 0, :height, :width] > THRESHOLD
+def _decide(prob: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(1, C, h_pad, w_pad) probabilities -> (height, width) decisions, padding removed: C = 1
+    thresholded at THRESHOLD, C > 1 argmax over the channels (motion layers)."""
+    prob = prob[0, :, :height, :width]
+    return prob[0] > THRESHOLD if prob.shape[0] == 1 else prob.argmax(axis=0)
 
 
 def parity_check(
@@ -88,8 +90,8 @@ def parity_check(
     width, height = network_size
     diffs = {name: float(np.max(np.abs(actual[name] - expected[name]))) for name in TOLERANCES}
     agreement = {
-        label: float(np.mean(_crop(actual[key], height, width) == _crop(expected[key], height, width)))
-        for label, key in (("mask", "mask_prob"), ("occlusion", "occlusion_prob"))
+        label: float(np.mean(_decide(actual[key], height, width) == _decide(expected[key], height, width)))
+        for label, key in (("mask", "mask_prob"), ("occlusion", "occlusion_prob"), ("layers", "layer_prob"))
     }
     return ParityReport(network_size=network_size, max_abs_diff=diffs, agreement=agreement)
 

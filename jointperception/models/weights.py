@@ -19,6 +19,8 @@ from jointperception.models.jointnet import JointNet
 from jointperception.models.motionnet import MotionLayerNet
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "jointnet_tiny.safetensors"
+# the motion-layer network reads flow only, so the bundled one serves any joint model
+DEFAULT_MOTION_MODEL_PATH = DEFAULT_MODEL_PATH.with_name("motionnet_k4.safetensors")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
@@ -81,7 +83,7 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     return model.to(device).eval(), model_cfg, metadata
 
 
-def load_motion_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MotionLayerNet, MotionConfig, dict[str, Any]]:
+def load_motion_model(path: str | Path = DEFAULT_MOTION_MODEL_PATH, device: str | torch.device = "cpu") -> tuple[MotionLayerNet, MotionConfig, dict[str, Any]]:
     """Rebuild MotionLayerNet from a safetensors file written by ``save_weights(path, net, motion_cfg, meta)``
     -> (model in eval mode on ``device``, MotionConfig, metadata). ModelFileError names a bad file."""
     path = Path(path)

@@ -20,8 +20,9 @@ from jointperception.export.tensorrt import (
     TensorRTEngineError,
     TensorRTUnavailableError,
 )
+from jointperception.models.motionnet import MotionLayerNet
 from jointperception.models.perception import INPUT_NAMES, OUTPUT_NAMES, PerceptionModel
-from jointperception.models.weights import DEFAULT_MODEL_PATH, load_model
+from jointperception.models.weights import DEFAULT_MODEL_PATH, load_model, load_motion_model
 from jointperception.runtime import onnxruntime_backend
 from jointperception.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from jointperception.runtime.tensorrt_backend import ENGINE_SUFFIXES, TensorRTBackend
@@ -46,12 +47,15 @@ class Backend(Protocol):
     def infer(self, image1: np.ndarray, image2: np.ndarray) -> dict[str, np.ndarray]:
         """image1, image2: (1, 3, h, w) float32 normalised -> fresh float32 arrays
         "mask_prob" (1, 1, h, w) in [0, 1] of image1; "flow" (1, 2, h, w) image1 -> image2, pixels
-        at network resolution; "occlusion_prob" (1, 1, h, w) in [0, 1] of image1 w.r.t. image2."""
+        at network resolution; "occlusion_prob" (1, 1, h, w) in [0, 1] of image1 w.r.t. image2;
+        "layer_prob" (1, K, h, w) softmax over K motion layers of image1."""
         ...
 
 
 class TorchBackend:
-    """Eager PyTorch backend under ``torch.inference_mode``.
+    """Eager PyTorch backend under ``torch.inference_mode``: PerceptionModel(model, motion_net).
+
+    model: the JointNet; motion_net: the MotionLayerNet over its flow (None = the bundled one).
 
     channels_last: run convolutions in NHWC memory format (CPU or CUDA).
     fp16: half-precision weights and activations (CUDA only; outputs are returned as float32).
@@ -71,6 +75,7 @@ class TorchBackend:
         fp16: bool = False,
         channels_last: bool = False,
         cuda_graphs: bool = False,
+        motion_net: MotionLayerNet | None = None,
     ) -> None:
         check_device(device)
         for flag, wanted in (("fp16", fp16), ("cuda_graphs", cuda_graphs)):
@@ -82,8 +87,10 @@ class TorchBackend:
         self.cuda_graphs = cuda_graphs
         self._dtype = torch.float16 if fp16 else torch.float32
         self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        model = model.to(device=device, dtype=self._dtype, memory_format=self._memory_format)
-        self._model = PerceptionModel(model).eval()
+        if motion_net is None:
+            motion_net = load_motion_model()[0]
+        fused = PerceptionModel(model, motion_net)
+        self._model = fused.to(device=device, dtype=self._dtype, memory_format=self._memory_format).eval()
         self._graph: CapturedGraph | None = None
 
     def _tensor(self, image: np.ndarray) -> torch.Tensor:

@@ -2,8 +2,10 @@
 
 pre:  resize (H, W) -> network size, replicate-pad bottom/right to a multiple of NETWORK_STRIDE,
       normalise;  backend: network-resolution probabilities and flow;
-post: crop the padding, bilinear upsample to (H, W), scale flow u by W/W_net and v by H/H_net,
-      threshold. The ROS node, ``predict``, ``replay`` and ``bench`` all call ``infer_pair``.
+post: motion layers (argmax, 0 = the largest layer) and the published mask's probability
+      (``runtime.motion_layers``) on the network grid; crop the padding, bilinear upsample to
+      (H, W) (nearest for layer ids), scale flow u by W/W_net and v by H/H_net, threshold.
+The ROS node, ``predict``, ``replay`` and ``bench`` all call ``infer_pair``.
 """
 from __future__ import annotations
 
@@ -19,19 +21,20 @@ from jointperception.errors import InputError
 from jointperception.models.normalize import NETWORK_STRIDE, normalize_images
 from jointperception.models.weights import DEFAULT_MODEL_PATH
 from jointperception.runtime.backends import Backend, create_backend
-
-MAX_LAYER_ID = 255  # layers are stored as uint8
+from jointperception.runtime.motion_layers import MASK_SOURCES, fuse_mask_probability, split_layers
 
 
 @dataclass(frozen=True)
 class PairOutputs:
     """Outputs for the first frame of a pair, at camera resolution (H, W); arrays are fresh."""
 
-    mask: np.ndarray  # (H, W) bool, moving / primary object
-    mask_probability: np.ndarray  # (H, W) float32 in [0, 1]
+    mask: np.ndarray  # (H, W) bool, moving / primary object: mask_probability > threshold
+    mask_probability: np.ndarray  # (H, W) float32 in [0, 1], fused as the pipeline's mask_source says
+    segmentation_probability: np.ndarray  # (H, W) float32 in [0, 1], the segmentation branch
+    moving_probability: np.ndarray  # (H, W) float32 in [0, 1], 1 - p(background motion layer)
     flow: np.ndarray  # (H, W, 2) float32, pixels, first -> second
     occlusion: np.ndarray  # (H, W) bool, pixels of first not visible in second
-    layers: np.ndarray  # (H, W) uint8, 0 = background
+    layers: np.ndarray  # (H, W) uint8 motion-layer ids, 0 = background (the largest layer)
     latency_ms: float  # wall time of infer_pair: pre + backend + post
 
 
@@ -76,19 +79,6 @@ def restore_probability(prob: np.ndarray, network_size: tuple[int, int], camera_
     return np.clip(_to_camera(prob, network_size, camera_size)[..., 0], 0.0, 1.0)
 
 
-def mask_to_layers(mask: np.ndarray) -> np.ndarray:
-    """Interim motion layers until the motion-layer network exists: mask (H, W) bool -> (H, W) uint8.
-
-    0 = background (outside the mask); the 8-connected components of the mask are numbered
-    1..N by decreasing area (ties by first pixel in raster order); components beyond 255 share 255.
-    """
-    count, labels, stats, _centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    order = np.argsort(-stats[1:, cv2.CC_STAT_AREA], kind="stable") + 1
-    lookup = np.zeros(count, dtype=np.uint8)
-    lookup[order] = np.minimum(np.arange(1, count), MAX_LAYER_ID)
-    return lookup[labels]
-
-
 def unmirror_outputs(raw: dict[str, np.ndarray], width: int) -> dict[str, np.ndarray]:
     """Backend outputs of a left-right mirrored pair -> outputs in the original frame.
 
@@ -129,10 +119,13 @@ class PerceptionPipeline:
         occlusion_threshold: float = 0.5,
         model_path: Path | None = None,
         flip_average: bool = False,
+        mask_source: str = "fused",
     ) -> None:
         width, height = network_size
         if width <= 0 or height <= 0:
             raise InputError(f"network size must be positive (W, H), got {network_size}")
+        if mask_source not in MASK_SOURCES:
+            raise InputError(f"mask source must be one of {', '.join(MASK_SOURCES)}, got {mask_source!r}")
         if backend.input_size is not None and backend.input_size != padded_size(network_size):
             raise InputError(
                 f"backend {backend.name} was built for input {backend.input_size}, "
@@ -144,6 +137,7 @@ class PerceptionPipeline:
         self.occlusion_threshold = occlusion_threshold
         self.model_path = model_path  # for reports; None when the backend was built by hand
         self.flip_average = flip_average  # average with the mirrored pair ("Ours²", SegFlow §5)
+        self.mask_source = mask_source  # runtime.motion_layers: what the published mask thresholds
 
     @classmethod
     def from_model_file(
@@ -153,12 +147,13 @@ class PerceptionPipeline:
         device: str = "cpu",
         network_size: tuple[int, int] = (320, 240),
         flip_average: bool = False,
+        mask_source: str = "fused",
     ) -> PerceptionPipeline:
         """Pipeline over model file ``path`` (None = bundled DEFAULT_MODEL_PATH) on ``backend``."""
         model_path = Path(path) if path is not None else DEFAULT_MODEL_PATH
         # a fixed network size lets ONNX Runtime / TensorRT use a static-shape graph (faster export)
         built = create_backend(backend, model_path, device, input_size=padded_size(network_size))
-        return cls(built, network_size, model_path=model_path, flip_average=flip_average)
+        return cls(built, network_size, model_path=model_path, flip_average=flip_average, mask_source=mask_source)
 
     def infer_pair(self, first: np.ndarray, second: np.ndarray) -> PairOutputs:
         """first, second: (H, W, 3) uint8 RGB of equal size -> PairOutputs of ``first``."""
@@ -169,22 +164,29 @@ class PerceptionPipeline:
             raise InputError(f"frames differ in size: first {first.shape}, second {second.shape}")
         camera_size = (first.shape[1], first.shape[0])
         raw = self.backend.infer(preprocess(first, self.network_size), preprocess(second, self.network_size))
+        width, height = self.network_size
+        ids, moving = split_layers(raw["layer_prob"], height, width)
         if self.flip_average:
-            # probabilities and flow (not thresholded masks) of the pair and its mirror are averaged
+            # probabilities and flow (not thresholded masks) of the pair and its mirror are averaged;
+            # layer ids are arbitrary per pass, so the layers come from the unmirrored pass and only
+            # their background-independent moving probability is averaged
             mirrored = self.backend.infer(
                 preprocess(np.ascontiguousarray(first[:, ::-1]), self.network_size),
                 preprocess(np.ascontiguousarray(second[:, ::-1]), self.network_size),
             )
-            restored = unmirror_outputs(mirrored, self.network_size[0])
-            raw = {name: 0.5 * (value + restored[name]) for name, value in raw.items()}
-        mask_probability = restore_probability(raw["mask_prob"], self.network_size, camera_size)
+            restored = unmirror_outputs(mirrored, width)
+            moving = 0.5 * (moving + split_layers(restored["layer_prob"], height, width)[1])
+            raw = {name: 0.5 * (value + restored[name]) for name, value in raw.items() if name != "layer_prob"}
+        fused = fuse_mask_probability(raw["mask_prob"], moving, self.mask_source)
+        mask_probability = restore_probability(fused, self.network_size, camera_size)
         occlusion_probability = restore_probability(raw["occlusion_prob"], self.network_size, camera_size)
-        mask = mask_probability > self.mask_threshold
         return PairOutputs(
-            mask=mask,
+            mask=mask_probability > self.mask_threshold,
             mask_probability=mask_probability,
+            segmentation_probability=restore_probability(raw["mask_prob"], self.network_size, camera_size),
+            moving_probability=restore_probability(moving, self.network_size, camera_size),
             flow=restore_flow(raw["flow"], self.network_size, camera_size),
             occlusion=occlusion_probability > self.occlusion_threshold,
-            layers=mask_to_layers(mask),
+            layers=cv2.resize(ids, camera_size, interpolation=cv2.INTER_NEAREST) if ids.shape != first.shape[:2] else ids,
             latency_ms=(time.perf_counter() - start) * 1000.0,
         )

@@ -1,0 +1,56 @@
+"""Post-processing of the motion-layer output and the rule that fuses it into the published mask.
+
+The graph gives layer probabilities g (1, K, h, w) (softmax over K layers, EM motion
+segmentation). Layers are the argmax of g, renumbered by decreasing area so 0 is the largest
+layer, which is the background (the paper's rule); every other layer moves relative to it.
+
+Published mask (``MASK_SOURCES``):
+    segmentation  p = p_seg                         the segmentation branch alone
+    motion        p = 1 - g_background              every non-background layer
+    fused         p = (p_seg + 1 - g_background) / 2  the mean of the two (the default)
+and mask = p > threshold. With threshold 0.5, ``fused`` keeps a pixel when the branches agree,
+or when one is more confident than the other is against it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+MASK_SOURCES = ("fused", "segmentation", "motion")
+
+
+def order_by_area(labels: np.ndarray, num_layers: int) -> tuple[np.ndarray, np.ndarray]:
+    """labels (h, w) ints in 0..K-1 -> (ids (h, w) uint8 with 0 = largest layer, then by decreasing
+    area, ties by lower label; order (K,) with order[r] = label of the r-th largest layer)."""
+    areas = np.bincount(labels.ravel(), minlength=num_layers)
+    order = np.argsort(-areas, kind="stable")
+    rank = np.empty(num_layers, dtype=np.uint8)
+    rank[order] = np.arange(num_layers, dtype=np.uint8)
+    return rank[labels], order
+
+
+def split_layers(layer_prob: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """layer_prob (1, K, h_pad, w_pad) -> (ids (height, width) uint8, 0 = background, on the
+    unpadded network grid; moving probability (1, 1, h_pad, w_pad) = 1 - g_background)."""
+    probabilities = np.nan_to_num(layer_prob[0], nan=0.0)  # (K, h_pad, w_pad)
+    ids, order = order_by_area(probabilities[:, :height, :width].argmax(axis=0), probabilities.shape[0])
+    moving = 1.0 - probabilities[order[0]]
+    return ids, moving[None, None].astype(np.float32)
+
+
+def fuse_mask_probability(mask_prob: np.ndarray, moving_prob: np.ndarray, source: str) -> np.ndarray:
+    """Probability the published mask thresholds; inputs and output of one shape ((1, 1, h, w) or (H, W))."""
+    if source == "segmentation":
+        return mask_prob
+    if source == "motion":
+        return moving_prob
+    if source == "fused":
+        return 0.5 * (mask_prob + moving_prob)
+    raise ValueError(f"mask source must be one of {', '.join(MASK_SOURCES)}, got {source!r}")
+
+
+def source_masks(outputs: object, threshold: float) -> dict[str, np.ndarray]:
+    """Every mask source of one PairOutputs (runtime.pipeline) at ``threshold``: "fused",
+    "segmentation", "motion" -> (H, W) bool; lets evaluations score all three from one inference."""
+    segmentation = outputs.segmentation_probability
+    moving = outputs.moving_probability
+    return {source: fuse_mask_probability(segmentation, moving, source) > threshold for source in MASK_SOURCES}

@@ -1,0 +1,46 @@
+"""runtime.motion_layers: layer ids by area, the background's complement, and the mask sources."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jointperception.runtime.motion_layers import MASK_SOURCES, fuse_mask_probability, order_by_area, split_layers
+
+
+def test_order_by_area_numbers_layers_by_decreasing_area_ties_by_label() -> None:
+    labels = np.array([[2, 2, 2, 0], [2, 1, 1, 0], [3, 3, 2, 2]])  # areas: 0:2, 1:2, 2:6, 3:2
+    ids, order = order_by_area(labels, 5)
+    assert ids.dtype == np.uint8
+    assert list(order[:4]) == [2, 0, 1, 3]  # label 4 is empty: last
+    np.testing.assert_array_equal(ids, [[0, 0, 0, 1], [0, 2, 2, 1], [3, 3, 0, 0]])
+
+
+def test_split_layers_takes_the_largest_layer_as_background_and_ignores_padding() -> None:
+    prob = np.zeros((1, 3, 8, 8), np.float32)
+    prob[0, 1] = 1.0  # layer 1 everywhere ...
+    prob[0, 1, 2:4, 2:4], prob[0, 2, 2:4, 2:4] = 0.2, 0.8  # ... but a 2x2 object on layer 2
+    prob[0, 1, :, 6:], prob[0, 0, :, 6:] = 0.0, 1.0  # padding columns (cropped away) on layer 0
+    ids, moving = split_layers(prob, height=8, width=6)
+    assert ids.shape == (8, 6)
+    assert (ids[2:4, 2:4] == 1).all() and (ids == 0).sum() == 8 * 6 - 4
+    assert moving.shape == (1, 1, 8, 8)
+    np.testing.assert_allclose(moving[0, 0, 2:4, 2:4], 0.8)  # 1 - g(layer 1)
+    np.testing.assert_allclose(moving[0, 0, 0, 0], 0.0)
+
+
+def test_split_layers_survives_nan_probabilities() -> None:
+    prob = np.full((1, 2, 4, 4), np.nan, np.float32)
+    ids, moving = split_layers(prob, 4, 4)
+    assert ids.shape == (4, 4) and np.isfinite(moving).all()
+
+
+@pytest.mark.parametrize("source,expected", [("segmentation", 0.9), ("motion", 0.3), ("fused", 0.6)])
+def test_mask_sources(source: str, expected: float) -> None:
+    out = fuse_mask_probability(np.full((2, 2), 0.9), np.full((2, 2), 0.3), source)
+    np.testing.assert_allclose(out, expected)
+    assert source in MASK_SOURCES
+
+
+def test_unknown_mask_source_is_refused() -> None:
+    with pytest.raises(ValueError, match="mask source must be one of"):
+        fuse_mask_probability(np.zeros(1), np.zeros(1), "both")
