@@ -141,9 +141,12 @@ def test_parameters_are_validated_and_applied_on_set(link: Link) -> None:
     values = _call(link, GetParameters, "get_parameters", GetParameters.Request(names=["mask_threshold"])).values
     assert values[0].double_value == 0.25
     for name, value in [("mask_threshold", 1.5), ("max_rate_hz", -1.0), ("reset_gap_s", "long"),
-                        ("backend", "onnxruntime"), ("network_width", 10)]:
+                        ("backend", "onnxruntime"), ("network_width", 10),
+                        ("mask_source", "both")]:
         result = _set(link, name, value)
         assert not result.successful and result.reason, (name, value)
+    for source in ("segmentation", "motion", "fused"):
+        assert _set(link, "mask_source", source).successful
 
     for threshold, expected in [(1.0, 0), (0.0, 255)]:  # probability > 1 never, > 0 always
         assert _set(link, "mask_threshold", threshold).successful

@@ -79,6 +79,9 @@ def test_parameter_checks_beyond_the_descriptors(tmp_path: Path) -> None:
     assert parameter_error("model", "") is None and parameter_error("model", str(model)) is None
     assert "not found" in parameter_error("model", str(tmp_path / "missing.safetensors"))
     assert parameter_error("mask_threshold", 0.3) is None
+    for source in ("fused", "segmentation", "motion"):
+        assert parameter_error("mask_source", source) is None
+    assert "mask_source" in parameter_error("mask_source", "both")
 
 
 def test_config_file_lists_every_parameter_with_its_default() -> None:

@@ -20,6 +20,7 @@ from jointperception.eval.report import (
     write_report,
 )
 from jointperception.runtime.backends import BACKEND_NAMES
+from jointperception.runtime.motion_layers import MASK_SOURCES
 from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
 from jointperception.viz import make_strip
 
@@ -46,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--network-size", type=parse_size, default=(320, 240), metavar="WxH",
                         help="network input size")
+    parser.add_argument("--mask-source", choices=MASK_SOURCES, default="fused",
+                        help="what the mask thresholds (the node's mask_source; see README)")
     parser.add_argument("--mask-threshold", type=_probability, default=0.5, help="mask = probability > this")
     parser.add_argument("--occlusion-threshold", type=_probability, default=0.5,
                         help="occlusion = probability > this")
@@ -59,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     report_dir = args.report_dir if args.report_dir is not None else args.out.resolve().parent
     pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, args.network_size)
+    pipeline.mask_source = args.mask_source
     pipeline.mask_threshold = args.mask_threshold
     pipeline.occlusion_threshold = args.occlusion_threshold
     settings = ReplaySettings(topic=args.topic, output_prefix=args.output_prefix, reset_gap_s=args.reset_gap_s,
@@ -75,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     facts = {
         "input_bag": str(args.in_bag), "topic": args.topic, "output_bag": str(args.out),
         "model": str(pipeline.model_path), "backend": pipeline.backend.name, "device": pipeline.backend.device,
-        "network_size": "x".join(map(str, pipeline.network_size)), "mask_threshold": args.mask_threshold,
+        "network_size": "x".join(map(str, pipeline.network_size)), "mask_source": args.mask_source, "mask_threshold": args.mask_threshold,
         "occlusion_threshold": args.occlusion_threshold, "reset_gap_s": args.reset_gap_s,
     }
     metrics = replay_metrics(result, facts)

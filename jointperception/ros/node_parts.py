@@ -15,6 +15,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from jointperception.ros.common import QOS_CHOICES, describe, qos_error
 from jointperception.ros.convert import CAUSES
 from jointperception.runtime.backends import BACKEND_NAMES
+from jointperception.runtime.motion_layers import MASK_SOURCES
 from jointperception.runtime.stream import RESET_REASONS
 
 DROP_REASONS = ("stale", "rate_limit")
@@ -30,6 +31,7 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "network_height": (240, describe("network input height (frames are resized)", True, ints=(32, 4096))),
     "threads": (0, describe("torch CPU threads; 0 = torch default", True, ints=(0, 256))),
     "qos": ("sensor_data", describe(f"image QoS, one of {QOS_CHOICES}; depth 1", True)),
+    "mask_source": ("fused", describe(f"what ~/mask thresholds, one of {MASK_SOURCES} (runtime.motion_layers)")),
     "mask_threshold": (0.5, describe("mask = probability > threshold", floats=(0.0, 1.0))),
     "occlusion_threshold": (0.5, describe("occlusion = probability > threshold", floats=(0.0, 1.0))),
     "max_rate_hz": (0.0, describe("process at most this many frames per second; 0 = no limit",
@@ -50,6 +52,8 @@ def parameter_error(name: str, value: object) -> str | None:
         return f"device must be cpu, cuda or cuda:N, got {value!r}"
     if name == "qos":
         return qos_error(value)
+    if name == "mask_source" and value not in MASK_SOURCES:
+        return f"mask_source must be one of {MASK_SOURCES}, got {value!r}"
     if name == "model" and value and not Path(str(value)).is_file():
         return f"model file not found: {value}"
     return None
