@@ -194,6 +194,7 @@ def test_first_mask_finetunes_then_predicts(frame_folder: Path, tmp_path: Path, 
     assert finetune["iterations"] == finetune["max_iterations"] == 3
     assert finetune["seconds"] > 0 and finetune["first_loss"] > 0 and finetune["last_loss"] > 0
     assert summary["model"] == str(model_file) and summary["backend"] == "torch" and summary["flip_average"] is False
+    assert summary["mask_source"] == "segmentation"  # the fine-tuned branch, unless --mask-source says otherwise
 
 
 def test_first_mask_of_wrong_size_is_a_user_error(
@@ -223,6 +224,7 @@ def test_first_mask_needs_the_torch_backend(
 
 def test_flip_average_is_recorded(frame_folder: Path, tmp_path: Path, model_file: Path) -> None:
     out = tmp_path / "out"
-    assert _predict(frame_folder, out, model_file, "--backend", "torch", "--flip-average") == 0
-    assert json.loads((out / "summary.json").read_text())["flip_average"] is True
+    assert _predict(frame_folder, out, model_file, "--backend", "torch", "--flip-average", "--mask-source", "motion") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["flip_average"] is True and summary["mask_source"] == "motion"
     assert _stems(out / "flow", ".flo") == {f"img_{i:03d}" for i in range(3)}

@@ -12,6 +12,7 @@ from jointperception.data.sources import open_frames
 from jointperception.errors import InputError
 from jointperception.models.weights import DEFAULT_MODEL_PATH, load_model
 from jointperception.runtime.backends import BACKEND_NAMES, TorchBackend
+from jointperception.runtime.motion_layers import MASK_SOURCES
 from jointperception.runtime.pipeline import PerceptionPipeline
 from jointperception.runtime.predict_files import predict_to_folder
 from jointperception.train.online_finetune import FinetuneSettings, finetune_segmentation
@@ -47,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--finetune-seconds", type=float, default=defaults.seconds, help="fine-tuning wall time at most (s)"
     )
     parser.add_argument(
+        "--mask-source", choices=MASK_SOURCES, default=None,
+        help="what the mask thresholds (see README): default fused, or segmentation with --first-mask "
+        "(the fine-tuned branch follows the given object; motion layers follow whatever moves)",
+    )
+    parser.add_argument(
         "--flip-average", action="store_true",
         help="also run the left-right mirrored pair and average probabilities and flow (2x the cost)",
     )
@@ -75,7 +81,7 @@ def finetuned_pipeline(args: argparse.Namespace, source: Iterable[tuple[str, np.
     result = finetune_segmentation(model, frame, mask, args.network_size, settings)
     pipeline = PerceptionPipeline(
         TorchBackend(result.model, device=args.device), args.network_size, model_path=args.model or DEFAULT_MODEL_PATH,
-        flip_average=args.flip_average,
+        flip_average=args.flip_average, mask_source=args.mask_source or "segmentation",
     )
     fields = {
         "first_mask": str(args.first_mask),
@@ -95,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     metadata: dict[str, object] = {"input": str(args.input)}
     if args.first_mask is None:
         pipeline = PerceptionPipeline.from_model_file(
-            args.model, args.backend, args.device, args.network_size, flip_average=args.flip_average
+            args.model, args.backend, args.device, args.network_size, flip_average=args.flip_average,
+            mask_source=args.mask_source or "fused",
         )
     else:
         pipeline, metadata["finetune"] = finetuned_pipeline(args, source)

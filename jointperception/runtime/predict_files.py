@@ -80,6 +80,7 @@ def predict_to_folder(
         device=pipeline.backend.device,
         network_size={"width": pipeline.network_size[0], "height": pipeline.network_size[1]},
         flip_average=pipeline.flip_average,
+        mask_source=pipeline.mask_source,
         input_resolution={"width": width, "height": height},
         frame_count=len(timings),
         latency_ms=_latency_stats([ms for _, ms in timings]),
