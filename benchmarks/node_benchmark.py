@@ -43,7 +43,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--input-size", default="640x480", help="WxH of the published frames")
     parser.add_argument("--network-size", default="320x240", help="WxH of the node's network input")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="the node's torch threads")
-    parser.add_argument("--backend", default="torch", help="the node's backend (torch, onnxruntime, auto)")
+    parser.add_argument("--backend", default="auto", help="the node's backend (auto, torch, onnxruntime)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"), help="JSON result")
     return parser.parse_args()
 

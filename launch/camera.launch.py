@@ -46,7 +46,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("video_device", default_value="0", description="camera device index for camera_source"),
         DeclareLaunchArgument("video_file", default_value="",
                               description="video file or image folder for camera_source (overrides video_device)"),
-        DeclareLaunchArgument("backend", default_value="torch",
+        DeclareLaunchArgument("backend", default_value="auto",
                               description="inference backend: auto | torch | onnxruntime | tensorrt"),
         Node(
             package="jointperception",

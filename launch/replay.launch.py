@@ -28,7 +28,7 @@ def generate_launch_description() -> LaunchDescription:
                                                                   "perception.yaml"]),
                               description="parameters of perception_node"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of perception_node"),
-        DeclareLaunchArgument("backend", default_value="torch",
+        DeclareLaunchArgument("backend", default_value="auto",
                               description="inference backend: auto | torch | onnxruntime | tensorrt"),
         DeclareLaunchArgument("rate", default_value="1.0", description="playback speed factor"),
         DeclareLaunchArgument("record", default_value="false", description="record input and outputs to output_bag"),

@@ -80,7 +80,7 @@ def domain_id() -> int:
 def _running_node(domain_id: int, model: Path, log: Path) -> Iterator[tuple[subprocess.Popen, Probe]]:
     """The lifecycle node (unconfigured, ``model``, 96x64 network, one thread) and a Probe beside it."""
     process = start_module("jointperception.ros.lifecycle_node", [
-        "-p", f"model:={model}", "-p", "threads:=1", "-p", f"network_width:={WIDTH}",
+        "-p", f"model:={model}", "-p", "threads:=1", "-p", "backend:=torch", "-p", f"network_width:={WIDTH}",
         "-p", f"network_height:={HEIGHT}", "-p", "diagnostics_period_s:=0.2",
         "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info"], domain_id, log)
     with pytest.MonkeyPatch.context() as patch:

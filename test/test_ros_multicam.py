@@ -27,7 +27,7 @@ def links(tmp_path_factory: pytest.TempPathFactory):
     processes = {
         camera: start_module("jointperception.ros.perception_node", [
             "-r", f"__ns:=/{camera}", "-r", f"image:=/{camera}/image_raw", "-r", f"camera_info:=/{camera}/camera_info",
-            "-p", f"model:={model}", "-p", "threads:=1", "-p", "network_width:=96", "-p", "network_height:=64",
+            "-p", f"model:={model}", "-p", "threads:=1", "-p", "backend:=torch", "-p", "network_width:=96", "-p", "network_height:=64",
             "-p", "diagnostics_period_s:=0.2"], domain_id, folder / f"{camera}.log")
         for camera in CAMERAS
     }

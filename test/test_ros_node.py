@@ -66,7 +66,7 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def node(model_file: Path, domain_id: int, tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("node") / "node.log"
-    args = ["-p", f"model:={model_file}", "-p", "threads:=1", "-p", f"network_width:={WIDTH}",
+    args = ["-p", f"model:={model_file}", "-p", "threads:=1", "-p", "backend:=torch", "-p", f"network_width:={WIDTH}",
             "-p", f"network_height:={HEIGHT}", "-p", "diagnostics_period_s:=0.2",
             "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info"]
     process = start_module("jointperception.ros.perception_node", args, domain_id, log)

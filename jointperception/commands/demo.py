@@ -21,6 +21,7 @@ from jointperception.errors import InputError
 from jointperception.eval.node_run import score_node_run
 from jointperception.eval.replay import ReplaySettings, output_topics
 from jointperception.eval.report import FILES_DIR, replay_metrics, write_metrics, write_report, write_sample_strip
+from jointperception.runtime.backends import BACKEND_NAMES
 from jointperception.runtime.ros_processes import RosChildren, pick_domain_id
 
 HELP = "play a synthetic bag through perception_node over DDS, record the outputs, write a report"
@@ -38,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=parse_size, default=(320, 240), metavar="WxH", help="frame size")
     parser.add_argument("--network-size", type=parse_size, default=(320, 240), metavar="WxH",
                         help="the node's network input size")
+    parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
+                        help="the node's backend (auto: ONNX Runtime on this CPU; the export is cached)")
     parser.add_argument("--rate", type=float, default=None,
                         help="play at the bag timing (30 fps) scaled by this instead of lock-step")
     parser.add_argument("--domain-id", type=int, default=None,
@@ -61,7 +64,7 @@ def _run_graph(args: argparse.Namespace, children: RosChildren, sample_bag: Path
     """Node + recorder + player; returns once the player is done and the recorder closed its bag."""
     width, height = args.network_size
     model = ["-p", f"model:={args.model.resolve()}"] if args.model is not None else []  # none: bundled
-    node_args = ["--ros-args", *model, "-p", "threads:=1",
+    node_args = ["--ros-args", *model, "-p", "threads:=2", "-p", f"backend:={args.backend}",
                  "-p", f"network_width:={width}", "-p", f"network_height:={height}",
                  "-p", f"diagnostics_period_s:={DIAGNOSTICS_PERIOD_S}", "-r", f"image:={TOPIC}"]
     children.start("perception_node", "jointperception.ros.perception_node", node_args)
@@ -114,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     result = score_node_run(sample_bag, node_bag, ReplaySettings(topic=TOPIC, output_prefix=NODE),
                             lambda stamp, rgb, outputs: samples.append(write_sample_strip(out, stamp, rgb, outputs)))
     facts = {"input_bag": str(sample_bag), "topic": TOPIC, "output_bag": str(node_bag),
-             "model": str(args.model or "bundled"), "network_size": "x".join(map(str, args.network_size)),
+             "model": str(args.model or "bundled"), "backend": args.backend, "network_size": "x".join(map(str, args.network_size)),
              "pacing": "lock-step" if args.rate is None else f"bag timing x {args.rate}",
              "ros_domain_id": domain_id, "graph_s": graph_s,
              "latency": "output received - input received (recorder clock)"}

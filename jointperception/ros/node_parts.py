@@ -25,11 +25,12 @@ _TOGGLE = "publish ~/{} (only computed while someone subscribes)"
 # name -> (default, descriptor); config/perception.yaml lists the same names.
 PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "model": ("", describe("model file (.safetensors or trainer .pt); '' = bundled jointnet_tiny", True)),
-    "backend": ("torch", describe(f"inference backend, one of {BACKEND_NAMES}", True)),
+    "backend": ("auto", describe(f"inference backend, one of {BACKEND_NAMES}; auto: TensorRT > ONNX Runtime CUDA > "
+                                 "torch CUDA > ONNX Runtime CPU > torch CPU", True)),
     "device": ("cpu", describe("cpu, cuda or cuda:N", True)),
     "network_width": (320, describe("network input width (frames are resized)", True, ints=(32, 4096))),
     "network_height": (240, describe("network input height (frames are resized)", True, ints=(32, 4096))),
-    "threads": (0, describe("torch CPU threads; 0 = torch default", True, ints=(0, 256))),
+    "threads": (0, describe("CPU threads of torch and ONNX Runtime; 0 = their defaults", True, ints=(0, 256))),
     "qos": ("sensor_data", describe(f"image QoS, one of {QOS_CHOICES}; depth 1", True)),
     "mask_source": ("fused", describe(f"what ~/mask thresholds, one of {MASK_SOURCES} (runtime.motion_layers)")),
     "mask_threshold": (0.5, describe("mask = probability > threshold", floats=(0.0, 1.0))),

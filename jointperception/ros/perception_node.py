@@ -40,7 +40,8 @@ def load_pipeline(node: Node) -> PerceptionPipeline:
     if param("threads") > 0:
         torch.set_num_threads(param("threads"))
     size = (param("network_width"), param("network_height"))
-    return PerceptionPipeline.from_model_file(param("model") or None, param("backend"), param("device"), size)
+    threads = param("threads") or None
+    return PerceptionPipeline.from_model_file(param("model") or None, param("backend"), param("device"), size, threads=threads)
 
 
 class PerceptionNode(Node):

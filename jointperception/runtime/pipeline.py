@@ -148,11 +148,14 @@ class PerceptionPipeline:
         network_size: tuple[int, int] = (320, 240),
         flip_average: bool = False,
         mask_source: str = "fused",
+        threads: int | None = None,
     ) -> PerceptionPipeline:
-        """Pipeline over model file ``path`` (None = bundled DEFAULT_MODEL_PATH) on ``backend``."""
+        """Pipeline over model file ``path`` (None = bundled DEFAULT_MODEL_PATH) on ``backend``;
+        ``threads``: ONNX Runtime intra-op threads (None = its default; torch threads are global)."""
         model_path = Path(path) if path is not None else DEFAULT_MODEL_PATH
         # a fixed network size lets ONNX Runtime / TensorRT use a static-shape graph (faster export)
-        built = create_backend(backend, model_path, device, input_size=padded_size(network_size))
+        options = {} if threads is None else {"threads": threads}
+        built = create_backend(backend, model_path, device, input_size=padded_size(network_size), **options)
         return cls(built, network_size, model_path=model_path, flip_average=flip_average, mask_source=mask_source)
 
     def infer_pair(self, first: np.ndarray, second: np.ndarray) -> PairOutputs:
