@@ -100,7 +100,9 @@ class OnnxRuntimeBackend:
     ``model`` is an exported ``.onnx`` file, or a model file (.safetensors / checkpoint) that is
     exported once into ``cache_dir`` (static at ``input_size`` (W, H), or dynamic when None).
     ``precision`` "int8" (CPU only) runs ``onnx_int8.quantized_onnx`` of a static export;
-    ``allow_spinning``: see ``open_session``.
+    ``allow_spinning``: see ``open_session``; off by default because the node shares the CPU with
+    the camera driver, DDS and the rest of the stack (measured in benchmarks/node_benchmark.py:
+    17-21 fps spinning vs 22 fps not, 640x480 at 30 fps on 2 cores); ``bench`` sets it per run.
     """
 
     name = "onnxruntime"
@@ -113,7 +115,7 @@ class OnnxRuntimeBackend:
         input_size: tuple[int, int] | None = None,
         cache_dir: str | Path | None = None,
         precision: str = "fp32",
-        allow_spinning: bool = True,
+        allow_spinning: bool = False,
     ) -> None:
         if precision not in PRECISIONS:
             raise InputError(f"onnxruntime precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
