@@ -207,3 +207,19 @@ def test_onnxruntime_spinning_can_be_turned_off(setup: SimpleNamespace) -> None:
     rng = np.random.default_rng(3)
     a, b = (rng.standard_normal((1, 3, INPUT_SIZE[1], INPUT_SIZE[0])).astype(np.float32) for _ in range(2))
     np.testing.assert_allclose(sleeping.infer(a, b)["flow"], setup.ort.infer(a, b)["flow"], atol=1e-5)
+
+
+def test_precision_requests_are_checked_per_backend(setup: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
+    for name, precision, message in [("torch", "int8", "backend torch runs fp32, fp16, not int8"),
+                                     ("onnxruntime", "fp16", "backend onnxruntime runs fp32, int8, not fp16"),
+                                     ("torch", "fp16", "fp16 needs a CUDA device"),
+                                     ("auto", "fp64", "unknown precision 'fp64'")]:
+        with pytest.raises(InputError, match=message):
+            create_backend(name, setup.weights, "cpu", precision=precision)
+    with pytest.raises(InputError, match="torch-cpu: fp16 not on cpu"):
+        create_backend("auto", setup.weights, "cpu", input_size=INPUT_SIZE, cache_dir=setup.cache, precision="fp16")
+    with caplog.at_level(logging.INFO, logger="jointperception.runtime.backends"):
+        int8 = create_backend("auto", setup.weights, "cpu", threads=1, input_size=INPUT_SIZE, cache_dir=setup.cache,
+                              precision="int8")
+    assert isinstance(int8, OnnxRuntimeBackend) and int8.precision == "int8"
+    assert "backend auto: onnxruntime-cpu" in caplog.text

@@ -159,3 +159,17 @@ def test_torch_backend_options_match_fp32(fp16: bool, channels_last: bool, toler
                       ("layer_prob", max(tolerance, 1e-4))):
         assert other[key].dtype == np.float32 and other[key].shape == reference[key].shape
         np.testing.assert_allclose(other[key], reference[key], atol=atol, err_msg=key)
+
+
+def test_max_layers_merges_the_smallest_moving_layers_into_background(pipeline: PerceptionPipeline) -> None:
+    first, second = _frames(48, 96, seed=5)
+    every = pipeline.infer_pair(first, second).layers
+    pipeline.max_layers = 2
+    try:
+        two = pipeline.infer_pair(first, second).layers
+    finally:
+        pipeline.max_layers = None
+    assert every.max() >= 2, "the untrained motion net should give more than two layers here"
+    np.testing.assert_array_equal(two, np.where(every == 1, 1, 0))
+    with pytest.raises(InputError, match="max_layers must be >= 2"):
+        PerceptionPipeline(pipeline.backend, NETWORK_SIZE, max_layers=1)

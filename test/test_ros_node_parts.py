@@ -82,6 +82,7 @@ def test_parameter_checks_beyond_the_descriptors(tmp_path: Path) -> None:
     for source in ("fused", "segmentation", "motion"):
         assert parameter_error("mask_source", source) is None
     assert "mask_source" in parameter_error("mask_source", "both")
+    assert parameter_error("precision", "int8") is None and "precision" in parameter_error("precision", "fp64")
 
 
 def test_config_file_lists_every_parameter_with_its_default() -> None:

@@ -14,7 +14,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 
 from jointperception.ros.common import QOS_CHOICES, describe, qos_error
 from jointperception.ros.convert import CAUSES
-from jointperception.runtime.backends import BACKEND_NAMES
+from jointperception.runtime.backends import BACKEND_NAMES, PRECISIONS
 from jointperception.runtime.motion_layers import MASK_SOURCES
 from jointperception.runtime.stream import RESET_REASONS
 
@@ -28,10 +28,14 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "backend": ("auto", describe(f"inference backend, one of {BACKEND_NAMES}; auto: TensorRT > ONNX Runtime CUDA > "
                                  "torch CUDA > ONNX Runtime CPU > torch CPU", True)),
     "device": ("cpu", describe("cpu, cuda or cuda:N", True)),
+    "precision": ("fp32", describe(f"network precision, one of {PRECISIONS}: fp16 on torch CUDA / TensorRT, int8 on "
+                                   "ONNX Runtime CPU / TensorRT (auto skips backends that cannot)", True)),
     "network_width": (320, describe("network input width (frames are resized)", True, ints=(32, 4096))),
     "network_height": (240, describe("network input height (frames are resized)", True, ints=(32, 4096))),
     "threads": (0, describe("CPU threads of torch and ONNX Runtime; 0 = their defaults", True, ints=(0, 256))),
     "qos": ("sensor_data", describe(f"image QoS, one of {QOS_CHOICES}; depth 1", True)),
+    "num_layers": (4, describe("K: motion layers published on ~/motion_layers (background + the K - 1 largest "
+                               "moving layers; the bundled network has 4)", ints=(2, 255))),
     "mask_source": ("fused", describe(f"what ~/mask thresholds, one of {MASK_SOURCES} (runtime.motion_layers)")),
     "mask_threshold": (0.5, describe("mask = probability > threshold", floats=(0.0, 1.0))),
     "occlusion_threshold": (0.5, describe("occlusion = probability > threshold", floats=(0.0, 1.0))),
@@ -53,6 +57,8 @@ def parameter_error(name: str, value: object) -> str | None:
         return f"device must be cpu, cuda or cuda:N, got {value!r}"
     if name == "qos":
         return qos_error(value)
+    if name == "precision" and value not in PRECISIONS:
+        return f"precision must be one of {PRECISIONS}, got {value!r}"
     if name == "mask_source" and value not in MASK_SOURCES:
         return f"mask_source must be one of {MASK_SOURCES}, got {value!r}"
     if name == "model" and value and not Path(str(value)).is_file():

@@ -41,7 +41,8 @@ def load_pipeline(node: Node) -> PerceptionPipeline:
         torch.set_num_threads(param("threads"))
     size = (param("network_width"), param("network_height"))
     threads = param("threads") or None
-    return PerceptionPipeline.from_model_file(param("model") or None, param("backend"), param("device"), size, threads=threads)
+    return PerceptionPipeline.from_model_file(param("model") or None, param("backend"), param("device"), size,
+                                              threads=threads, precision=param("precision"))
 
 
 class PerceptionNode(Node):

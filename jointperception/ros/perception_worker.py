@@ -158,6 +158,7 @@ class PerceptionWorker:
     def _process(self, current: PairFrame, previous: PairFrame, received: float) -> None:
         """Outputs of ``current`` from infer_pair(current, previous); flow: current -> previous."""
         self.pipeline.mask_source = self._param("mask_source")
+        self.pipeline.max_layers = self._param("num_layers")
         self.pipeline.mask_threshold = self._param("mask_threshold")
         self.pipeline.occlusion_threshold = self._param("occlusion_threshold")
         out = self.pipeline.infer_pair(current.rgb, previous.rgb)

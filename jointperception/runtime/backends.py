@@ -30,6 +30,9 @@ from jointperception.runtime.tensorrt_backend import ENGINE_SUFFIXES, TensorRTBa
 LOG = logging.getLogger(__name__)
 
 BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+# what each backend family runs besides fp32 (TensorRT: fp32, fp16, int8 engines)
+_PRECISIONS_OF = {"torch": ("fp32", "fp16"), "onnxruntime": ("fp32", "int8"), "tensorrt": PRECISIONS}
 CUDA_GRAPH_WARMUP = 3  # eager runs before a CUDA graph is captured
 
 
@@ -166,6 +169,7 @@ def create_backend(
     threads: int = onnxruntime_backend.DEFAULT_THREADS,
     input_size: tuple[int, int] | None = None,
     cache_dir: str | Path | None = None,
+    precision: str = "fp32",
 ) -> Backend:
     """Backend ``name`` (auto | torch | onnxruntime | tensorrt) running the model file ``model_path``
     (None = the bundled ``DEFAULT_MODEL_PATH``; .onnx for onnxruntime) on ``device``.
@@ -176,24 +180,31 @@ def create_backend(
     loaded for the model is skipped with its reason. ``threads`` (ONNX Runtime intra-op threads)
     applies to onnxruntime; ``input_size`` ((W, H) of a static ONNX export / TensorRT engine,
     None = dynamic ONNX) and ``cache_dir`` (ONNX exports and TensorRT engines, keyed by content)
-    to onnxruntime and tensorrt (fp32 engines). Raises InputError for an unknown or unavailable
-    backend, ModelFileError for a bad model file.
+    to onnxruntime and tensorrt. ``precision``: fp32 everywhere; fp16 on torch (CUDA) and
+    tensorrt; int8 on onnxruntime (CPU, quantised convolutions) and tensorrt (a calibrated engine
+    from ``build-engine``); auto skips the candidates that cannot run it. Raises InputError for an
+    unknown or unavailable backend or precision, ModelFileError for a bad model file.
     """
     if name not in BACKEND_NAMES:
         raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if name != "auto" and precision not in _PRECISIONS_OF[name]:
+        raise InputError(f"backend {name} runs {', '.join(_PRECISIONS_OF[name])}, not {precision}")
     path = Path(model_path) if model_path is not None else DEFAULT_MODEL_PATH
 
     def torch_backend(torch_device: str) -> Backend:
         check_device(torch_device)
         if path.suffix == ".onnx":
             raise InputError(f"{path}: the torch backend needs a .safetensors or checkpoint model, not ONNX")
-        return TorchBackend(load_model(path, device=torch_device)[0], device=torch_device)
+        return TorchBackend(load_model(path, device=torch_device)[0], device=torch_device, fp16=precision == "fp16")
 
     def ort_backend(ort_device: str) -> Backend:
-        return OnnxRuntimeBackend(path, ort_device, threads=threads, input_size=input_size, cache_dir=cache_dir)
+        return OnnxRuntimeBackend(path, ort_device, threads=threads, input_size=input_size, cache_dir=cache_dir,
+                                  precision=precision)
 
     def trt_backend() -> Backend:
-        return TensorRTBackend(path, device, input_size=input_size, cache_dir=cache_dir)
+        return TensorRTBackend(path, device, precision=precision, input_size=input_size, cache_dir=cache_dir)
 
     if name == "torch":
         return torch_backend(device)
@@ -226,6 +237,11 @@ def create_backend(
             return backend
     skipped.append(f"tensorrt: {trt_reason}")
     for label, reason, build in candidates:
+        family, _sep, where = label.partition("-")
+        if reason is None and precision not in _PRECISIONS_OF[family]:
+            reason = f"no {precision}"
+        elif reason is None and (family, precision, where) in (("torch", "fp16", "cpu"), ("onnxruntime", "int8", "cuda")):
+            reason = f"{precision} not on {where}"
         if reason is not None:
             skipped.append(f"{label}: {reason}")
             continue

@@ -120,12 +120,15 @@ class PerceptionPipeline:
         model_path: Path | None = None,
         flip_average: bool = False,
         mask_source: str = "fused",
+        max_layers: int | None = None,
     ) -> None:
         width, height = network_size
         if width <= 0 or height <= 0:
             raise InputError(f"network size must be positive (W, H), got {network_size}")
         if mask_source not in MASK_SOURCES:
             raise InputError(f"mask source must be one of {', '.join(MASK_SOURCES)}, got {mask_source!r}")
+        if max_layers is not None and max_layers < 2:
+            raise InputError(f"max_layers must be >= 2 (background + one moving layer), got {max_layers}")
         if backend.input_size is not None and backend.input_size != padded_size(network_size):
             raise InputError(
                 f"backend {backend.name} was built for input {backend.input_size}, "
@@ -138,6 +141,7 @@ class PerceptionPipeline:
         self.model_path = model_path  # for reports; None when the backend was built by hand
         self.flip_average = flip_average  # average with the mirrored pair ("Ours²", SegFlow §5)
         self.mask_source = mask_source  # runtime.motion_layers: what the published mask thresholds
+        self.max_layers = max_layers  # K published layers: smaller moving layers merge into background (None: all)
 
     @classmethod
     def from_model_file(
@@ -149,13 +153,16 @@ class PerceptionPipeline:
         flip_average: bool = False,
         mask_source: str = "fused",
         threads: int | None = None,
+        precision: str = "fp32",
     ) -> PerceptionPipeline:
-        """Pipeline over model file ``path`` (None = bundled DEFAULT_MODEL_PATH) on ``backend``;
-        ``threads``: ONNX Runtime intra-op threads (None = its default; torch threads are global)."""
+        """Pipeline over model file ``path`` (None = bundled DEFAULT_MODEL_PATH) on ``backend`` at
+        ``precision`` (``create_backend``); ``threads``: ONNX Runtime intra-op threads (None = its
+        default; torch threads are global)."""
         model_path = Path(path) if path is not None else DEFAULT_MODEL_PATH
         # a fixed network size lets ONNX Runtime / TensorRT use a static-shape graph (faster export)
         options = {} if threads is None else {"threads": threads}
-        built = create_backend(backend, model_path, device, input_size=padded_size(network_size), **options)
+        built = create_backend(backend, model_path, device, input_size=padded_size(network_size), precision=precision,
+                               **options)
         return cls(built, network_size, model_path=model_path, flip_average=flip_average, mask_source=mask_source)
 
     def infer_pair(self, first: np.ndarray, second: np.ndarray) -> PairOutputs:
@@ -169,6 +176,8 @@ class PerceptionPipeline:
         raw = self.backend.infer(preprocess(first, self.network_size), preprocess(second, self.network_size))
         width, height = self.network_size
         ids, moving = split_layers(raw["layer_prob"], height, width)
+        if self.max_layers is not None:
+            ids[ids >= self.max_layers] = 0  # ids rank layers by area: keep the K - 1 largest moving ones
         if self.flip_average:
             # probabilities and flow (not thresholded masks) of the pair and its mirror are averaged;
             # layer ids are arbitrary per pass, so the layers come from the unmirrored pass and only
