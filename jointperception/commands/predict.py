@@ -11,7 +11,7 @@ from jointperception.data.formats import read_mask
 from jointperception.data.sources import open_frames
 from jointperception.errors import InputError
 from jointperception.models.weights import DEFAULT_MODEL_PATH, load_model
-from jointperception.runtime.backends import BACKEND_NAMES, TorchBackend
+from jointperception.runtime.backends import BACKEND_NAMES, PRECISIONS, TorchBackend
 from jointperception.runtime.motion_layers import MASK_SOURCES
 from jointperception.runtime.pipeline import PerceptionPipeline
 from jointperception.runtime.predict_files import predict_to_folder
@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None, help="model file (default: the bundled model)")
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto", help="inference backend")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (torch backend)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp16: torch CUDA / TensorRT; int8: ONNX Runtime CPU / TensorRT engine")
     parser.add_argument(
         "--network-size", type=parse_size, default=(320, 240), metavar="WxH", help="network input size"
     )
@@ -102,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if args.first_mask is None:
         pipeline = PerceptionPipeline.from_model_file(
             args.model, args.backend, args.device, args.network_size, flip_average=args.flip_average,
-            mask_source=args.mask_source or "fused",
+            mask_source=args.mask_source or "fused", precision=args.precision,
         )
     else:
         pipeline, metadata["finetune"] = finetuned_pipeline(args, source)
