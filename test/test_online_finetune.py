@@ -35,7 +35,7 @@ def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _mean_j(model: torch.nn.Module, sequence) -> float:
-    pipeline = PerceptionPipeline(TorchBackend(model), NETWORK)
+    pipeline = PerceptionPipeline(TorchBackend(model), NETWORK, mask_source="segmentation")  # the tuned branch
     frames, masks = sequence.frames, sequence.masks
     return float(np.mean([jaccard(pipeline.infer_pair(frames[i], frames[i + 1]).mask, masks[i]) for i in (1, 2, 3)]))
 

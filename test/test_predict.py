@@ -70,9 +70,8 @@ def test_predict_folder_writes_exact_file_set(frame_folder: Path, tmp_path: Path
         assert raw.shape == (HEIGHT, WIDTH) and raw.dtype == np.uint8
         if folder != "layers":
             assert set(np.unique(raw)) <= {0, 255}
-    mask = read_mask(out / "mask" / "img_003.png")
     layers = cv2.imread(str(out / "layers" / "img_003.png"), cv2.IMREAD_UNCHANGED)
-    np.testing.assert_array_equal(layers > 0, mask)
+    assert layers.max() < 4 and np.bincount(layers.ravel()).argmax() == 0  # K = 4 layers, 0 the largest
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == str(model_file)

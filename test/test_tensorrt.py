@@ -71,7 +71,8 @@ def tiny_onnx(path: Path, height: int | str, width: int | str) -> Path:
     outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name in OUTPUT_NAMES]
     nodes = [helper.make_node("Sigmoid", ["image1"], ["mask_prob"]),
              helper.make_node("Sub", ["image2", "image1"], ["flow"]),
-             helper.make_node("Sigmoid", ["image2"], ["occlusion_prob"])]
+             helper.make_node("Sigmoid", ["image2"], ["occlusion_prob"]),
+             helper.make_node("Softmax", ["image1"], ["layer_prob"], axis=1)]
     graph = helper.make_graph(nodes, "tiny", inputs, outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     onnx.save_model(model, str(path))
