@@ -23,7 +23,8 @@ from jointperception.eval.metrics import (
 from jointperception.runtime.motion_layers import MASK_SOURCES, source_masks
 from jointperception.runtime.pipeline import PerceptionPipeline
 
-MaskPredictor = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (first, second) uint8 -> (H, W) bool
+# (first, second) uint8 -> (H, W) bool, or {result name: (H, W) bool} for several masks of one run
+MaskPredictor = Callable[[np.ndarray, np.ndarray], np.ndarray | dict[str, np.ndarray]]
 
 
 def pair_indices(num_frames: int) -> list[tuple[int, int]]:
@@ -34,27 +35,30 @@ def pair_indices(num_frames: int) -> list[tuple[int, int]]:
 def score_sequences(
     root: Path, predictors: dict[str, MaskPredictor], sequences: list[str] | None = None, frame_step: int = 1
 ) -> dict[str, dict]:
-    """Run every predictor over the sequences -> {name: {summary..., per_sequence, ms_per_frame}}.
+    """Run every predictor over the sequences -> {name: {summary..., per_sequence, ms_per_frame}};
+    a predictor returning a dict adds one result per key, each timed with the predictor's run.
 
     frame_step > 1 scores every k-th frame only (faster, noisier); pairs still use adjacent frames.
     """
     names = sequences or davis_sequences(root)
-    j_values: dict[str, dict[str, list[float]]] = {p: {} for p in predictors}
-    f_values: dict[str, dict[str, list[float]]] = {p: {} for p in predictors}
-    seconds = {p: 0.0 for p in predictors}
+    j_values: dict[str, dict[str, list[float]]] = {}
+    f_values: dict[str, dict[str, list[float]]] = {}
+    seconds: dict[str, float] = {}
     frames_scored = 0
     for sequence in names:
         frames, masks = load_davis_sequence(root, sequence)
         for i, partner in pair_indices(len(frames))[::frame_step]:
             for name, predict in predictors.items():
                 start = time.perf_counter()
-                mask = predict(frames[i], frames[partner])
-                seconds[name] += time.perf_counter() - start
-                j_values[name].setdefault(sequence, []).append(jaccard(mask, masks[i]))
-                f_values[name].setdefault(sequence, []).append(boundary_f_measure(mask, masks[i]))
+                predicted = predict(frames[i], frames[partner])
+                elapsed = time.perf_counter() - start
+                for result, mask in (predicted.items() if isinstance(predicted, dict) else [(name, predicted)]):
+                    seconds[result] = seconds.get(result, 0.0) + elapsed
+                    j_values.setdefault(result, {}).setdefault(sequence, []).append(jaccard(mask, masks[i]))
+                    f_values.setdefault(result, {}).setdefault(sequence, []).append(boundary_f_measure(mask, masks[i]))
             frames_scored += 1
     results = {}
-    for name in predictors:
+    for name in j_values:
         summary = summarize_sequences(j_values[name], "j") | summarize_sequences(f_values[name], "f")
         summary["per_sequence_j"] = {s: float(np.mean(v)) for s, v in j_values[name].items()}
         summary["ms_per_frame"] = 1000.0 * seconds[name] / max(frames_scored, 1)
@@ -67,19 +71,12 @@ def evaluate_davis(
     pipeline: PerceptionPipeline, root: Path, frame_step: int = 1, with_reference: bool = True
 ) -> dict[str, dict]:
     """Our mask from each source (ours_fused, ours_segmentation, ours_motion; one inference per
-    frame, timed under the published source) and, optionally, the classical DIS-medium reference."""
-    last: dict[str, object] = {}
+    frame, each timed with it) and, optionally, the classical DIS-medium reference."""
+    def ours(first: np.ndarray, second: np.ndarray) -> dict[str, np.ndarray]:
+        masks = source_masks(pipeline.infer_pair(first, second), pipeline.mask_threshold)
+        return {f"ours_{source}": masks[source] for source in MASK_SOURCES}
 
-    def masks(first: np.ndarray, second: np.ndarray) -> dict[str, np.ndarray]:
-        if last.get("pair") != (id(first), id(second)):  # the first source of a frame runs the network
-            last["pair"] = (id(first), id(second))
-            last["masks"] = source_masks(pipeline.infer_pair(first, second), pipeline.mask_threshold)
-        return last["masks"]
-
-    order = [pipeline.mask_source] + [s for s in MASK_SOURCES if s != pipeline.mask_source]
-    predictors: dict[str, MaskPredictor] = {
-        f"ours_{source}": lambda a, b, source=source: masks(a, b)[source] for source in order
-    }
+    predictors: dict[str, MaskPredictor] = {"ours": ours}
     if with_reference:
         predictors["classical_dis_medium"] = lambda a, b: classical_reference(a, b, preset="medium")[0]
     return score_sequences(root, predictors, frame_step=frame_step)

@@ -42,6 +42,21 @@ def source_sha256(model_path: Path) -> str:
     return hashlib.sha256(":".join(parts).encode()).hexdigest()
 
 
+def is_current(target: Path, key: str, digest: str) -> bool:
+    """True when ``target`` is a valid ONNX file whose metadata ``key`` records ``digest``; a
+    corrupt or stale file is logged (it is about to be rebuilt) and gives False."""
+    if not target.is_file():
+        return False
+    try:
+        recorded = read_onnx_model(target).metadata.get(key)
+    except ModelFileError as exc:
+        LOG.warning("cached ONNX is unusable, rebuilding it: %s", exc)
+        return False
+    if recorded != digest:
+        LOG.warning("cached ONNX %s was made from another source (%s %s); rebuilding it", target, key, recorded)
+    return recorded == digest
+
+
 def cached_onnx(
     model_path: str | Path,
     input_size: tuple[int, int] | None = None,
@@ -60,16 +75,9 @@ def cached_onnx(
     shape = "dynamic" if input_size is None else f"{input_size[0]}x{input_size[1]}"
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = directory / f"{model_path.stem}-{digest[:16]}-{shape}-opset{opset}.onnx"
-    if target.is_file():
-        try:
-            recorded = read_onnx_model(target).metadata.get("source_sha256")
-        except ModelFileError as exc:
-            LOG.warning("cached ONNX is unusable, rebuilding it: %s", exc)
-        else:
-            if recorded == digest:
-                LOG.info("using cached ONNX export %s", target)
-                return target
-            LOG.warning("cached ONNX %s was exported from another model (sha256 %s); rebuilding it", target, recorded)
+    if is_current(target, "source_sha256", digest):
+        LOG.info("using cached ONNX export %s", target)
+        return target
     network, model_cfg, _metadata = load_model(model_path)
     result = export_onnx(
         network,

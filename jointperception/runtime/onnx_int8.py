@@ -19,7 +19,7 @@ import torch
 from jointperception.data.synthetic import render_sequence
 from jointperception.errors import ModelFileError
 from jointperception.export.onnx import read_onnx_model
-from jointperception.export.onnx_cache import file_sha256
+from jointperception.export.onnx_cache import file_sha256, is_current
 from jointperception.models.normalize import normalize_images
 from jointperception.models.perception import INPUT_NAMES
 
@@ -55,15 +55,8 @@ def quantized_onnx(fp32_path: Path) -> Path:
         raise ModelFileError(f"{fp32_path}: int8 needs a static-shape export; give an input size")
     digest = file_sha256(fp32_path)
     target = fp32_path.with_name(f"{fp32_path.stem}-int8-qdq.onnx")
-    if target.is_file():
-        try:
-            recorded = read_onnx_model(target).metadata.get("int8_source_sha256")
-        except ModelFileError as exc:
-            LOG.warning("cached int8 ONNX is unusable, rebuilding it: %s", exc)
-        else:
-            if recorded == digest:
-                return target
-            LOG.warning("cached int8 ONNX %s was quantised from another export; rebuilding it", target)
+    if is_current(target, "int8_source_sha256", digest):
+        return target
 
     class Frames(CalibrationDataReader):
         def __init__(self) -> None:
