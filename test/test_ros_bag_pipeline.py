@@ -108,13 +108,13 @@ def test_player_plays_a_sqlite3_bag_at_a_fixed_rate(tmp_path: Path) -> None:
     sample = _record_sample(tmp_path / "sample_sqlite", "--storage", "sqlite3", "--encoding", "bgr8")
     assert list(sample.glob("*.db3"))
     recorded = tmp_path / "recorded"
-    # the player sees the recorder before the recorder has matched the player: --delay covers the
-    # other half of discovery on a loaded machine (best-effort frames sent before it are lost)
+    # reliable on both sides: best effort may drop a frame on a loaded machine; --delay covers the
+    # recorder's half of discovery after the player has seen it
     with RosChildren(pick_domain_id(), tmp_path / "logs") as children:
         children.start("recorder", "jointperception.ros.bag_recorder",
-                       [str(recorded), "--topics", "/remapped/image", "--max-messages", str(FRAMES)])
+                       [str(recorded), "--topics", "/remapped/image", "--max-messages", str(FRAMES), "--qos", "reliable"])
         children.start("player", "jointperception.ros.bag_player",
-                       [str(sample), "--topics", TOPIC, "--rate-hz", "10", "--wait-subscribers", "1", "--delay", "2.0",
+                       [str(sample), "--topics", TOPIC, "--rate-hz", "10", "--qos", "reliable", "--wait-subscribers", "1", "--delay", "1.0",
                         "--ros-args", "-r", f"{TOPIC}:=/remapped/image"])
         _finish(children, "player")
         _finish(children, "recorder")  # stops by itself after FRAMES messages

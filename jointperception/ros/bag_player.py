@@ -19,6 +19,7 @@ from pathlib import Path
 
 import rclpy
 from builtin_interfaces.msg import Time
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -32,6 +33,8 @@ from jointperception.ros.common import QOS_CHOICES, image_qos
 
 SPIN_STEP_S = 0.02  # longest executor wait while pacing or waiting for lock-step outputs
 LATE_S = 0.05  # a message due longer ago than this shifts the schedule to now
+FLUSH_S = 2.0  # at the end: longest wait for reliable subscribers to acknowledge the last messages
+LINGER_S = 0.3  # at the end: time best-effort transports get before the publishers go away
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -96,6 +99,14 @@ class BagPlayer(Node):
                 return False
             self._spinner.spin_once(timeout_sec=min(SPIN_STEP_S, until - now))
         return True
+
+    def flush(self) -> None:
+        """Let the last messages reach the subscribers before the process exits: reliable
+        publishers wait for every acknowledgement (up to FLUSH_S), best-effort ones linger."""
+        if self.args.qos == "reliable":
+            for publisher in self.publishers_by_topic.values():
+                publisher.wait_for_all_acked(Duration(seconds=FLUSH_S))
+        self.spin_until(lambda: False, time.monotonic() + LINGER_S)
 
     def wait_for_graph(self) -> None:
         """Wait for ``--wait-subscribers`` on every played topic and a lock-step publisher, then ``--delay``."""
@@ -174,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             player.deadline = time.monotonic() + args.duration
         while player.play_pass() and args.loop:
             pass
+        player.flush()
         print(f"bag_player: published {player.published} messages of {', '.join(topics)}"
               + (f", {player.timeouts} lock-step timeouts" if args.lockstep_topic else ""), flush=True)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -26,6 +26,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from jointperception.data.bags import BAG_VERSION, typestore
 from jointperception.errors import InputError, JointPerceptionError
+from jointperception.ros.common import QOS_CHOICES
 
 # short name -> (rclpy type, rosbag2 type name)
 MESSAGE_TYPES = {
@@ -33,8 +34,14 @@ MESSAGE_TYPES = {
     "CameraInfo": (CameraInfo, "sensor_msgs/msg/CameraInfo"),
     "DiagnosticArray": (DiagnosticArray, "diagnostic_msgs/msg/DiagnosticArray"),
 }
-# best effort matches reliable and best-effort publishers; a short queue absorbs bursts
-RECORD_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=16, reliability=ReliabilityPolicy.BEST_EFFORT)
+RECORD_DEPTH = 16  # a short queue absorbs bursts
+
+
+def record_qos(name: str) -> QoSProfile:
+    """'sensor_data': best effort, matches reliable and best-effort publishers; 'reliable': every
+    message of a reliable publisher arrives (a best-effort publisher is not matched)."""
+    reliability = ReliabilityPolicy.BEST_EFFORT if name == "sensor_data" else ReliabilityPolicy.RELIABLE
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=RECORD_DEPTH, reliability=reliability)
 
 
 def topic_type(spec: str) -> tuple[str, str]:
@@ -55,13 +62,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--idle-timeout", type=float, default=None,
                         help="stop after this many s without a message (counted from the start)")
     parser.add_argument("--max-messages", type=int, default=None, help="stop after this many messages")
+    parser.add_argument("--qos", choices=QOS_CHOICES, default="sensor_data",
+                        help="sensor_data (best effort, records any publisher) or reliable (loses nothing of a "
+                        "reliable publisher)")
     return parser.parse_args(argv)
 
 
 class BagRecorder(Node):
     """Writes every message of the subscribed topics to an open rosbags Writer."""
 
-    def __init__(self, writer: Writer, topics: list[tuple[str, str]]) -> None:
+    def __init__(self, writer: Writer, topics: list[tuple[str, str]], qos: str = "sensor_data") -> None:
         super().__init__("bag_recorder")
         self._writer = writer
         self.counts: dict[str, int] = {}
@@ -72,7 +82,7 @@ class BagRecorder(Node):
             connection = writer.add_connection(topic, msgtype, typestore=typestore())
             self.counts[topic] = 0
             self._unmatched[topic] = self.create_subscription(
-                msg_type, topic, lambda raw, t=topic, c=connection: self._on_message(t, c, raw), RECORD_QOS, raw=True)
+                msg_type, topic, lambda raw, t=topic, c=connection: self._on_message(t, c, raw), record_qos(qos), raw=True)
 
     def announce_matches(self) -> None:
         """Print 'bag_recorder: matched TOPIC' once a topic has a publisher (scripts wait for it)."""
@@ -103,7 +113,7 @@ def record(args: argparse.Namespace, topics: list[tuple[str, str]]) -> dict[str,
         raise InputError(f"{args.out}: cannot create the bag ({exc})") from exc
     recorder: BagRecorder | None = None
     try:
-        recorder = BagRecorder(writer, topics)
+        recorder = BagRecorder(writer, topics, args.qos)
         print(f"bag_recorder: recording {', '.join(t for t, _ in topics)} to {args.out}", flush=True)
         while rclpy.ok():
             rclpy.spin_once(recorder, timeout_sec=0.05)
