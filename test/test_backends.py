@@ -93,6 +93,18 @@ def test_cache_is_reused_and_a_corrupt_entry_rebuilt(
     assert read_onnx_model(backend.onnx_path).metadata["source_sha256"] == onnx_cache.source_sha256(setup.weights)
 
 
+def test_cache_key_changes_with_the_graph_code(
+    setup: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = tmp_path / "models"
+    code.mkdir()
+    (code / "perception.py").write_text("graph = 1\n")
+    monkeypatch.setattr(onnx_cache, "GRAPH_CODE_DIR", code)
+    before = onnx_cache.source_sha256(setup.weights)
+    (code / "perception.py").write_text("graph = 2\n")  # an upgrade that changes the graph
+    assert onnx_cache.source_sha256(setup.weights) != before
+
+
 def test_auto_prefers_onnxruntime_on_cpu_and_logs_why(setup: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="jointperception.runtime.backends"):
         backend = create_backend("auto", setup.weights, "cpu", threads=1, input_size=INPUT_SIZE, cache_dir=setup.cache)

@@ -5,6 +5,9 @@ import torch
 from jointperception.config import ModelConfig
 from jointperception.errors import ConfigError
 from jointperception.models import build_model
+from jointperception.models.blocks import channel_softmax
+from jointperception.models.motionnet import MotionLayerNet
+from jointperception.models.perception import PerceptionModel, motion_stride_for
 
 
 def _pair(batch=2, height=64, width=96, seed=0):
@@ -65,3 +68,31 @@ def test_pair_order_matters():
 def test_unknown_width_is_a_config_error():
     with pytest.raises(ConfigError, match="model.width"):
         build_model(ModelConfig(width="huge"))
+
+
+def test_channel_softmax_equals_torch_softmax() -> None:
+    logits = 30.0 * torch.randn(2, 5, 7, 9)  # large logits: the max shift keeps exp finite
+    torch.testing.assert_close(channel_softmax(logits), torch.softmax(logits, dim=1))
+
+
+@pytest.mark.parametrize("width,stride", [(96, 1), (160, 1), (320, 2), (480, 4), (640, 4), (1280, 8), (8192, 32)])
+def test_motion_stride_brings_the_flow_near_the_training_grid(width: int, stride: int) -> None:
+    assert motion_stride_for(width) == stride
+
+
+def test_perception_model_pools_the_flow_for_the_motion_net_by_input_width() -> None:
+    torch.manual_seed(0)
+    network = build_model(ModelConfig()).eval()
+    motion_net = MotionLayerNet(num_layers=3).eval()
+    images = torch.randn(1, 3, 256, 320), torch.randn(1, 3, 256, 320)
+    with torch.no_grad():
+        adaptive = PerceptionModel(network, motion_net)(*images)
+        pooled = PerceptionModel(network, motion_net, motion_stride=2)(*images)
+        full = PerceptionModel(network, motion_net, motion_stride=1)(*images)
+    assert adaptive[3].shape == (1, 3, 256, 320)
+    torch.testing.assert_close(adaptive[3], pooled[3])  # 320 wide: stride 2
+    assert not torch.allclose(adaptive[3], full[3])
+    torch.testing.assert_close(adaptive[1], full[1])  # the flow itself is untouched
+    torch.testing.assert_close(adaptive[3].sum(dim=1), torch.ones(1, 256, 320))
+    with pytest.raises(ValueError, match="motion_stride"):
+        PerceptionModel(network, motion_net, motion_stride=0)

@@ -4,7 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jointperception.runtime.motion_layers import MASK_SOURCES, fuse_mask_probability, order_by_area, split_layers
+from jointperception.runtime.motion_layers import (
+    MASK_SOURCES,
+    argmax_layers,
+    fuse_mask_probability,
+    order_by_area,
+    split_layers,
+)
 
 
 def test_order_by_area_numbers_layers_by_decreasing_area_ties_by_label() -> None:
@@ -13,6 +19,14 @@ def test_order_by_area_numbers_layers_by_decreasing_area_ties_by_label() -> None
     assert ids.dtype == np.uint8
     assert list(order[:4]) == [2, 0, 1, 3]  # label 4 is empty: last
     np.testing.assert_array_equal(ids, [[0, 0, 0, 1], [0, 2, 2, 1], [3, 3, 0, 0]])
+
+
+def test_argmax_layers_matches_numpy_including_ties() -> None:
+    rng = np.random.default_rng(0)
+    prob = rng.random((5, 30, 40)).astype(np.float32)
+    prob[:, :4] = 0.2  # ties: the first layer wins, as np.argmax
+    prob[3, 10:12] = 0.9
+    np.testing.assert_array_equal(argmax_layers(prob), prob.argmax(axis=0))
 
 
 def test_split_layers_takes_the_largest_layer_as_background_and_ignores_padding() -> None:

@@ -28,7 +28,12 @@ from jointperception.errors import ModelFileError
 from jointperception.models.jointnet import JointNet
 from jointperception.models.motionnet import MotionLayerNet
 from jointperception.models.normalize import NETWORK_STRIDE
-from jointperception.models.perception import INPUT_NAMES, OUTPUT_NAMES, PerceptionModel
+from jointperception.models.perception import (
+    INPUT_NAMES,
+    OUTPUT_NAMES,
+    PerceptionModel,
+    motion_stride_for,
+)
 from jointperception.models.weights import load_motion_model
 
 LOG = logging.getLogger(__name__)
@@ -117,7 +122,9 @@ def export_onnx(
     moved to the CPU in float32 eval mode; motion_net None = the bundled MotionLayerNet.
 
     input_size: (W, H), multiples of NETWORK_STRIDE; the traced example size (static: the only
-    size). Raises ValueError for a size that is not a stride multiple or an opset < MIN_OPSET.
+    size; dynamic: it also fixes the motion net's pooling, ``motion_stride_for`` its width, which
+    the metadata records). Raises ValueError for a size that is not a stride multiple or an
+    opset < MIN_OPSET.
     """
     width, height = input_size
     if width <= 0 or height <= 0 or width % NETWORK_STRIDE or height % NETWORK_STRIDE:
@@ -127,7 +134,8 @@ def export_onnx(
     start = time.perf_counter()
     if motion_net is None:
         motion_net = load_motion_model()[0]
-    module = PerceptionModel(network, motion_net).to(device="cpu", dtype=torch.float32).eval()
+    motion_stride = motion_stride_for(width)  # a dynamic graph keeps the traced example's
+    module = PerceptionModel(network, motion_net, motion_stride).to(device="cpu", dtype=torch.float32).eval()
     example = (torch.zeros(1, 3, height, width), torch.zeros(1, 3, height, width))
     with torch.no_grad(), _quiet_exporter_logs():
         proto, exporter = _export_proto(module, example, dynamic, opset)
@@ -139,6 +147,7 @@ def export_onnx(
         "exporter": exporter,
         "torch_version": torch.__version__,
         "outputs": ",".join(OUTPUT_NAMES),
+        "motion_stride": str(motion_stride),
         **(extra_metadata or {}),
     }
     onnx.helper.set_model_props(proto, metadata)

@@ -1,7 +1,7 @@
 """ONNX files exported on demand from a model file and cached by content, not by name.
 
-Key: sha256 of the model file and of the bundled motion-layer network it is fused with
-(``source_sha256``), input size ("dynamic" or WxH) and opset. A cached file is
+Key: sha256 of the model file, of the bundled motion-layer network it is fused with and of
+the code that defines the graph (``source_sha256``), input size ("dynamic" or WxH) and opset. A cached file is
 validated before reuse (and its recorded source hash compared); a corrupt or stale one is
 rebuilt. Writes are atomic, so a crash never leaves a half-written file under the key's name.
 """
@@ -12,12 +12,14 @@ import logging
 import os
 from pathlib import Path
 
+from jointperception import models as models_package
 from jointperception.errors import ModelFileError
 from jointperception.export.onnx import DEFAULT_OPSET, export_onnx, read_onnx_model
 from jointperception.models.weights import DEFAULT_MOTION_MODEL_PATH, load_model
 
 LOG = logging.getLogger(__name__)
 
+GRAPH_CODE_DIR = Path(models_package.__file__).parent
 DYNAMIC_EXAMPLE_SIZE = (320, 256)  # (W, H) traced for a dynamic export; sides > 32 avoid specialisation
 
 
@@ -35,10 +37,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def graph_code_sha256() -> str:
+    """sha256 of the sources of ``jointperception.models`` (the modules that define the graph), so
+    an upgrade that changes the graph's code never reuses an export of the old one."""
+    digest = hashlib.sha256()
+    for source in sorted(GRAPH_CODE_DIR.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
+
+
 def source_sha256(model_path: Path) -> str:
-    """sha256 over the sha256 of the joint model file and of the bundled motion-layer network:
-    what a PerceptionModel export of ``model_path`` is made of."""
-    parts = [file_sha256(model_path), file_sha256(DEFAULT_MOTION_MODEL_PATH)]
+    """sha256 over the sha256 of the joint model file, of the bundled motion-layer network and of
+    the graph code: what a PerceptionModel export of ``model_path`` is made of."""
+    parts = [file_sha256(model_path), file_sha256(DEFAULT_MOTION_MODEL_PATH), graph_code_sha256()]
     return hashlib.sha256(":".join(parts).encode()).hexdigest()
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from jointperception.data.synthetic import MIN_SIZE, render_sequence
 from jointperception.errors import JointPerceptionError
+from jointperception.export.onnx import read_onnx_model
 from jointperception.models.jointnet import JointNet
 from jointperception.runtime.backends import TorchBackend
 from jointperception.runtime.onnxruntime_backend import (
@@ -81,11 +82,13 @@ def parity_check(
 ) -> ParityReport:
     """Compare ONNX Runtime (CPU) with eager torch (CPU, float32) on a rendered pair.
 
-    network_size: (W, H) the pair is rendered at; ``preprocess`` pads it to the stride.
+    network_size: (W, H) the pair is rendered at; ``preprocess`` pads it to the stride. Torch
+    pools the flow for the motion net as the export recorded (``motion_stride`` metadata).
     """
     first, second = parity_pair(network_size, seed)
     image1, image2 = preprocess(first, network_size), preprocess(second, network_size)
-    expected = TorchBackend(network).infer(image1, image2)
+    recorded = read_onnx_model(onnx_path).metadata.get("motion_stride")
+    expected = TorchBackend(network, motion_stride=int(recorded) if recorded else None).infer(image1, image2)
     actual = OnnxRuntimeBackend(onnx_path, "cpu", threads=threads).infer(image1, image2)
     width, height = network_size
     diffs = {name: float(np.max(np.abs(actual[name] - expected[name]))) for name in TOLERANCES}

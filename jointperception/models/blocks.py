@@ -26,6 +26,15 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def channel_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over dim 1 of (B, C, H, W), as exp(x - max) / sum: the same values as
+    ``torch.softmax(logits, 1)``, written out because ONNX Runtime's CPU Softmax over a non-last
+    axis transposes the tensor (measured 3.7 ms for (1, 4, 256, 320), against well under 1 ms
+    for the elementwise form)."""
+    exponentials = torch.exp(logits - logits.amax(dim=1, keepdim=True))
+    return exponentials / exponentials.sum(dim=1, keepdim=True)
+
+
 class ConvBNReLU(nn.Sequential):
     """3x3 (or k x k) conv -> BatchNorm -> ReLU."""
 

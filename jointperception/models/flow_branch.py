@@ -22,6 +22,7 @@ from jointperception.models.blocks import (
     FlowPredictor,
     FusionConv,
     backward_warp,
+    channel_softmax,
 )
 
 DECODER_STRIDES = (32, 16, 8, 4, 2)
@@ -52,7 +53,7 @@ def soft_argmax_flow(correlation: torch.Tensor, radius: int, stride: int, temper
     correlation (B, (2r+1)^2, h, w) -> flow (B, 2, h, w) in input-resolution pixels (x stride)."""
     offsets = torch.arange(-radius, radius + 1, dtype=correlation.dtype, device=correlation.device) * stride
     dy, dx = torch.meshgrid(offsets, offsets, indexing="ij")
-    weights = torch.softmax(correlation / temperature, dim=1)
+    weights = channel_softmax(correlation / temperature)
     u = (weights * dx.reshape(1, -1, 1, 1)).sum(dim=1, keepdim=True)
     v = (weights * dy.reshape(1, -1, 1, 1)).sum(dim=1, keepdim=True)
     return torch.cat([u, v], dim=1)

@@ -54,7 +54,8 @@ class MotionLayerNet(nn.Module):
         )
         self.head = nn.Conv2d(widths[0], num_layers, 1)
 
-    def forward(self, flow: torch.Tensor) -> torch.Tensor:
+    def forward(self, flow: torch.Tensor, output_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """flow (B, 2, H, W) pixels -> layer logits (B, K, *output_size), default (H, W)."""
         height, width = flow.shape[-2:]
         flow = torch.where(flow == flow, flow, torch.zeros_like(flow))  # NaN -> 0 (NaN != NaN)
         flow = flow.clamp(-MAX_INPUT_FLOW, MAX_INPUT_FLOW)  # ±Inf -> ±MAX_INPUT_FLOW
@@ -70,7 +71,7 @@ class MotionLayerNet(nn.Module):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], dim=1))
         logits = self.head(x)
-        return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+        return F.interpolate(logits, size=output_size or (height, width), mode="bilinear", align_corners=False)
 
 
 def order_layers_by_area(labels: torch.Tensor, num_layers: int) -> torch.Tensor:

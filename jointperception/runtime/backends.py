@@ -22,7 +22,11 @@ from jointperception.export.tensorrt import (
 )
 from jointperception.models.motionnet import MotionLayerNet
 from jointperception.models.perception import INPUT_NAMES, OUTPUT_NAMES, PerceptionModel
-from jointperception.models.weights import DEFAULT_MODEL_PATH, load_model, load_motion_model
+from jointperception.models.weights import (
+    DEFAULT_MODEL_PATH,
+    load_model,
+    load_motion_model,
+)
 from jointperception.runtime import onnxruntime_backend
 from jointperception.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from jointperception.runtime.tensorrt_backend import ENGINE_SUFFIXES, TensorRTBackend
@@ -58,7 +62,8 @@ class Backend(Protocol):
 class TorchBackend:
     """Eager PyTorch backend under ``torch.inference_mode``: PerceptionModel(model, motion_net).
 
-    model: the JointNet; motion_net: the MotionLayerNet over its flow (None = the bundled one).
+    model: the JointNet; motion_net: the MotionLayerNet over its flow (None = the bundled one);
+    motion_stride: its flow pooling (None = ``motion_stride_for`` each input's width).
 
     channels_last: run convolutions in NHWC memory format (CPU or CUDA).
     fp16: half-precision weights and activations (CUDA only; outputs are returned as float32).
@@ -79,6 +84,7 @@ class TorchBackend:
         channels_last: bool = False,
         cuda_graphs: bool = False,
         motion_net: MotionLayerNet | None = None,
+        motion_stride: int | None = None,
     ) -> None:
         check_device(device)
         for flag, wanted in (("fp16", fp16), ("cuda_graphs", cuda_graphs)):
@@ -92,7 +98,7 @@ class TorchBackend:
         self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if motion_net is None:
             motion_net = load_motion_model()[0]
-        fused = PerceptionModel(model, motion_net)
+        fused = PerceptionModel(model, motion_net, motion_stride)
         self._model = fused.to(device=device, dtype=self._dtype, memory_format=self._memory_format).eval()
         self._graph: CapturedGraph | None = None
 

@@ -15,13 +15,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from jointperception.errors import InputError
-from jointperception.models.normalize import NETWORK_STRIDE, normalize_images
+from jointperception.models.normalize import IMAGE_MEAN, IMAGE_STD, NETWORK_STRIDE
 from jointperception.models.weights import DEFAULT_MODEL_PATH
 from jointperception.runtime.backends import Backend, create_backend
-from jointperception.runtime.motion_layers import MASK_SOURCES, fuse_mask_probability, split_layers
+from jointperception.runtime.motion_layers import (
+    MASK_SOURCES,
+    fuse_mask_probability,
+    split_layers,
+)
 
 
 @dataclass(frozen=True)
@@ -45,24 +48,26 @@ def padded_size(network_size: tuple[int, int]) -> tuple[int, int]:
 
 
 def preprocess(frame: np.ndarray, network_size: tuple[int, int]) -> np.ndarray:
-    """frame (H, W, 3) uint8 RGB -> (1, 3, h_pad, w_pad) float32 normalised network input."""
+    """frame (H, W, 3) uint8 RGB -> (1, 3, h_pad, w_pad) float32 normalised network input
+    (``normalize_images``' arithmetic, done in one OpenCV call)."""
     width, height = network_size
     shrinking = width <= frame.shape[1] and height <= frame.shape[0]
     if frame.shape[:2] != (height, width):
         frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
     pad_w, pad_h = padded_size(network_size)
-    frame = np.pad(frame, ((0, pad_h - height), (0, pad_w - width), (0, 0)), mode="edge")
-    batch = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)[None]))
-    return normalize_images(batch).numpy()
+    if (pad_w, pad_h) != (width, height):
+        frame = cv2.copyMakeBorder(frame, 0, pad_h - height, 0, pad_w - width, cv2.BORDER_REPLICATE)
+    # (x / 255 - mean) / std == (x - 255 mean) * 1 / (255 std), per channel, NCHW float32
+    return cv2.dnn.blobFromImage(frame, 1.0 / (255.0 * IMAGE_STD), mean=(255.0 * IMAGE_MEAN,) * 3)
 
 
 def _to_camera(planes: np.ndarray, network_size: tuple[int, int], camera_size: tuple[int, int]) -> np.ndarray:
     """(1, C, h_pad, w_pad) -> fresh (H, W, C) float32: crop the padding, bilinear resize."""
     width, height = network_size
-    image = np.ascontiguousarray(planes[0, :, :height, :width].transpose(1, 2, 0), dtype=np.float32)
+    image = planes[0, :, :height, :width].transpose(1, 2, 0)
     if (width, height) == camera_size:
-        return image.copy()
-    resized = cv2.resize(image, camera_size, interpolation=cv2.INTER_LINEAR)
+        return np.array(image, dtype=np.float32, order="C")
+    resized = cv2.resize(np.ascontiguousarray(image, dtype=np.float32), camera_size, interpolation=cv2.INTER_LINEAR)
     return resized.reshape(camera_size[1], camera_size[0], planes.shape[1])
 
 
