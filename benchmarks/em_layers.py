@@ -3,8 +3,8 @@ never used in training), on exact GT flow and on the bundled joint model's predi
 
 Per method and flow source: layer J (best one-to-one matching of predicted to GT motion layers,
 mean IoU over GT layers), foreground J (all layers but the largest vs the GT moving mask), and
-time per frame measured here on one thread (network: one forward pass + argmax, in torch eager and
-in ONNX Runtime from a static-shape export; classical EM: to convergence, same K and motion model),
+time per frame measured here on one thread (network: one forward pass + argmax + ordering by area, in
+torch eager and in ONNX Runtime from a static-shape export as the runtime opens it; classical EM: to convergence, same K and motion model),
 with the speed ratios.
 
     OMP_NUM_THREADS=1 python benchmarks/em_layers.py --model models/motionnet_k4.safetensors
@@ -28,6 +28,8 @@ from jointperception.eval.classical_em import classical_em
 from jointperception.eval.layer_metrics import foreground_j, matched_layer_iou
 from jointperception.models.motionnet import layers_from_logits
 from jointperception.models.weights import load_motion_model
+from jointperception.runtime.motion_layers import argmax_layers, order_by_area
+from jointperception.runtime.onnxruntime_backend import open_session
 
 WARMUP_PASSES = 5
 
@@ -63,25 +65,24 @@ def run_network(model: torch.nn.Module, flows: torch.Tensor) -> tuple[list[np.nd
 
 
 def run_network_onnxruntime(model: torch.nn.Module, flows: torch.Tensor) -> tuple[list[np.ndarray], list[float]]:
-    """The same network exported to ONNX (dynamo, opset 18, static shape) on ONNX Runtime CPU, 1 thread."""
-    import onnxruntime
-
+    """The same network exported to ONNX (dynamo, opset 18, static shape), run as the deployed
+    graph is: ``open_session`` on the CPU, 1 thread, then the runtime's numpy post-processing
+    (``argmax_layers``, ``order_by_area``)."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "motionnet.onnx"
         torch.onnx.export(model, (flows[:1],), str(path), dynamo=True, external_data=False, opset_version=18,
                           input_names=["flow"], output_names=["layer_logits"])
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = open_session(path, "cpu", threads=1, allow_spinning=False)
     inputs = [flow[None].numpy() for flow in flows]
+    num_layers = model.num_layers
     for _ in range(WARMUP_PASSES):
         session.run(None, {"flow": inputs[0]})
     layers, times = [], []
     for flow in inputs:
         start = time.perf_counter()
-        predicted = layers_from_logits(torch.from_numpy(session.run(None, {"flow": flow})[0]))[0]
+        predicted = order_by_area(argmax_layers(session.run(None, {"flow": flow})[0][0]), num_layers)[0]
         times.append(time.perf_counter() - start)
-        layers.append(predicted.numpy())
+        layers.append(predicted)
     return layers, times
 
 
