@@ -4,9 +4,10 @@
 Every method is scored on frames 1..N-1 of each sequence (frame 0's mask is the given one), with
 the pairs of ``eval.davis_eval.pair_indices`` (frame i with i+1, the last with the one before):
 
-  unsupervised        bundled model, no first mask
+  unsupervised        bundled model, no first mask (the fused mask, ``predict``'s default)
   unsupervised_flip   bundled model, flip averaging
-  finetuned           bundled model fine-tuned on (frame 0, its mask) for this sequence
+  finetuned           bundled model fine-tuned on (frame 0, its mask) for this sequence (the
+                      segmentation-branch mask, ``predict --first-mask``'s default)
   finetuned_flip      the fine-tuned model with flip averaging (SegFlow's "Ours²")
 
     OMP_NUM_THREADS=2 python benchmarks/davis_semisupervised.py --threads 2 [--frame-step 1]
@@ -71,7 +72,8 @@ def main() -> None:
         backends = {"unsupervised": bundled, "finetuned": TorchBackend(tuned.model)}
         for method in METHODS:
             pipeline = PerceptionPipeline(
-                backends[method.removesuffix("_flip")], args.network_size, flip_average=method.endswith("_flip")
+                backends[method.removesuffix("_flip")], args.network_size, flip_average=method.endswith("_flip"),
+                mask_source="segmentation" if method.startswith("finetuned") else "fused",
             )
             j_values[method][sequence] = score(pipeline, frames, masks, args.frame_step)
         per_sequence[sequence] = {

@@ -10,7 +10,7 @@ labelled synthetic pairs mixed into every step):
 Held out (never trained on): DAVIS blackswan, cows, kite-surf; Sintel market_5 (clean and final).
 Scores use the runtime pipeline at 320x240, as benchmarks/eval_bundled.json.
 
-    python benchmarks/selfsup_finetune.py --steps 200 --full-steps 500 --out benchmarks/selfsup_finetune.json
+    python benchmarks/selfsup_finetune.py --steps 200 --full-steps 2500 --out benchmarks/selfsup_finetune.json
 
 Then the full recipe runs once more with the larger ``--full-steps`` budget (row "full_run"); its
 model is copied to models/jointnet_tiny_selfsup.safetensors only when it beats the bundled model
