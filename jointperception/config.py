@@ -114,11 +114,18 @@ class SelfSupConfig:
     occlusion_estimation: bool = True  # OE: per-block occlusion heads, Locc, occlusion-weighted losses
     temporal_consistency: bool = True  # TC: encoder-feature consistency Lcons
     segmentation_mask: bool = True  # O_seg error mask of eq. 5 (with OE)
+    teacher_flow_weight: float = 0.0  # distil DIS-medium flow where forward-backward consistent (0 = off)
+    teacher_mask_weight: float = 0.0  # distil the classical motion-segmentation mask (0 = off)
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.teacher_flow_weight > 0 or self.teacher_mask_weight > 0
 
     def validate(self) -> None:
         for key in ("frame_width", "frame_height", "max_dt"):
             _positive(f"selfsup.{key}", getattr(self, key))
-        for key in ("labelled_batch_size", "consistency_weight", "occlusion_weight", "smoothness_weight"):
+        for key in ("labelled_batch_size", "consistency_weight", "occlusion_weight", "smoothness_weight",
+                    "teacher_flow_weight", "teacher_mask_weight"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"selfsup.{key}: must be >= 0, got {getattr(self, key)}")
 

@@ -123,6 +123,18 @@ def test_selfsup_training_runs_resumes_and_exports(tmp_path: Path) -> None:
     assert metadata["final_step"] == 3 and "heads" in load_checkpoint(run / "last.pt")
 
 
+def test_selfsup_with_the_classical_teacher_logs_its_terms(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 256, (40, 80, 3), dtype=np.uint8)
+    write_folder(tmp_path / "data" / "clip", [np.ascontiguousarray(texture[:, k : k + 60]) for k in range(0, 8, 2)])
+    config = selfsup_config(tmp_path / "data", 2)
+    config["selfsup"] |= {"teacher_flow_weight": 0.5, "teacher_mask_weight": 1.0}
+    result = train_selfsup(config_from_dict(config), tmp_path / "run")
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert result.step == 2 and {"loss_teacher_flow", "teacher_epe", "loss_teacher_mask"} <= set(records[-1])
+    assert all(np.isfinite(records[-1][key]) for key in ("loss_teacher_flow", "loss_teacher_mask", "loss"))
+
+
 def test_missing_data_root_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "selfsup.yaml"
     config.write_text(yaml.safe_dump(selfsup_config(tmp_path / "absent", 2)))

@@ -6,6 +6,11 @@ the runtime pipeline, so flow magnitudes match deployment) and kept in memory as
 Item i (seeded by ``seed + i``) picks a sequence, a frame t and a gap dt in [1, max_dt]
 (EFC: "pairs with dt in [1, 5]"), then one random crop and horizontal flip for both frames:
     image1, image2: (3, h, w) uint8 RGB, frames t and t + dt (or t + dt and t, half the time).
+With ``teacher=True`` an item also holds the classical teacher's targets (data/teacher.py),
+computed on the whole frames and then cropped and flipped like them:
+    teacher_flow1, teacher_flow2: (2, h, w) float32 px, image1 -> image2 and image2 -> image1;
+    teacher_valid1, teacher_valid2: (1, h, w) float32 in {0, 1}, forward-backward consistent;
+    teacher_mask1, teacher_mask2: (1, h, w) float32 in {0, 1}, moving-object mask of each image.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from torch.utils.data import Dataset
 from jointperception.data.bags import read_image_messages
 from jointperception.data.formats import read_image
 from jointperception.data.sources import IMAGE_SUFFIXES, open_frames
+from jointperception.data.teacher import teacher_targets
 from jointperception.errors import ConfigError, InputError
 from jointperception.ros.convert import image_to_rgb
 
@@ -89,7 +95,7 @@ class VideoPairDataset(Dataset):
     """Random unlabelled pairs from in-memory frame sequences; item i is seeded by ``seed + i``."""
 
     def __init__(self, sequences: Sequence[FrameSequence], num_samples: int, seed: int, height: int, width: int,
-                 max_dt: int = 5) -> None:
+                 max_dt: int = 5, teacher: bool = False) -> None:
         if not sequences:
             raise ConfigError("unlabelled data: no sequences left (all missing or held out)")
         if max_dt < 1:
@@ -103,6 +109,7 @@ class VideoPairDataset(Dataset):
         self.height = height
         self.width = width
         self.max_dt = max_dt
+        self.teacher = teacher
         lengths = np.array([len(s.frames) for s in self.sequences], dtype=np.float64)
         self.sequence_weights = lengths / lengths.sum()  # every frame equally likely as a pair start
 
@@ -128,9 +135,25 @@ class VideoPairDataset(Dataset):
         top = int(rng.integers(0, frames[0].shape[0] - self.height + 1))
         left = int(rng.integers(0, frames[0].shape[1] - self.width + 1))
         flip = rng.random() < 0.5
-        crops = []
-        for frame in (frames[first], frames[second]):
-            crop = frame[top : top + self.height, left : left + self.width]
-            crop = crop[:, ::-1] if flip else crop
-            crops.append(torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))))
-        return {"image1": crops[0], "image2": crops[1]}
+
+        def crop(array: np.ndarray, is_flow: bool = False) -> torch.Tensor:
+            """(H, W[, C]) -> (C, h, w) float32/uint8 tensor of the item's crop and flip."""
+            array = array[top : top + self.height, left : left + self.width]
+            if array.ndim == 2:
+                array = array[..., None]
+            if flip:
+                array = array[:, ::-1] * np.array([-1.0, 1.0], dtype=np.float32) if is_flow else array[:, ::-1]
+            return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+        item = {"image1": crop(frames[first]), "image2": crop(frames[second])}
+        if self.teacher:
+            targets = teacher_targets(frames[first], frames[second])
+            item |= {
+                "teacher_flow1": crop(targets.flow_forward, is_flow=True),
+                "teacher_flow2": crop(targets.flow_backward, is_flow=True),
+                "teacher_valid1": crop(targets.valid_forward.astype(np.float32)),
+                "teacher_valid2": crop(targets.valid_backward.astype(np.float32)),
+                "teacher_mask1": crop(targets.mask_first.astype(np.float32)),
+                "teacher_mask2": crop(targets.mask_second.astype(np.float32)),
+            }
+        return item

@@ -4,7 +4,8 @@ Each step takes ``train.batch_size`` unlabelled video pairs (data/video_pairs.py
 both directions in one batch, and adds ``selfsup.labelled_batch_size`` synthetic labelled pairs
 with the supervised losses:
     L = [Lseg + lambda Lf + mu Locc]_labelled + Lpm + lambda_cons Lcons + lambda_occ Locc + lambda_sm Lsm
-(EFC eq. 9; the bracket is eq. 8 plus the supervised flow terms). The per-block occlusion heads
+(EFC eq. 9; the bracket is eq. 8 plus the supervised flow terms), plus, when its weights are set,
+the classical teacher's distillation on the unlabelled pairs (losses/teacher.py). The per-block occlusion heads
 (models/efc_occlusion_heads.py) live beside the network and are checkpointed with it, never
 exported. No labels means no validation: ``last.pt`` every ``eval_every`` steps (atomic, resumable),
 and the final network goes to ``run_dir/selfsup.safetensors``. SIGINT/SIGTERM finish the step,
@@ -36,6 +37,7 @@ from jointperception.data.video_pairs import (
 )
 from jointperception.errors import ConfigError, DataFormatError
 from jointperception.losses.supervised import joint_loss
+from jointperception.losses.teacher import teacher_loss
 from jointperception.losses.unsupervised import EfcWeights, efc_unlabelled_loss
 from jointperception.models import build_model
 from jointperception.models.efc_occlusion_heads import EfcOcclusionHeads
@@ -118,7 +120,7 @@ def train_selfsup(cfg: ExperimentConfig, run_dir: str | Path, *, resume: str | P
     elif (run_dir / LAST_NAME).exists():
         raise ConfigError(f"{run_dir}: already holds {LAST_NAME}; pass --resume auto or another --out")
     pairs = VideoPairDataset(load_sequences(sc), tc.max_steps * tc.batch_size, tc.seed, cfg.data.height,
-                             cfg.data.width, sc.max_dt)
+                             cfg.data.width, sc.max_dt, teacher=sc.uses_teacher)
     labelled = SyntheticPairDataset.from_config(cfg.data) if sc.labelled_batch_size else None
     weights = efc_weights(sc)
     log = MetricsLog(run_dir, keep_until_step=step if resume_path else None)
@@ -142,6 +144,13 @@ def train_selfsup(cfg: ExperimentConfig, run_dir: str | Path, *, resume: str | P
             outputs = model(normalize_images(first), normalize_images(second))
             occlusions = heads(outputs["decoder_features"]) if weights.use_occlusion else None
             loss, terms = efc_unlabelled_loss(outputs, occlusions, first.float() / 255.0, weights)
+            if sc.uses_teacher:  # targets in the order of `first`: image1 -> image2, then image2 -> image1
+                distilled, teacher_terms = teacher_loss(
+                    outputs, *(torch.cat([batch[f"teacher_{key}1"], batch[f"teacher_{key}2"]])
+                               for key in ("flow", "valid", "mask")),
+                    sc.teacher_flow_weight, sc.teacher_mask_weight)
+                loss = loss + distilled
+                terms |= teacher_terms
             if labelled is not None:
                 synthetic = _batch(labelled, step, sc.labelled_batch_size)
                 supervised_outputs = model(normalize_images(synthetic["image1"]), normalize_images(synthetic["image2"]))
