@@ -1,7 +1,13 @@
-"""Copy a finished run's best weights to models/ and write the model card from their metadata
-and a committed evaluation JSON (both produced by named commands).
+"""Copy a finished run's weights to models/ and write the model card from their metadata and a
+committed evaluation JSON (both produced by named commands).
 
     python benchmarks/bundle_model.py --run runs/bundled --eval benchmarks/eval_bundled.json
+    python benchmarks/bundle_model.py --run runs/selfsup_ablation/full_teacher --eval benchmarks/eval_selfsup.json \
+        --out models/jointnet_tiny_selfsup.safetensors
+
+A supervised run (train.mode joint | iterative) bundles its best.safetensors; a self-supervised
+fine-tuning run (train.mode selfsup) its final selfsup.safetensors, and the card then also
+describes the model it started from (``selfsup.init_from``).
 """
 from __future__ import annotations
 
@@ -12,29 +18,13 @@ from pathlib import Path
 
 from jointperception.commands.evaluate import format_table
 from jointperception.models.weights import DEFAULT_MODEL_PATH, load_model
-from jointperception.train.trainer import WEIGHTS_NAME
+from jointperception.train import selfsup_trainer, trainer
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, default=Path("runs/bundled"))
-    parser.add_argument("--eval", type=Path, default=Path("benchmarks/eval_bundled.json"))
-    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH)
-    args = parser.parse_args()
-    _, model_cfg, meta = load_model(args.run / WEIGHTS_NAME)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(args.run / WEIGHTS_NAME, args.out)
-    args.out.chmod(0o644)
-    results = json.loads(args.eval.read_text())
+def supervised_lines(meta: dict) -> list[str]:
     cfg = meta["config"]
-    lines = [
-        f"# Model card: {args.out.name}",
-        "",
-        f"JointNet `{model_cfg.width}` (fusion: {model_cfg.fusion}), SegFlow-style segmentation + flow + occlusion.",
-        "Weights are safetensors (no pickle); the ModelConfig and this metadata are in the file header.",
-        "",
-        "## Training",
-        f"- command: `{meta['command']}` (config: `config/train_synthetic.yaml`)",
+    return [
+        f"- command: `{meta['command']}`",
         f"- data: procedural synthetic pairs, {cfg['data']['width']}x{cfg['data']['height']}, seeds "
         f"{cfg['data']['train_seed']}..{cfg['data']['train_seed'] + cfg['data']['train_samples'] - 1} "
         f"(up to {cfg['data']['max_objects']} objects, photometric changes: {cfg['data']['photometric']}); "
@@ -44,12 +34,63 @@ def main() -> None:
         f"- seed: {meta['seed']}; wall time: {meta['wall_time_s'] / 60:.0f} min on 2 CPU cores (shared with other work)",
         f"- validation at the best step (synthetic, seeds from {cfg['data']['val_seed']}): "
         + ", ".join(f"{k} {v:.3f}" for k, v in meta["best_metrics"].items() if k in ("epe", "epe_noc", "mask_j", "occ_acc")),
+    ]
+
+
+def selfsup_lines(meta: dict) -> list[str]:
+    cfg = meta["config"]
+    sc, tc = cfg["selfsup"], cfg["train"]
+    teacher = (f"; classical teacher distilled (flow weight {sc['teacher_flow_weight']}, mask weight "
+               f"{sc['teacher_mask_weight']})" if sc["teacher_flow_weight"] or sc["teacher_mask_weight"] else "")
+    return [
+        f"- command: `{meta['command']}`",
+        f"- starts from: `{meta['init_from']}` (the supervised model described below)",
+        f"- unlabelled data: {', '.join(sc['images'] + sc['videos'] + sc['bags'])} under the shared data root, "
+        f"frames resized to {sc['frame_width']}x{sc['frame_height']}, {cfg['data']['width']}x{cfg['data']['height']} "
+        f"crops, dt in [1, {sc['max_dt']}]; no labels; held out: {', '.join(sc['holdout'])}",
+        f"- losses: Every Frame Counts (lambda_cons {sc['consistency_weight']}, lambda_occ {sc['occlusion_weight']}, "
+        f"lambda_sm {sc['smoothness_weight']}){teacher}; {sc['labelled_batch_size']} labelled synthetic pairs per step",
+        f"- steps: {meta['final_step']}, batch {tc['batch_size']} pairs in both directions, AdamW lr {tc['lr']} "
+        f"cosine to {tc['min_lr']}; seed {meta['seed']}; wall time {meta['wall_time_s'] / 60:.0f} min on 2 CPU cores",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, default=Path("runs/bundled"))
+    parser.add_argument("--eval", type=Path, default=Path("benchmarks/eval_bundled.json"))
+    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH)
+    args = parser.parse_args()
+    selfsup = (args.run / selfsup_trainer.WEIGHTS_NAME).exists()
+    weights = args.run / (selfsup_trainer.WEIGHTS_NAME if selfsup else trainer.WEIGHTS_NAME)
+    _, model_cfg, meta = load_model(weights)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(weights, args.out)
+    args.out.chmod(0o644)
+    results = json.loads(args.eval.read_text())
+    lines = [
+        f"# Model card: {args.out.name}",
+        "",
+        f"JointNet `{model_cfg.width}` (fusion: {model_cfg.fusion}), SegFlow-style segmentation + flow + occlusion.",
+        "Weights are safetensors (no pickle); the ModelConfig and this metadata are in the file header.",
+        "",
+        "## Training",
+        *(selfsup_lines(meta) if selfsup else supervised_lines(meta)),
+    ]
+    if selfsup:
+        start = DEFAULT_MODEL_PATH if meta["init_from"] == "bundled" else Path(meta["init_from"])
+        _, _, start_meta = load_model(start)
+        lines += ["", f"### The starting model `{meta['init_from']}`", *supervised_lines(start_meta), "",
+                  "## Use", f"For real video, in place of the bundled supervised model: `predict --model {args.out}`, "
+                  f"or the node parameter `model:={args.out}`. Fine-tuning on real frames traded accuracy on the "
+                  "synthetic split for accuracy on real video; compare this table with the starting model's card."]
+    lines += [
         "",
         "## Evaluation",
         f"From `{args.eval}` (command in the README). Network size for real data: {results['network_size'][0]}x{results['network_size'][1]}.",
         "",
+        format_table(results),
     ]
-    lines.append(format_table(results))
     card = args.out.with_suffix(".md")
     card.write_text("\n".join(lines) + "\n")
     print(f"bundled {args.out} and wrote {card}")

@@ -7,14 +7,19 @@ labelled synthetic pairs mixed into every step):
   UL+OE   + per-block occlusion heads, Locc and occlusion-weighted photometric loss
   UL+TC   + temporal consistency of encoder features (no occlusion masking)
   full    UL + OE + TC + the segmentation error mask O_error (eq. 5): config/train_selfsup.yaml
+  full+teacher  full + distillation of the classical teacher (DIS-medium flow where forward-backward
+          consistent, classical motion mask; data/teacher.py): config/train_selfsup_teacher.yaml,
+          its own step budget (train.max_steps) and learning rate
 Held out (never trained on): DAVIS blackswan, cows, kite-surf; Sintel market_5 (clean and final).
 Scores use the runtime pipeline at 320x240, as benchmarks/eval_bundled.json.
 
     python benchmarks/selfsup_finetune.py --steps 200 --full-steps 2500 --out benchmarks/selfsup_finetune.json
 
-Then the full recipe runs once more with the larger ``--full-steps`` budget (row "full_run"); its
-model is copied to models/jointnet_tiny_selfsup.safetensors only when it beats the bundled model
-on both held-out figures (lower mean Sintel EPE and higher DAVIS J). Runs resume from
+Then the full recipe runs once more with the larger ``--full-steps`` budget (row "full_run"), and
+the teacher recipe once (row "full+teacher"). "before" is the bundled supervised-only model; a
+row counts as better when it beats it on both held-out figures (lower mean Sintel EPE and higher
+DAVIS J). A better row's model can then be bundled beside it with benchmarks/bundle_model.py
+(models/jointnet_tiny_selfsup.safetensors). Runs resume from
 runs/selfsup_ablation/<row>/last.pt, so a rerun only re-evaluates finished rows; "train s" is the
 run's recorded training wall time.
 """
@@ -24,7 +29,6 @@ import argparse
 import dataclasses
 import json
 import platform
-import shutil
 from pathlib import Path
 
 import torch
@@ -47,7 +51,7 @@ ROWS = {
     "UL+TC": {"occlusion_estimation": False, "temporal_consistency": True, "segmentation_mask": False},
     "full": {"occlusion_estimation": True, "temporal_consistency": True, "segmentation_mask": True},
 }
-SELFSUP_MODEL = Path("models/jointnet_tiny_selfsup.safetensors")
+TEACHER_ROW = "full+teacher"
 
 
 def held_out_scores(model_path: Path, root: Path) -> dict[str, float]:
@@ -73,16 +77,17 @@ def row_config(base: ExperimentConfig, flags: dict[str, bool], steps: int) -> Ex
 
 
 def is_better(after: dict[str, float], before: dict[str, float]) -> bool:
+    """``after`` beats ``before`` on both held-out figures: lower mean Sintel EPE, higher DAVIS J."""
     mean_epe = (after["sintel_clean_epe"] + after["sintel_final_epe"]) / 2
     before_epe = (before["sintel_clean_epe"] + before["sintel_final_epe"]) / 2
     return mean_epe < before_epe and after["davis_j"] > before["davis_j"]
 
 
 def format_table(results: dict) -> str:
-    lines = [f"{'model':<10} {'Sintel clean EPE':>17} {'Sintel final EPE':>17} {'DAVIS J':>8} {'train s':>8}"]
-    for name, row in [("bundled", results["before"]), *results["rows"].items()]:
+    lines = [f"{'model':<12} {'Sintel clean EPE':>17} {'Sintel final EPE':>17} {'DAVIS J':>8} {'train s':>8}"]
+    for name, row in [("before", results["before"]), *results["rows"].items()]:
         train_s = f"{row['train_s']:.0f}" if "train_s" in row else "-"
-        lines.append(f"{name:<10} {row['sintel_clean_epe']:>17.3f} {row['sintel_final_epe']:>17.3f} "
+        lines.append(f"{name:<12} {row['sintel_clean_epe']:>17.3f} {row['sintel_final_epe']:>17.3f} "
                      f"{row['davis_j']:>8.3f} {train_s:>8}")
     return "\n".join(lines)
 
@@ -92,6 +97,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=Path("config/train_selfsup.yaml"))
     parser.add_argument("--steps", type=int, default=250, help="optimizer steps per row")
     parser.add_argument("--full-steps", type=int, default=500, help="optimizer steps of the final full run")
+    parser.add_argument("--teacher-config", type=Path, default=Path("config/train_selfsup_teacher.yaml"))
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--runs", type=Path, default=Path("runs/selfsup_ablation"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/selfsup_finetune.json"))
@@ -101,22 +107,20 @@ def main() -> None:
     base = load_config(args.config)
     results = {"machine": f"{platform.machine()} 1 thread", "steps_per_row": args.steps,
                "held_out": {"davis": list(HELD_OUT_DAVIS), "sintel": [f"clean/{HELD_OUT_SINTEL}", f"final/{HELD_OUT_SINTEL}"]},
-               "config": str(args.config), "before": held_out_scores(DEFAULT_MODEL_PATH, root), "rows": {}}
-    runs = [(name, ROWS[name], args.steps) for name in args.rows] + [("full_run", ROWS["full"], args.full_steps)]
-    for name, flags, steps in runs:
+               "config": str(args.config), "teacher_config": str(args.teacher_config),
+               "before": held_out_scores(DEFAULT_MODEL_PATH, root), "rows": {}}
+    runs = [(name, row_config(base, ROWS[name], args.steps)) for name in args.rows]
+    runs += [("full_run", row_config(base, ROWS["full"], args.full_steps)), (TEACHER_ROW, load_config(args.teacher_config))]
+    for name, cfg in runs:
         run_dir = args.runs / name.replace("+", "_")
-        result = train_selfsup(row_config(base, flags, steps), run_dir, resume="auto")
+        result = train_selfsup(cfg, run_dir, resume="auto")
         if result.signal is not None:  # interrupted: last.pt is written, a rerun continues the row
             raise SystemExit(result.exit_code)
         train_s = load_checkpoint(run_dir / LAST_NAME)["elapsed_s"]
-        results["rows"][name] = {**held_out_scores(run_dir / WEIGHTS_NAME, root), "train_s": train_s,
-                                 "steps": result.step, "model": str(run_dir / WEIGHTS_NAME)}
+        scores = held_out_scores(run_dir / WEIGHTS_NAME, root)
+        results["rows"][name] = {**scores, "train_s": train_s, "steps": result.step, "model": str(run_dir / WEIGHTS_NAME),
+                                 "better_than_before": is_better(scores, results["before"])}
         print(format_table(results), flush=True)
-    better = is_better(results["rows"]["full_run"], results["before"])
-    results["full_run_is_better"] = better
-    if better:
-        shutil.copyfile(results["rows"]["full_run"]["model"], SELFSUP_MODEL)
-        results["saved_model"] = str(SELFSUP_MODEL)
     args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(format_table(results))
     print(f"results written to {args.out}")

@@ -121,6 +121,10 @@ def test_selfsup_training_runs_resumes_and_exports(tmp_path: Path) -> None:
     assert {"loss_pm", "loss_sm", "loss_occ", "loss_cons", "labelled_loss_seg"} <= set(records[-1])
     model, _, metadata = load_model(resumed.weights)  # loads as a plain JointNet: heads stay in last.pt
     assert metadata["final_step"] == 3 and "heads" in load_checkpoint(run / "last.pt")
+    written = resumed.weights.stat().st_mtime_ns
+    again = train_selfsup(config_from_dict(selfsup_config(tmp_path / "data", 3)), run, resume="auto", command="rerun")
+    assert again.weights == resumed.weights and again.step == 3  # a finished run is left as it is
+    assert resumed.weights.stat().st_mtime_ns == written and load_model(again.weights)[2]["command"] != "rerun"
 
 
 def test_selfsup_with_the_classical_teacher_logs_its_terms(tmp_path: Path) -> None:

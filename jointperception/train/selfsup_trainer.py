@@ -119,6 +119,9 @@ def train_selfsup(cfg: ExperimentConfig, run_dir: str | Path, *, resume: str | P
         LOG.info("resumed %s at step %d", resume_path, step)
     elif (run_dir / LAST_NAME).exists():
         raise ConfigError(f"{run_dir}: already holds {LAST_NAME}; pass --resume auto or another --out")
+    if step >= tc.max_steps and (run_dir / WEIGHTS_NAME).exists():  # finished: keep its weights and metadata
+        LOG.info("%s: already trained to step %d", run_dir, step)
+        return TrainResult(run_dir, step, None, math.nan, {}, run_dir / WEIGHTS_NAME)
     pairs = VideoPairDataset(load_sequences(sc), tc.max_steps * tc.batch_size, tc.seed, cfg.data.height,
                              cfg.data.width, sc.max_dt, teacher=sc.uses_teacher)
     labelled = SyntheticPairDataset.from_config(cfg.data) if sc.labelled_batch_size else None
