@@ -149,8 +149,9 @@ def test_missing_data_root_is_one_error_line(tmp_path: Path, capsys: pytest.Capt
         train_selfsup(config_from_dict(selfsup_config(tmp_path / "absent", 2)), tmp_path / "run2")
 
 
-def test_shipped_config_holds_out_real_sequences_and_trains_on_the_rest(shared_data: Path) -> None:
-    sc = load_config(Path("config/train_selfsup.yaml")).selfsup
+@pytest.mark.parametrize("config", ["config/train_selfsup.yaml", "config/train_selfsup_teacher.yaml"])
+def test_shipped_config_holds_out_real_sequences_and_trains_on_the_rest(shared_data: Path, config: str) -> None:
+    sc = load_config(Path(config)).selfsup
     folders = sorted({Path(p).parent.name for pattern in sc.images for p in glob.glob(str(shared_data / pattern))})
     held = [name for name in folders if any(fnmatch(name, pattern) for pattern in sc.holdout)]
     assert held == ["blackswan", "clean_market_5_0002", "cows", "final_market_5_0002", "kite-surf"]
