@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 # weights of the flow pyramid levels: the stride-8 matching flow, then 1/32 ... full resolution
 PYRAMID_WEIGHTS = (0.1, 0.02, 0.05, 0.1, 0.2, 0.4, 1.0)
-FOREGROUND_RATIO_FLOOR = 0.05  # w is clamped to [floor, 1 - floor] so empty masks still train
+FOREGROUND_RATIO_FLOOR = 0.05
+VALID_FRACTION = 0.5  # with a validity mask, a coarse pyramid cell counts when this share of it is valid  # w is clamped to [floor, 1 - floor] so empty masks still train
 
 
 def balanced_cross_entropy(mask_logits: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -41,21 +42,41 @@ def endpoint_error(flow: torch.Tensor, flow_gt: torch.Tensor) -> torch.Tensor:
 
 
 def multiscale_epe(
-    flow_pyramid: Sequence[torch.Tensor], flow_gt: torch.Tensor, weights: Sequence[float] = PYRAMID_WEIGHTS
+    flow_pyramid: Sequence[torch.Tensor], flow_gt: torch.Tensor, weights: Sequence[float] = PYRAMID_WEIGHTS,
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum over pyramid levels of the mean EPE against area-downsampled GT.
 
     flow_pyramid: list of (B, 2, h_s, w_s), pixels at the input resolution, coarse to fine;
     flow_gt: (B, 2, H, W). Flow values need no rescaling (all levels are in input pixels).
+    valid: optional (B, 1, H, W) in {0, 1}: the mean runs over valid pixels only; a level's target
+    is the valid-weighted average of the cells it covers, and a cell counts when at least
+    VALID_FRACTION of it is valid.
     """
     if len(flow_pyramid) != len(weights):
         raise ValueError(f"{len(flow_pyramid)} pyramid levels but {len(weights)} weights")
     loss = flow_gt.new_zeros(())
     for flow, weight in zip(flow_pyramid, weights):
-        target = flow_gt if flow.shape[-2:] == flow_gt.shape[-2:] else F.adaptive_avg_pool2d(flow_gt, flow.shape[-2:])
-        loss = loss + weight * endpoint_error(flow, target).mean()
-    final_epe = endpoint_error(flow_pyramid[-1].detach(), flow_gt).mean()
+        same_size = flow.shape[-2:] == flow_gt.shape[-2:]
+        if valid is None:
+            target = flow_gt if same_size else F.adaptive_avg_pool2d(flow_gt, flow.shape[-2:])
+            loss = loss + weight * endpoint_error(flow, target).mean()
+            continue
+        if same_size:
+            target, level_valid = flow_gt, valid
+        else:
+            cover = F.adaptive_avg_pool2d(valid, flow.shape[-2:])
+            target = F.adaptive_avg_pool2d(flow_gt * valid, flow.shape[-2:]) / cover.clamp(min=1e-6)
+            level_valid = (cover >= VALID_FRACTION).float()
+        loss = loss + weight * _valid_mean(endpoint_error(flow, target), level_valid)
+    final = endpoint_error(flow_pyramid[-1].detach(), flow_gt)
+    final_epe = final.mean() if valid is None else _valid_mean(final, valid)
     return loss, {"loss_flow": loss.item(), "epe": final_epe.item()}
+
+
+def _valid_mean(error: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean of error (B, H, W) over valid (B, 1, H, W) in {0, 1}; 0 when nothing is valid."""
+    return (error * valid[:, 0]).sum() / valid.sum().clamp(min=1.0)
 
 
 def occlusion_bce(occlusion_logits: torch.Tensor, occlusion: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:

@@ -9,38 +9,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 
-from jointperception.losses.supervised import PYRAMID_WEIGHTS, balanced_cross_entropy, endpoint_error
-
-VALID_FRACTION = 0.5  # a coarse pyramid cell is supervised when at least this share of it is valid
+from jointperception.losses.supervised import PYRAMID_WEIGHTS, balanced_cross_entropy, multiscale_epe
 
 
 def masked_multiscale_epe(
     flow_pyramid: Sequence[torch.Tensor], target: torch.Tensor, valid: torch.Tensor,
     weights: Sequence[float] = PYRAMID_WEIGHTS,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Multi-scale EPE against ``target`` where ``valid``.
+    """Multi-scale EPE (losses.supervised.multiscale_epe) against ``target`` where ``valid``.
 
     flow_pyramid: list of (B, 2, h_s, w_s) px at input resolution, coarse to fine; target:
-    (B, 2, H, W); valid: (B, 1, H, W) in {0, 1}. A level's target is the valid-weighted average
-    of the cells it covers.
+    (B, 2, H, W); valid: (B, 1, H, W) in {0, 1}.
     """
-    if len(flow_pyramid) != len(weights):
-        raise ValueError(f"{len(flow_pyramid)} pyramid levels but {len(weights)} weights")
-    loss = target.new_zeros(())
-    for flow, weight in zip(flow_pyramid, weights):
-        if flow.shape[-2:] == target.shape[-2:]:
-            level_target, level_valid = target, valid
-        else:
-            cover = F.adaptive_avg_pool2d(valid, flow.shape[-2:])
-            level_target = F.adaptive_avg_pool2d(target * valid, flow.shape[-2:]) / cover.clamp(min=1e-6)
-            level_valid = (cover >= VALID_FRACTION).float()
-        error = endpoint_error(flow, level_target) * level_valid[:, 0]
-        loss = loss + weight * error.sum() / level_valid.sum().clamp(min=1.0)
-    final = endpoint_error(flow_pyramid[-1].detach(), target) * valid[:, 0]
-    final_epe = final.sum() / valid.sum().clamp(min=1.0)
-    return loss, {"loss_teacher_flow": loss.item(), "teacher_epe": final_epe.item(),
+    loss, terms = multiscale_epe(flow_pyramid, target, weights, valid=valid)
+    return loss, {"loss_teacher_flow": terms["loss_flow"], "teacher_epe": terms["epe"],
                   "teacher_valid": valid.mean().item()}
 
 
