@@ -79,6 +79,7 @@ class TrainConfig:
     seed: int = 0  # torch / numpy / python seed
     amp: bool = True  # mixed precision (used on CUDA only)
     log_every: int = 25  # steps between JSONL metric lines
+    init_from: str = ""  # model file (or "bundled") to start from instead of random weights; a resumed run ignores it
 
     def validate(self) -> None:
         _choice("train.mode", self.mode, ("iterative", "joint", "selfsup", "motion_layers"))

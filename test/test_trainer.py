@@ -19,7 +19,7 @@ from jointperception.data.datasets import SyntheticPairDataset
 from jointperception.errors import ConfigError, ModelFileError
 from jointperception.eval.synthetic_eval import evaluate_synthetic
 from jointperception.models import build_model
-from jointperception.models.weights import load_model
+from jointperception.models.weights import load_model, save_weights
 from jointperception.train import checkpoint as checkpoint_module
 from jointperception.train import schedules, trainer
 from jointperception.train.checkpoint import (
@@ -81,6 +81,30 @@ def test_corrupt_or_missing_checkpoint_raises_model_file_error(tmp_path: Path) -
     for bad in (truncated, garbage, foreign, tmp_path / "missing.pt"):
         with pytest.raises(ModelFileError, match=bad.name):
             load_checkpoint(bad)
+
+
+def test_init_from_starts_a_run_from_a_model_file_and_resume_ignores_it(tmp_path: Path) -> None:
+    tiny_steps = {"mode": "joint", "max_steps": 2, "eval_every": 2, "lr": 1e-9, "min_lr": 1e-9}
+    cfg = smoke_config(**tiny_steps)
+    torch.manual_seed(5)
+    source = save_weights(tmp_path / "start.safetensors", build_model(cfg.model), cfg.model, {})
+    started = trainer.train(smoke_config(**tiny_steps, init_from=str(source)), tmp_path / "warm", device="cpu")
+    cold = trainer.train(cfg, tmp_path / "cold", device="cpu")
+    name = "flow_encoder.levels.0.0.weight"  # a conv weight: lr 1e-9 leaves it where it started
+    reference = load_model(source)[0].state_dict()[name]
+    torch.testing.assert_close(load_model(started.weights)[0].state_dict()[name], reference)
+    assert not torch.allclose(load_model(cold.weights)[0].state_dict()[name], reference)
+    # a resumed run restores its checkpoint and never reads init_from (here a file that is gone)
+    source.unlink()
+    resumed = trainer.train(smoke_config(**tiny_steps | {"max_steps": 4}, init_from=str(source)), tmp_path / "warm",
+                            device="cpu", resume="auto")
+    assert resumed.step == 4
+    with pytest.raises(ModelFileError, match="not found"):
+        trainer.train(smoke_config(**tiny_steps, init_from=str(source)), tmp_path / "fresh", device="cpu")
+    other = dataclasses.replace(cfg.model, fusion="none")
+    foreign = save_weights(tmp_path / "foreign.safetensors", build_model(other), other, {})
+    with pytest.raises(ConfigError, match="train.init_from"):
+        trainer.train(smoke_config(**tiny_steps, init_from=str(foreign)), tmp_path / "foreign", device="cpu")
 
 
 def test_rng_state_round_trips_with_weights_only(tmp_path: Path) -> None:

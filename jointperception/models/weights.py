@@ -83,6 +83,18 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     return model.to(device).eval(), model_cfg, metadata
 
 
+def initial_model(init_from: str, model_cfg: ModelConfig, key: str) -> JointNet:
+    """The network a training run starts from: ``init_from`` "" -> a random ``model_cfg`` network;
+    "bundled" -> DEFAULT_MODEL_PATH; else that model file or trainer checkpoint. ConfigError naming
+    the config ``key`` when the file holds another ModelConfig; ModelFileError for a bad file."""
+    if not init_from:
+        return build_model(model_cfg)
+    model, file_cfg, _ = load_model(None if init_from == "bundled" else init_from)
+    if file_cfg != model_cfg:
+        raise ConfigError(f"{key}: {init_from} holds a {file_cfg}, the config asks for {model_cfg}")
+    return model
+
+
 def load_motion_model(path: str | Path = DEFAULT_MOTION_MODEL_PATH, device: str | torch.device = "cpu") -> tuple[MotionLayerNet, MotionConfig, dict[str, Any]]:
     """Rebuild MotionLayerNet from a safetensors file written by ``save_weights(path, net, motion_cfg, meta)``
     -> (model in eval mode on ``device``, MotionConfig, metadata). ModelFileError names a bad file."""

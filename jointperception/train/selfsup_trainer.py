@@ -39,10 +39,9 @@ from jointperception.errors import ConfigError, DataFormatError
 from jointperception.losses.supervised import joint_loss
 from jointperception.losses.teacher import teacher_loss
 from jointperception.losses.unsupervised import EfcWeights, efc_unlabelled_loss
-from jointperception.models import build_model
 from jointperception.models.efc_occlusion_heads import EfcOcclusionHeads
 from jointperception.models.normalize import normalize_images
-from jointperception.models.weights import load_model, save_weights
+from jointperception.models.weights import initial_model, save_weights
 from jointperception.train.checkpoint import LAST_NAME, load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from jointperception.train.interrupt import stop_on_signals
 from jointperception.train.metrics_log import MetricsLog
@@ -78,16 +77,6 @@ def efc_weights(sc: SelfSupConfig) -> EfcWeights:
                       sc.temporal_consistency, sc.segmentation_mask)
 
 
-def _initial_model(cfg: ExperimentConfig) -> nn.Module:
-    init_from = cfg.selfsup.init_from
-    if not init_from:
-        return build_model(cfg.model)
-    model, model_cfg, _ = load_model(None if init_from == "bundled" else init_from)
-    if model_cfg != cfg.model:
-        raise ConfigError(f"selfsup.init_from: {init_from} holds a {model_cfg}, the config asks for {cfg.model}")
-    return model
-
-
 def _batch(dataset: torch.utils.data.Dataset, step: int, size: int) -> dict[str, torch.Tensor]:
     """Items step * size ... (step + 1) * size - 1 (modulo the dataset), stacked."""
     items = [dataset[(step * size + k) % len(dataset)] for k in range(size)]
@@ -101,7 +90,7 @@ def train_selfsup(cfg: ExperimentConfig, run_dir: str | Path, *, resume: str | P
     random.seed(tc.seed)
     np.random.seed(tc.seed)
     torch.manual_seed(tc.seed)
-    model = _initial_model(cfg).train()
+    model = initial_model(sc.init_from, cfg.model, "selfsup.init_from").train()
     heads = EfcOcclusionHeads.for_model(model).train()
     parameters = [*model.parameters(), *heads.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=tc.lr, weight_decay=tc.weight_decay)

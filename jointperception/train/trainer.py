@@ -29,7 +29,7 @@ from jointperception.eval.synthetic_eval import evaluate_synthetic
 from jointperception.losses.supervised import joint_loss
 from jointperception.models import build_model
 from jointperception.models.normalize import normalize_images
-from jointperception.models.weights import save_weights
+from jointperception.models.weights import initial_model, save_weights
 from jointperception.train.checkpoint import (
     BEST_NAME,
     LAST_NAME,
@@ -136,13 +136,14 @@ def _train(
     random.seed(tc.seed)
     np.random.seed(tc.seed)
     torch.manual_seed(tc.seed)
-    model = build_model(cfg.model).to(device)
+    resume_path = _resume_path(run_dir, resume)
+    # a resumed run restores its own weights below, so it never reads init_from
+    model = initial_model("" if resume_path else tc.init_from, cfg.model, "train.init_from").to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     schedule = BranchSchedule.from_config(tc)
     progress = TrainProgress()
 
-    resume_path = _resume_path(run_dir, resume)
     if resume_path is not None:
         schedule = restore_checkpoint(resume_path, cfg, model, optimizer, scaler, progress)
     elif (run_dir / LAST_NAME).exists():
