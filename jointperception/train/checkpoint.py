@@ -50,6 +50,17 @@ class TrainProgress:
     metrics: dict[str, float] = field(default_factory=dict)  # last validation metrics
 
 
+def resume_checkpoint_path(run_dir: Path, resume: str | Path | None) -> Path | None:
+    """The checkpoint a run resumes from: None -> none; "auto" -> ``run_dir/last.pt`` when it
+    exists (else none: a fresh run); anything else -> that path (loading it reports a bad one)."""
+    if resume is None:
+        return None
+    if str(resume) == "auto":
+        last = run_dir / LAST_NAME
+        return last if last.exists() else None
+    return Path(resume)
+
+
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
     """Write ``checkpoint`` to ``path`` atomically: temp file in the same folder + ``os.replace``.
 

@@ -42,7 +42,14 @@ from jointperception.losses.unsupervised import EfcWeights, efc_unlabelled_loss
 from jointperception.models.efc_occlusion_heads import EfcOcclusionHeads
 from jointperception.models.normalize import normalize_images
 from jointperception.models.weights import initial_model, save_weights
-from jointperception.train.checkpoint import LAST_NAME, load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from jointperception.train.checkpoint import (
+    LAST_NAME,
+    load_checkpoint,
+    restore_rng_state,
+    resume_checkpoint_path,
+    rng_state,
+    save_checkpoint,
+)
 from jointperception.train.interrupt import stop_on_signals
 from jointperception.train.metrics_log import MetricsLog
 from jointperception.train.schedules import get_lr
@@ -90,13 +97,14 @@ def train_selfsup(cfg: ExperimentConfig, run_dir: str | Path, *, resume: str | P
     random.seed(tc.seed)
     np.random.seed(tc.seed)
     torch.manual_seed(tc.seed)
-    model = initial_model(sc.init_from, cfg.model, "selfsup.init_from").train()
+    resume_path = resume_checkpoint_path(run_dir, resume)
+    # a resumed run restores its own weights below, so it never reads init_from
+    model = initial_model("" if resume_path else sc.init_from, cfg.model, "selfsup.init_from").train()
     heads = EfcOcclusionHeads.for_model(model).train()
     parameters = [*model.parameters(), *heads.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=tc.lr, weight_decay=tc.weight_decay)
     step, elapsed_before = 0, 0.0
-    resume_path = run_dir / LAST_NAME if str(resume) == "auto" else (Path(resume) if resume else None)
-    if resume_path is not None and (resume_path.exists() or str(resume) != "auto"):
+    if resume_path is not None:
         checkpoint = load_checkpoint(resume_path)
         if checkpoint["model_args"] != dataclasses.asdict(cfg.model):
             raise ConfigError(f"{resume_path}: model {checkpoint['model_args']} differs from the config's")

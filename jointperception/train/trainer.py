@@ -37,6 +37,7 @@ from jointperception.train.checkpoint import (
     load_checkpoint,
     make_checkpoint,
     restore_checkpoint,
+    resume_checkpoint_path,
     save_checkpoint,
 )
 from jointperception.train.distributed import (
@@ -136,7 +137,7 @@ def _train(
     random.seed(tc.seed)
     np.random.seed(tc.seed)
     torch.manual_seed(tc.seed)
-    resume_path = _resume_path(run_dir, resume)
+    resume_path = resume_checkpoint_path(run_dir, resume)
     # a resumed run restores its own weights below, so it never reads init_from
     model = initial_model("" if resume_path else tc.init_from, cfg.model, "train.init_from").to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
@@ -252,13 +253,6 @@ def _validate(
         LOG.info("step %d validation: %s", progress.step, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
 
 
-def _resume_path(run_dir: Path, resume: str | Path | None) -> Path | None:
-    if resume is None:
-        return None
-    if str(resume) == "auto":
-        last = run_dir / LAST_NAME
-        return last if last.exists() else None
-    return Path(resume)
 
 
 def _export_best(run_dir: Path, cfg: ExperimentConfig, progress: TrainProgress, command: str) -> Path:
