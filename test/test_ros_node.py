@@ -163,13 +163,18 @@ def test_parameters_are_validated_and_applied_on_set(link: Link) -> None:
     assert _set(link, "max_rate_hz", 0.0).successful
 
 
-def test_bad_startup_parameter_exits_with_code_2(domain_id: int) -> None:
+@pytest.mark.parametrize("module, parameter, message", [
+    ("perception_node", "backend:=bogus", "backend must be one of"),
+    ("lifecycle_node", "mask_threshold:=2.0", "mask_threshold out of range"),  # backend is checked on configure
+    ("camera_source", "source:=/no/such/folder", "camera_source: error:"),
+])
+def test_bad_startup_parameter_exits_with_code_2(domain_id: int, module: str, parameter: str, message: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "jointperception.ros.perception_node", "--ros-args", "-p", "backend:=bogus"],
+        [sys.executable, "-m", f"jointperception.ros.{module}", "--ros-args", "-p", parameter],
         env=ros_env(domain_id), cwd=REPO, capture_output=True, text=True, timeout=WAIT,
     )
     assert result.returncode == 2, result.stderr
-    assert "backend must be one of" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and message in result.stderr and "Traceback" not in result.stderr
 
 
 def _bad_frames() -> list[tuple[str, dict[str, object]]]:

@@ -14,17 +14,16 @@ import numpy as np
 import rclpy
 import yaml
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from jointperception.data.sources import open_frames
-from jointperception.errors import ConfigError, DataFormatError, JointPerceptionError
+from jointperception.errors import ConfigError, DataFormatError
 from jointperception.ros.common import describe, image_qos, qos_error
 from jointperception.ros.convert import encode_image
+from jointperception.ros.node_main import run_node
 
 
 @dataclass(frozen=True)
@@ -157,22 +156,11 @@ class CameraSource(Node):
 
 def main(args: list[str] | None = None) -> int:
     """``camera_source --ros-args -p source:=PATH|INDEX``; exits 0 at the end of a non-looping source."""
-    rclpy.init(args=args)
-    node: CameraSource | None = None
-    try:
-        node = CameraSource()
+    def spin_until_finished(node: CameraSource) -> None:
         while rclpy.ok() and not node.finished:
             rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass  # Ctrl-C or SIGTERM: a normal stop
-    except (JointPerceptionError, ParameterException) as exc:
-        print(f"camera_source: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+
+    return run_node("camera_source", CameraSource, spin_until_finished, args=args)
 
 
 if __name__ == "__main__":

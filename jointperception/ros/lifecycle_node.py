@@ -19,8 +19,6 @@ import sys
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.subscription import Subscription
@@ -30,6 +28,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from jointperception.errors import JointPerceptionError
 from jointperception.ros.common import image_qos
+from jointperception.ros.node_main import run_node
 from jointperception.ros.node_parts import PARAMETERS, parameter_error
 from jointperception.ros.perception_node import load_pipeline
 from jointperception.ros.perception_worker import PerceptionWorker
@@ -149,24 +148,10 @@ class PerceptionLifecycleNode(LifecycleNode):
 def main(args: list[str] | None = None) -> int:
     """``perception_lifecycle_node [--ros-args ...]``: runs until the shutdown transition or Ctrl-C;
     exit 2 with one line for a parameter of the wrong type or range, 1 if the worker failed."""
-    rclpy.init(args=args)
-    node: PerceptionLifecycleNode | None = None
-    exit_code = 0
-    try:
-        node = PerceptionLifecycleNode()
-        rclpy.spin_until_future_complete(node, node.finished)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass  # Ctrl-C or SIGTERM: a normal stop
-    except ParameterException as exc:
-        print(f"perception_lifecycle_node: error: {exc}", file=sys.stderr)
-        exit_code = 2
-    finally:
-        if node is not None:
-            if node.worker is not None and node.worker.error is not None:
-                exit_code = 1
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return exit_code
+    return run_node(
+        "perception_lifecycle_node", PerceptionLifecycleNode,
+        lambda node: rclpy.spin_until_future_complete(node, node.finished),
+        lambda node: node.worker is not None and node.worker.error is not None, args)
 
 
 if __name__ == "__main__":

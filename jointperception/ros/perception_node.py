@@ -17,14 +17,12 @@ import sys
 import rclpy
 import torch
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 
-from jointperception.errors import JointPerceptionError
 from jointperception.ros.common import image_qos
+from jointperception.ros.node_main import run_node
 from jointperception.ros.node_parts import PARAMETERS, parameter_error
 from jointperception.ros.perception_worker import PerceptionWorker
 from jointperception.runtime.pipeline import PerceptionPipeline
@@ -77,22 +75,9 @@ class PerceptionNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """``perception_node [--ros-args ...]``; exit 2 with one line for bad parameters or model."""
-    rclpy.init(args=args)
-    node: PerceptionNode | None = None
-    try:
-        node = PerceptionNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass  # Ctrl-C or SIGTERM: a normal stop
-    except (JointPerceptionError, ParameterException) as exc:
-        print(f"perception_node: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 1 if node is not None and node.worker.error is not None else 0
+    """``perception_node [--ros-args ...]``; exit 2 with one line for bad parameters or model,
+    1 if the inference worker failed."""
+    return run_node("perception_node", PerceptionNode, rclpy.spin, lambda node: node.worker.error is not None, args)
 
 
 if __name__ == "__main__":
