@@ -117,6 +117,7 @@ class SelfSupConfig:
     segmentation_mask: bool = True  # O_seg error mask of eq. 5 (with OE)
     teacher_flow_weight: float = 0.0  # distil DIS-medium flow where forward-backward consistent (0 = off)
     teacher_mask_weight: float = 0.0  # distil the classical motion-segmentation mask (0 = off)
+    freeze_batchnorm_stats: bool = False  # keep the starting model's BatchNorm running statistics (affine params still train)
 
     @property
     def uses_teacher(self) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from jointperception.cli import main as cli_main
@@ -137,6 +138,20 @@ def test_selfsup_with_the_classical_teacher_logs_its_terms(tmp_path: Path) -> No
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert result.step == 2 and {"loss_teacher_flow", "teacher_epe", "loss_teacher_mask"} <= set(records[-1])
     assert all(np.isfinite(records[-1][key]) for key in ("loss_teacher_flow", "loss_teacher_mask", "loss"))
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_freeze_batchnorm_stats_keeps_the_starting_statistics(tmp_path: Path, frozen: bool) -> None:
+    write_folder(tmp_path / "data" / "clip", numbered_frames(4))
+    config = selfsup_config(tmp_path / "data", 2)
+    config["selfsup"]["freeze_batchnorm_stats"] = frozen
+    result = train_selfsup(config_from_dict(config), tmp_path / "run")
+    start, tuned = load_model(None)[0].state_dict(), load_model(result.weights)[0].state_dict()
+    statistics = [key for key in start if key.endswith(("running_mean", "running_var"))]
+    affine = [key.replace("running_mean", "weight") for key in statistics if key.endswith("running_mean")]
+    assert statistics and all(key in tuned for key in affine)
+    assert all(torch.equal(start[key], tuned[key]) for key in statistics) == frozen
+    assert not all(torch.equal(start[key], tuned[key]) for key in affine)  # the affine parameters still train
 
 
 def test_missing_data_root_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

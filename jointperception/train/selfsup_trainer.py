@@ -53,7 +53,7 @@ from jointperception.train.checkpoint import (
 from jointperception.train.interrupt import stop_on_signals
 from jointperception.train.metrics_log import MetricsLog
 from jointperception.train.schedules import get_lr
-from jointperception.train.trainer import TrainResult
+from jointperception.train.trainer import TrainResult, freeze_batchnorm_statistics
 
 LOG = logging.getLogger(__name__)
 WEIGHTS_NAME = "selfsup.safetensors"
@@ -100,6 +100,8 @@ def train_selfsup(cfg: ExperimentConfig, run_dir: str | Path, *, resume: str | P
     resume_path = resume_checkpoint_path(run_dir, resume)
     # a resumed run restores its own weights below, so it never reads init_from
     model = initial_model("" if resume_path else sc.init_from, cfg.model, "selfsup.init_from").train()
+    if sc.freeze_batchnorm_stats:
+        freeze_batchnorm_statistics(model)
     heads = EfcOcclusionHeads.for_model(model).train()
     parameters = [*model.parameters(), *heads.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=tc.lr, weight_decay=tc.weight_decay)

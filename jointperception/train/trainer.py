@@ -98,6 +98,17 @@ def set_trainable_branches(model: nn.Module, branches: tuple[str, ...]) -> list[
     return [p for p in model.parameters() if p.requires_grad]
 
 
+def freeze_batchnorm_statistics(model: nn.Module) -> int:
+    """Put every BatchNorm layer of ``model`` (already in train mode) in eval mode: forward passes
+    normalise with the running statistics and never update them, while the affine parameters keep
+    training. Fine-tuning on another domain then keeps the statistics the weights were trained
+    with. Returns the number of layers frozen; a later ``model.train()`` undoes it."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for layer in layers:
+        layer.eval()
+    return len(layers)
+
+
 def resolve_device(name: str) -> torch.device:
     """"auto" -> CUDA when available, else CPU; "cuda" without a GPU raises ConfigError."""
     if name == "auto":
