@@ -10,14 +10,16 @@ labelled synthetic pairs mixed into every step):
   full+teacher  full + distillation of the classical teacher (DIS-medium flow where forward-backward
           consistent, classical motion mask; data/teacher.py): config/train_selfsup_teacher.yaml,
           its own step budget (train.max_steps) and learning rate
+  full+teacher+frozen-bn  the same with the BatchNorm running statistics kept at the supervised
+          model's (selfsup.freeze_batchnorm_stats: the affine parameters still train)
 Held out (never trained on): DAVIS blackswan, cows, kite-surf; Sintel market_5 (clean and final).
 Scores use the runtime pipeline at 320x240, as benchmarks/eval_bundled.json.
 
     python benchmarks/selfsup_finetune.py --steps 200 --full-steps 2500 --out benchmarks/selfsup_finetune.json
 
 Then the full recipe runs once more with the larger ``--full-steps`` budget (row "full_run"), and
-the teacher recipe once (row "full+teacher"). "before" is the bundled supervised-only model; a
-row counts as better when it beats it on both held-out figures (lower mean Sintel EPE and higher
+the teacher recipe twice (rows "full+teacher", "full+teacher+frozen-bn"). "before" is the bundled
+supervised-only model; a row counts as better when it beats it on both held-out figures (lower mean Sintel EPE and higher
 DAVIS J). A better row's model can then be bundled beside it with benchmarks/bundle_model.py
 (models/jointnet_tiny_selfsup.safetensors). Runs resume from
 runs/selfsup_ablation/<row>/last.pt, so a rerun only re-evaluates finished rows; "train s" is the
@@ -51,7 +53,7 @@ ROWS = {
     "UL+TC": {"occlusion_estimation": False, "temporal_consistency": True, "segmentation_mask": False},
     "full": {"occlusion_estimation": True, "temporal_consistency": True, "segmentation_mask": True},
 }
-TEACHER_ROW = "full+teacher"
+TEACHER_ROWS = {"full+teacher": {}, "full+teacher+frozen-bn": {"freeze_batchnorm_stats": True}}
 
 
 def held_out_scores(model_path: Path, root: Path) -> dict[str, float]:
@@ -110,7 +112,9 @@ def main() -> None:
                "config": str(args.config), "teacher_config": str(args.teacher_config),
                "before": held_out_scores(DEFAULT_MODEL_PATH, root), "rows": {}}
     runs = [(name, row_config(base, ROWS[name], args.steps)) for name in args.rows]
-    runs += [("full_run", row_config(base, ROWS["full"], args.full_steps)), (TEACHER_ROW, load_config(args.teacher_config))]
+    teacher = load_config(args.teacher_config)
+    runs += [("full_run", row_config(base, ROWS["full"], args.full_steps))]
+    runs += [(name, row_config(teacher, flags, teacher.train.max_steps)) for name, flags in TEACHER_ROWS.items()]
     for name, cfg in runs:
         run_dir = args.runs / name.replace("+", "_")
         result = train_selfsup(cfg, run_dir, resume="auto")
