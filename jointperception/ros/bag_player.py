@@ -20,7 +20,7 @@ from pathlib import Path
 import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.utilities import remove_ros_args
@@ -30,6 +30,7 @@ from std_msgs.msg import Header
 from jointperception.data.bags import IMAGE_TYPE, ImageRecord, bag_topics, read_image_topics, require_image_topics
 from jointperception.errors import InputError, JointPerceptionError
 from jointperception.ros.common import QOS_CHOICES, image_qos
+from jointperception.ros.node_main import run_node
 
 SPIN_STEP_S = 0.02  # longest executor wait while pacing or waiting for lock-step outputs
 LATE_S = 0.05  # a message due longer ago than this shifts the schedule to now
@@ -176,10 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     except JointPerceptionError as exc:
         print(f"bag_player: error: {exc}", file=sys.stderr)
         return 2
-    rclpy.init(args=argv)
-    player: BagPlayer | None = None
-    try:
-        player = BagPlayer(args, topics)
+
+    def play(player: BagPlayer) -> None:
         player.wait_for_graph()
         if args.duration is not None:
             player.deadline = time.monotonic() + args.duration
@@ -188,16 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         player.flush()
         print(f"bag_player: published {player.published} messages of {', '.join(topics)}"
               + (f", {player.timeouts} lock-step timeouts" if args.lockstep_topic else ""), flush=True)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass  # Ctrl-C or SIGTERM: a normal stop
-    except JointPerceptionError as exc:
-        print(f"bag_player: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if player is not None:
-            player.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+
+    return run_node("bag_player", lambda: BagPlayer(args, topics), play, args=argv)
 
 
 if __name__ == "__main__":

@@ -98,15 +98,14 @@ def set_trainable_branches(model: nn.Module, branches: tuple[str, ...]) -> list[
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def freeze_batchnorm_statistics(model: nn.Module) -> int:
+def freeze_batchnorm_statistics(model: nn.Module) -> None:
     """Put every BatchNorm layer of ``model`` (already in train mode) in eval mode: forward passes
     normalise with the running statistics and never update them, while the affine parameters keep
     training. Fine-tuning on another domain then keeps the statistics the weights were trained
-    with. Returns the number of layers frozen; a later ``model.train()`` undoes it."""
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for layer in layers:
-        layer.eval()
-    return len(layers)
+    with. A later ``model.train()`` undoes it."""
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eval()
 
 
 def resolve_device(name: str) -> torch.device:
