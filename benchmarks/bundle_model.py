@@ -49,7 +49,8 @@ def selfsup_lines(meta: dict) -> list[str]:
         f"frames resized to {sc['frame_width']}x{sc['frame_height']}, {cfg['data']['width']}x{cfg['data']['height']} "
         f"crops, dt in [1, {sc['max_dt']}]; no labels; held out: {', '.join(sc['holdout'])}",
         f"- losses: Every Frame Counts (lambda_cons {sc['consistency_weight']}, lambda_occ {sc['occlusion_weight']}, "
-        f"lambda_sm {sc['smoothness_weight']}){teacher}; {sc['labelled_batch_size']} labelled synthetic pairs per step",
+        f"lambda_sm {sc['smoothness_weight']}){teacher}; {sc['labelled_batch_size']} labelled synthetic pairs per step"
+        + ("; BatchNorm running statistics frozen at the starting model's" if sc.get("freeze_batchnorm_stats") else ""),
         f"- steps: {meta['final_step']}, batch {tc['batch_size']} pairs in both directions, AdamW lr {tc['lr']} "
         f"cosine to {tc['min_lr']}; seed {meta['seed']}; wall time {meta['wall_time_s'] / 60:.0f} min on 2 CPU cores",
     ]

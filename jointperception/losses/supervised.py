@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 # weights of the flow pyramid levels: the stride-8 matching flow, then 1/32 ... full resolution
 PYRAMID_WEIGHTS = (0.1, 0.02, 0.05, 0.1, 0.2, 0.4, 1.0)
-FOREGROUND_RATIO_FLOOR = 0.05
-VALID_FRACTION = 0.5  # with a validity mask, a coarse pyramid cell counts when this share of it is valid  # w is clamped to [floor, 1 - floor] so empty masks still train
+FOREGROUND_RATIO_FLOOR = 0.05  # w is clamped to [floor, 1 - floor] so empty masks still train
+VALID_FRACTION = 0.5  # with a validity mask, a coarse pyramid cell counts when this share of it is valid
 
 
 def balanced_cross_entropy(mask_logits: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:

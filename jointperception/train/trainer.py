@@ -263,8 +263,6 @@ def _validate(
         LOG.info("step %d validation: %s", progress.step, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
 
 
-
-
 def _export_best(run_dir: Path, cfg: ExperimentConfig, progress: TrainProgress, command: str) -> Path:
     """Write the best checkpoint's weights to ``run_dir/best.safetensors`` with a model card."""
     best = load_checkpoint(run_dir / BEST_NAME)
