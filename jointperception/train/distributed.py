@@ -43,9 +43,19 @@ def init_distributed(device_type: str) -> DistributedContext:
     return context
 
 
-def shutdown_distributed(context: DistributedContext) -> None:
-    if context.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown_distributed(context: DistributedContext, *, completed: bool) -> None:
+    """Leave the process group; after a ``completed`` run, wait for every rank first.
+
+    Rank 0 finishes later than the others (it writes the final checkpoint and model), and a
+    gloo rank that tears its group down while a peer is still connected can abort at exit
+    ("terminate called without an active exception"). A failed run skips the barrier: the
+    other ranks may never reach it.
+    """
+    if not (context.enabled and dist.is_initialized()):
+        return
+    if completed:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def wrap_for_phase(model: nn.Module, context: DistributedContext, device: torch.device) -> nn.Module:

@@ -129,11 +129,14 @@ def train(
     """
     device_type = resolve_device(device).type
     context = init_distributed(device_type)
+    run_device = torch.device(f"cuda:{context.local_rank}") if device_type == "cuda" else torch.device("cpu")
     try:
-        run_device = torch.device(f"cuda:{context.local_rank}") if device_type == "cuda" else torch.device("cpu")
-        return _train(cfg, Path(run_dir), run_device, resume, command, context)
-    finally:
-        shutdown_distributed(context)
+        result = _train(cfg, Path(run_dir), run_device, resume, command, context)
+    except BaseException:
+        shutdown_distributed(context, completed=False)
+        raise
+    shutdown_distributed(context, completed=True)
+    return result
 
 
 def _train(
