@@ -346,3 +346,27 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
     assert {r["phase"] for r in records if r["kind"] == "train"} == {"flow", "segmentation"}
     assert all(r["num_samples"] == 8 for r in records if r["kind"] == "val")  # both halves of the val set
     assert (out / "best.safetensors").is_file() and not list(out.glob(".*.tmp"))
+
+
+FAILING_RANK_LAUNCHER = """import os, sys
+from jointperception import cli
+from jointperception.train import trainer
+def fail(*args, **kwargs):
+    raise RuntimeError("rank 1 failed on purpose")
+if os.environ["RANK"] == "1":
+    trainer._train = fail
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_ddp_run_with_one_failing_rank_exits_without_hanging(tmp_path: Path) -> None:
+    """Rank 1 fails before its first collective: it must not wait at the end-of-run barrier,
+    and rank 0 (blocked in DDP's parameter broadcast) is stopped instead of hanging."""
+    config = write_config(tmp_path / "ddp.yaml", smoke_config(max_steps=4))
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(FAILING_RANK_LAUNCHER)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(launcher),
+               "train", "--config", str(config), "--out", str(tmp_path / "run"), "--device", "cpu"]
+    done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "rank 1 failed on purpose" in done.stdout + done.stderr
