@@ -12,13 +12,15 @@ labelled synthetic pairs mixed into every step):
           its own step budget (train.max_steps) and learning rate
   full+teacher+frozen-bn  the same with the BatchNorm running statistics kept at the supervised
           model's (selfsup.freeze_batchnorm_stats: the affine parameters still train)
+  full+teacher+frozen-bn+2x  the same for twice the teacher config's steps (its cosine schedule
+          stretched to the longer run)
 Held out (never trained on): DAVIS blackswan, cows, kite-surf; Sintel market_5 (clean and final).
 Scores use the runtime pipeline at 320x240, as benchmarks/eval_bundled.json.
 
     python benchmarks/selfsup_finetune.py --steps 200 --full-steps 2500 --out benchmarks/selfsup_finetune.json
 
 Then the full recipe runs once more with the larger ``--full-steps`` budget (row "full_run"), and
-the teacher recipe twice (rows "full+teacher", "full+teacher+frozen-bn"). "before" is the bundled
+the teacher recipe three times (rows "full+teacher", "full+teacher+frozen-bn", "full+teacher+frozen-bn+2x"). "before" is the bundled
 supervised-only model; a row counts as better when it beats it on both held-out figures (lower mean Sintel EPE and higher
 DAVIS J). A better row's model can then be bundled beside it with benchmarks/bundle_model.py
 (models/jointnet_tiny_selfsup.safetensors). Runs resume from
@@ -53,7 +55,12 @@ ROWS = {
     "UL+TC": {"occlusion_estimation": False, "temporal_consistency": True, "segmentation_mask": False},
     "full": {"occlusion_estimation": True, "temporal_consistency": True, "segmentation_mask": True},
 }
-TEACHER_ROWS = {"full+teacher": {}, "full+teacher+frozen-bn": {"freeze_batchnorm_stats": True}}
+# row -> (selfsup flags, multiple of the teacher config's train.max_steps)
+TEACHER_ROWS = {
+    "full+teacher": ({}, 1),
+    "full+teacher+frozen-bn": ({"freeze_batchnorm_stats": True}, 1),
+    "full+teacher+frozen-bn+2x": ({"freeze_batchnorm_stats": True}, 2),
+}
 
 
 def held_out_scores(model_path: Path, root: Path) -> dict[str, float]:
@@ -86,10 +93,12 @@ def is_better(after: dict[str, float], before: dict[str, float]) -> bool:
 
 
 def format_table(results: dict) -> str:
-    lines = [f"{'model':<12} {'Sintel clean EPE':>17} {'Sintel final EPE':>17} {'DAVIS J':>8} {'train s':>8}"]
-    for name, row in [("before", results["before"]), *results["rows"].items()]:
+    rows = [("before", results["before"]), *results["rows"].items()]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{'model':<{width}} {'Sintel clean EPE':>17} {'Sintel final EPE':>17} {'DAVIS J':>8} {'train s':>8}"]
+    for name, row in rows:
         train_s = f"{row['train_s']:.0f}" if "train_s" in row else "-"
-        lines.append(f"{name:<12} {row['sintel_clean_epe']:>17.3f} {row['sintel_final_epe']:>17.3f} "
+        lines.append(f"{name:<{width}} {row['sintel_clean_epe']:>17.3f} {row['sintel_final_epe']:>17.3f} "
                      f"{row['davis_j']:>8.3f} {train_s:>8}")
     return "\n".join(lines)
 
@@ -114,7 +123,8 @@ def main() -> None:
     runs = [(name, row_config(base, ROWS[name], args.steps)) for name in args.rows]
     teacher = load_config(args.teacher_config)
     runs += [("full_run", row_config(base, ROWS["full"], args.full_steps))]
-    runs += [(name, row_config(teacher, flags, teacher.train.max_steps)) for name, flags in TEACHER_ROWS.items()]
+    runs += [(name, row_config(teacher, flags, teacher.train.max_steps * factor))
+             for name, (flags, factor) in TEACHER_ROWS.items()]
     for name, cfg in runs:
         run_dir = args.runs / name.replace("+", "_")
         result = train_selfsup(cfg, run_dir, resume="auto")
