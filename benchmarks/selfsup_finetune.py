@@ -20,9 +20,9 @@ Scores use the runtime pipeline at 320x240, as benchmarks/eval_bundled.json.
     python benchmarks/selfsup_finetune.py --steps 200 --full-steps 2500 --out benchmarks/selfsup_finetune.json
 
 Then the full recipe runs once more with the larger ``--full-steps`` budget (row "full_run"), and
-the teacher recipe three times (rows "full+teacher", "full+teacher+frozen-bn", "full+teacher+frozen-bn+2x"). "before" is the bundled
-supervised-only model; a row counts as better when it beats it on both held-out figures (lower mean Sintel EPE and higher
-DAVIS J). A better row's model can then be bundled beside it with benchmarks/bundle_model.py
+the teacher recipe three times (rows "full+teacher", "full+teacher+frozen-bn",
+"full+teacher+frozen-bn+2x"). "before" is the bundled supervised-only model; a row counts as
+better when it beats it on both held-out figures (lower mean Sintel EPE and higher DAVIS J). A better row's model can then be bundled beside it with benchmarks/bundle_model.py
 (models/jointnet_tiny_selfsup.safetensors). Runs resume from
 runs/selfsup_ablation/<row>/last.pt, so a rerun only re-evaluates finished rows; "train s" is the
 run's recorded training wall time.

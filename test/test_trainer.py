@@ -319,6 +319,13 @@ def test_ctrl_c_to_the_process_group_with_data_workers_still_saves(tmp_path: Pat
     assert load_checkpoint(out / "last.pt")["step"] >= 3
 
 
+def torchrun_train(launcher: Path, config: Path, out: Path, *, timeout: float) -> subprocess.CompletedProcess:
+    """``jointperception train`` through ``launcher`` in two torchrun CPU (gloo) processes."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(launcher),
+               "train", "--config", str(config), "--out", str(out), "--device", "cpu"]
+    return subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
 DDP_LAUNCHER = """import sys
 from jointperception import cli
 from jointperception.train import schedules
@@ -333,9 +340,7 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
     launcher = tmp_path / "launch.py"
     launcher.write_text(DDP_LAUNCHER)
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(launcher),
-               "train", "--config", str(config), "--out", str(out), "--device", "cpu"]
-    done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=180)
+    done = torchrun_train(launcher, config, out, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     checkpoint = load_checkpoint(out / "last.pt")
     assert checkpoint["step"] == 12 and checkpoint["schedule"]["phase_index"] == 3  # the step-12 plateau ends flow #2
@@ -365,8 +370,6 @@ def test_ddp_run_with_one_failing_rank_exits_without_hanging(tmp_path: Path) -> 
     config = write_config(tmp_path / "ddp.yaml", smoke_config(max_steps=4))
     launcher = tmp_path / "launch.py"
     launcher.write_text(FAILING_RANK_LAUNCHER)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(launcher),
-               "train", "--config", str(config), "--out", str(tmp_path / "run"), "--device", "cpu"]
-    done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    done = torchrun_train(launcher, config, tmp_path / "run", timeout=120)
     assert done.returncode != 0
     assert "rank 1 failed on purpose" in done.stdout + done.stderr

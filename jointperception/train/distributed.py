@@ -46,10 +46,10 @@ def init_distributed(device_type: str) -> DistributedContext:
 def shutdown_distributed(context: DistributedContext, *, completed: bool) -> None:
     """Leave the process group; after a ``completed`` run, wait for every rank first.
 
-    Rank 0 finishes later than the others (it writes the final checkpoint and model), and a
-    gloo rank that tears its group down while a peer is still connected can abort at exit
-    ("terminate called without an active exception"). A failed run skips the barrier: the
-    other ranks may never reach it.
+    Rank 0 finishes later than the others (it writes the final checkpoint and model); a gloo
+    rank that tore its group down meanwhile was once seen to abort at exit ("terminate called
+    without an active exception"), so the ranks leave together. A failed run skips the
+    barrier: the other ranks may never reach it.
     """
     if not (context.enabled and dist.is_initialized()):
         return
