@@ -14,18 +14,19 @@ labelled synthetic pairs mixed into every step):
           model's (selfsup.freeze_batchnorm_stats: the affine parameters still train)
   full+teacher+frozen-bn+2x  the same for twice the teacher config's steps (its cosine schedule
           stretched to the longer run)
+  full+teacher+frozen-bn+seed1  "full+teacher+frozen-bn" with train.seed 1 instead of 0 (other
+          pairs, crops and synthetic samples; the same start): how far a seed alone moves the figures
 Held out (never trained on): DAVIS blackswan, cows, kite-surf; Sintel market_5 (clean and final).
 Scores use the runtime pipeline at 320x240, as benchmarks/eval_bundled.json.
 
     python benchmarks/selfsup_finetune.py --steps 200 --full-steps 2500 --out benchmarks/selfsup_finetune.json
 
 Then the full recipe runs once more with the larger ``--full-steps`` budget (row "full_run"), and
-the teacher recipe three times (rows "full+teacher", "full+teacher+frozen-bn",
-"full+teacher+frozen-bn+2x"). "before" is the bundled supervised-only model; a row counts as
-better when it beats it on both held-out figures (lower mean Sintel EPE and higher DAVIS J). A better row's model can then be bundled beside it with benchmarks/bundle_model.py
-(models/jointnet_tiny_selfsup.safetensors). Runs resume from
-runs/selfsup_ablation/<row>/last.pt, so a rerun only re-evaluates finished rows; "train s" is the
-run's recorded training wall time.
+the teacher recipe four times (TEACHER_ROWS). "before" is the bundled supervised-only model; a row
+counts as better when it beats it on both held-out figures (lower mean Sintel EPE and higher DAVIS
+J). A better row's model can then be bundled beside it with benchmarks/bundle_model.py
+(models/jointnet_tiny_selfsup.safetensors). Runs resume from runs/selfsup_ablation/<row>/last.pt,
+so a rerun only re-evaluates finished rows; "train s" is the run's recorded training wall time.
 """
 from __future__ import annotations
 
@@ -55,11 +56,12 @@ ROWS = {
     "UL+TC": {"occlusion_estimation": False, "temporal_consistency": True, "segmentation_mask": False},
     "full": {"occlusion_estimation": True, "temporal_consistency": True, "segmentation_mask": True},
 }
-# row -> (selfsup flags, multiple of the teacher config's train.max_steps)
+# row -> (selfsup flags, multiple of the teacher config's train.max_steps, train.seed)
 TEACHER_ROWS = {
-    "full+teacher": ({}, 1),
-    "full+teacher+frozen-bn": ({"freeze_batchnorm_stats": True}, 1),
-    "full+teacher+frozen-bn+2x": ({"freeze_batchnorm_stats": True}, 2),
+    "full+teacher": ({}, 1, 0),
+    "full+teacher+frozen-bn": ({"freeze_batchnorm_stats": True}, 1, 0),
+    "full+teacher+frozen-bn+2x": ({"freeze_batchnorm_stats": True}, 2, 0),
+    "full+teacher+frozen-bn+seed1": ({"freeze_batchnorm_stats": True}, 1, 1),
 }
 
 
@@ -78,8 +80,10 @@ def held_out_scores(model_path: Path, root: Path) -> dict[str, float]:
     return scores
 
 
-def row_config(base: ExperimentConfig, flags: dict[str, bool], steps: int) -> ExperimentConfig:
-    cfg = dataclasses.replace(base, train=dataclasses.replace(base.train, max_steps=steps),
+def row_config(base: ExperimentConfig, flags: dict[str, bool], steps: int, seed: int | None = None) -> ExperimentConfig:
+    """``base`` with the selfsup ``flags``, ``steps`` optimizer steps and (when given) another seed."""
+    seed = base.train.seed if seed is None else seed
+    cfg = dataclasses.replace(base, train=dataclasses.replace(base.train, max_steps=steps, seed=seed),
                               selfsup=dataclasses.replace(base.selfsup, **flags))
     cfg.validate()
     return cfg
@@ -123,8 +127,8 @@ def main() -> None:
     runs = [(name, row_config(base, ROWS[name], args.steps)) for name in args.rows]
     teacher = load_config(args.teacher_config)
     runs += [("full_run", row_config(base, ROWS["full"], args.full_steps))]
-    runs += [(name, row_config(teacher, flags, teacher.train.max_steps * factor))
-             for name, (flags, factor) in TEACHER_ROWS.items()]
+    runs += [(name, row_config(teacher, flags, teacher.train.max_steps * factor, seed))
+             for name, (flags, factor, seed) in TEACHER_ROWS.items()]
     for name, cfg in runs:
         run_dir = args.runs / name.replace("+", "_")
         result = train_selfsup(cfg, run_dir, resume="auto")
