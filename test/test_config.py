@@ -1,4 +1,6 @@
 """Config loading: defaults, overrides, and errors that name the bad key."""
+from pathlib import Path
+
 import pytest
 
 from jointperception.config import ExperimentConfig, config_from_dict, load_config
@@ -48,3 +50,9 @@ def test_missing_and_unparsable_files(tmp_path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "config").glob("train_*.yaml")), ids=lambda p: p.name)
+def test_shipped_training_configs_load(path: Path) -> None:
+    cfg = load_config(path)
+    assert config_from_dict(cfg.to_dict()) == cfg
