@@ -52,7 +52,10 @@ def test_missing_and_unparsable_files(tmp_path):
         load_config(bad)
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "config").glob("train_*.yaml")), ids=lambda p: p.name)
+SHIPPED_TRAINING_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "config").glob("train_*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_TRAINING_CONFIGS, ids=lambda p: p.name)
 def test_shipped_training_configs_load(path: Path) -> None:
     cfg = load_config(path)
     assert config_from_dict(cfg.to_dict()) == cfg
