@@ -40,6 +40,10 @@ class DataConfig:
     photometric: bool = True  # random gain, noise and blur on rendered frames
     random_order: bool = True  # swap the pair half the time (network works in both orders)
     num_workers: int = 1  # DataLoader worker processes rendering scenes on the fly
+    photo_textures: tuple[str, ...] = ()  # training split only: image folders or globs whose frames texture layers
+    photo_root: str = ""  # folder photo_textures are relative to; "" = shared_data_root() ($JOINTPERCEPTION_DATA)
+    photo_holdout: tuple[str, ...] = ()  # sequence-name patterns (fnmatch) never used as textures
+    photo_fraction: float = 0.5  # probability that a layer gets a photo crop instead of a procedural texture
 
     def validate(self) -> None:
         for key in ("height", "width"):
@@ -56,6 +60,8 @@ class DataConfig:
         _positive("data.max_translation", self.max_translation)
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers: must be >= 0, got {self.num_workers}")
+        if not 0.0 <= self.photo_fraction <= 1.0:
+            raise ConfigError(f"data.photo_fraction: must be in [0, 1], got {self.photo_fraction}")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,11 @@ import torch
 from torch.utils.data import Dataset
 
 from jointperception.config import DataConfig
+from jointperception.data.paths import shared_data_root
+from jointperception.data.photo_textures import PhotoTextures
+from jointperception.data.scene_sampling import TextureSource
 from jointperception.data.synthetic import render_sequence
+from jointperception.data.textures import make_texture
 from jointperception.errors import ConfigError
 
 SWAP_STREAM = 0x5A4D  # second SeedSequence word of the generator that decides a pair's order
@@ -26,11 +30,13 @@ class SyntheticPairDataset(Dataset):
       mask: (1, H, W) float32 in {0, 1}, moving objects in image1; layers: (H, W) int64 of image1.
     With ``random_order``, half of the items (decided by the seed) are the pair played backwards:
     image1 = frame t+1, image2 = frame t, with the backward flow and occlusion of frame t+1.
-    The dataset holds only numbers, so it pickles cheaply for DataLoader workers and DDP.
+    ``textures`` draws each layer's texture (procedural, or a ``PhotoTextures`` pool, which
+    pickles without its frames); the dataset pickles cheaply for DataLoader workers and DDP.
     """
 
     def __init__(self, num_samples: int, base_seed: int, height: int, width: int, *, max_objects: int = 4,
-                 max_translation: float = 8.0, photometric: bool = True, random_order: bool = True) -> None:
+                 max_translation: float = 8.0, photometric: bool = True, random_order: bool = True,
+                 textures: TextureSource = make_texture) -> None:
         if num_samples <= 0:
             raise ConfigError(f"num_samples: must be > 0, got {num_samples}")
         if base_seed < 0:
@@ -43,19 +49,25 @@ class SyntheticPairDataset(Dataset):
         self.max_translation = max_translation
         self.photometric = photometric
         self.random_order = random_order
+        self.textures = textures
 
     @classmethod
     def from_config(cls, data_cfg: DataConfig, split: str = "train") -> SyntheticPairDataset:
-        """The train or val split described by ``data_cfg``."""
+        """The train or val split described by ``data_cfg``; photo textures go to the train split
+        only, so the validation split is the same procedural one for every model."""
+        textures: TextureSource = make_texture
         if split == "train":
             num_samples, base_seed = data_cfg.train_samples, data_cfg.train_seed
+            if data_cfg.photo_textures:
+                root = data_cfg.photo_root or shared_data_root()
+                textures = PhotoTextures(root, data_cfg.photo_textures, data_cfg.photo_holdout, data_cfg.photo_fraction)
         elif split == "val":
             num_samples, base_seed = data_cfg.val_samples, data_cfg.val_seed
         else:
             raise ConfigError(f"split: must be 'train' or 'val', got {split!r}")
         return cls(num_samples, base_seed, data_cfg.height, data_cfg.width, max_objects=data_cfg.max_objects,
                    max_translation=data_cfg.max_translation, photometric=data_cfg.photometric,
-                   random_order=data_cfg.random_order)
+                   random_order=data_cfg.random_order, textures=textures)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -70,7 +82,8 @@ class SyntheticPairDataset(Dataset):
         if not 0 <= index < self.num_samples:
             raise IndexError(f"index {index} out of range for {self.num_samples} samples")
         seq = render_sequence(self.base_seed + index, 2, self.height, self.width, max_objects=self.max_objects,
-                              max_translation=self.max_translation, photometric=self.photometric)
+                              max_translation=self.max_translation, photometric=self.photometric,
+                              textures=self.textures)
         if self.is_swapped(index):
             first, second, flow, occlusion = 1, 0, seq.flow_backward[0], seq.occlusion_backward[0]
         else:

@@ -6,6 +6,7 @@ scene. Objects start near the middle of the frame, and their trajectories are ce
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -28,6 +29,8 @@ TEXTURE_MARGIN = 2.0  # px of texture beyond the area a layer ever shows
 CAMERA_ATTEMPTS = 50  # redraws of a camera motion whose inverse does not converge
 MAX_EXTENT_FACTOR = 3.0  # the background texture spans at most this many frame sizes
 
+TextureSource = Callable[[np.random.Generator, int, int], np.ndarray]  # (rng, h, w) -> (h, w, 3) float32 0..255
+
 
 def _background_extent(motion: LayerMotion, num_frames: int, height: int, width: int) -> tuple[float, float, float, float]:
     """Canonical bounding box (x0, y0, x1, y1) of everything the background shows in any frame."""
@@ -40,13 +43,13 @@ def _background_extent(motion: LayerMotion, num_frames: int, height: int, width:
             max(float(b[0].max()) for b in boxes), max(float(b[1].max()) for b in boxes))
 
 
-def _textured(rng: np.random.Generator, motion: LayerMotion, extent: tuple[float, float, float, float],
-              depth: int, shape: StarShape | None) -> SceneLayer:
+def _textured(rng: np.random.Generator, textures: TextureSource, motion: LayerMotion,
+              extent: tuple[float, float, float, float], depth: int, shape: StarShape | None) -> SceneLayer:
     x0, y0, x1, y1 = extent
     x0, y0 = x0 - TEXTURE_MARGIN, y0 - TEXTURE_MARGIN
     width = math.ceil(x1 + TEXTURE_MARGIN - x0) + 1
     height = math.ceil(y1 + TEXTURE_MARGIN - y0) + 1
-    return SceneLayer(motion=motion, texture=make_texture(rng, height, width), origin=(x0, y0), depth=depth, shape=shape)
+    return SceneLayer(motion=motion, texture=textures(rng, height, width), origin=(x0, y0), depth=depth, shape=shape)
 
 
 def _invertible_camera(rng: np.random.Generator, num_frames: int, height: int, width: int, max_translation: float,
@@ -71,14 +74,15 @@ def _invertible_camera(rng: np.random.Generator, num_frames: int, height: int, w
 
 
 def sample_scene(rng: np.random.Generator, num_frames: int, height: int, width: int, max_objects: int,
-                 max_translation: float, camera_motion: str) -> list[SceneLayer]:
+                 max_translation: float, camera_motion: str, textures: TextureSource = make_texture) -> list[SceneLayer]:
     """Layers of a random scene: [background, object 1, ..., object N], N in 1..max_objects.
 
-    camera_motion: "affine" | "quadratic" | "random" (either, with equal odds).
+    camera_motion: "affine" | "quadratic" | "random" (either, with equal odds); textures: draws
+    each layer's texture (procedural by default, or a ``PhotoTextures`` pool).
     """
     quadratic = camera_motion == "quadratic" or (camera_motion == "random" and rng.random() < 0.5)
     camera, extent = _invertible_camera(rng, num_frames, height, width, max_translation, quadratic)
-    layers = [_textured(rng, camera, extent, 0, None)]
+    layers = [_textured(rng, textures, camera, extent, 0, None)]
     count = int(rng.integers(1, max_objects + 1))
     depths = rng.permutation(count) + 1
     object_translation = min(max_translation, TRAVEL_FRACTION * min(height, width) / (num_frames - 1))
@@ -92,5 +96,5 @@ def sample_scene(rng: np.random.Generator, num_frames: int, height: int, width: 
         shape = StarShape(centre=motion.centre, radius=float(radius), harmonics=harmonics)
         r = shape.max_radius
         extent = (motion.centre[0] - r, motion.centre[1] - r, motion.centre[0] + r, motion.centre[1] + r)
-        layers.append(_textured(rng, motion, extent, int(depth), shape))
+        layers.append(_textured(rng, textures, motion, extent, int(depth), shape))
     return layers

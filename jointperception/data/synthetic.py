@@ -22,7 +22,8 @@ from jointperception.data.scene_layers import (
     render_frame,
     top_depth,
 )
-from jointperception.data.scene_sampling import sample_scene
+from jointperception.data.scene_sampling import TextureSource, sample_scene
+from jointperception.data.textures import make_texture
 from jointperception.errors import ConfigError
 
 CAMERA_MOTIONS = ("affine", "quadratic", "random")
@@ -101,17 +102,18 @@ def _photometric(rng: np.random.Generator, images: tuple[np.ndarray, ...]) -> tu
 
 def render_sequence(seed: int, num_frames: int, height: int, width: int, *, max_objects: int = 4,
                     max_translation: float = 8.0, camera_motion: str = "random",
-                    photometric: bool = True) -> SyntheticSequence:
+                    photometric: bool = True, textures: TextureSource = make_texture) -> SyntheticSequence:
     """Render a T-frame scene from ``seed`` (deterministic) with exact ground truth.
 
     max_translation: largest per-frame object translation in pixels (the camera moves up to half
     of it); long sequences cap it at min(H, W) / (2 (T - 1)) so that objects stay in view.
     camera_motion: "affine" | "quadratic" | "random". Scene geometry and GT do not depend on
-    ``photometric``. Raises ConfigError for bad arguments.
+    ``photometric``. textures: draws each layer's texture (procedural by default; a
+    ``PhotoTextures`` pool puts real-photo crops on layers). Raises ConfigError for bad arguments.
     """
     _check_arguments(seed, num_frames, height, width, max_objects, max_translation, camera_motion)
     rng = np.random.default_rng(seed)
-    layers = sample_scene(rng, num_frames, height, width, max_objects, max_translation, camera_motion)
+    layers = sample_scene(rng, num_frames, height, width, max_objects, max_translation, camera_motion, textures)
     images, ids = zip(*(render_frame(layers, t, height, width) for t in range(num_frames)))
     steps = [_step_ground_truth(layers, t, ids[t], ids[t + 1]) for t in range(num_frames - 1)]
     if photometric:
