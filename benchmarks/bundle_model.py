@@ -1,13 +1,16 @@
 """Copy a finished run's weights to models/ and write the model card from their metadata and a
 committed evaluation JSON (both produced by named commands).
 
-    python benchmarks/bundle_model.py --run runs/bundled --eval benchmarks/eval_bundled.json
+    python benchmarks/bundle_model.py --run runs/photo --eval benchmarks/eval_bundled.json \
+        --start-model runs/bundled/best.safetensors
     python benchmarks/bundle_model.py --run runs/selfsup_ablation/full_teacher --eval benchmarks/eval_selfsup.json \
         --out models/jointnet_tiny_selfsup.safetensors
 
 A supervised run (train.mode joint | iterative) bundles its best.safetensors; a self-supervised
 fine-tuning run (train.mode selfsup) its final selfsup.safetensors, and the card then also
-describes the model it started from (``selfsup.init_from``).
+describes the model it started from (``selfsup.init_from``). So does the card of a supervised run
+that started from trained weights (``train.init_from``); when that was the bundled file this call
+replaces, ``--start-model`` names a copy of it (e.g. the run that produced it).
 """
 from __future__ import annotations
 
@@ -21,14 +24,25 @@ from jointperception.models.weights import DEFAULT_MODEL_PATH, load_model
 from jointperception.train import selfsup_trainer, trainer
 
 
+def textures_line(data: dict) -> str:
+    """How the synthetic layers were textured: procedural only, or partly with real-photo crops."""
+    if not data.get("photo_textures"):
+        return "procedural textures; no real images and no labels from the evaluation sets"
+    return (f"layers textured with probability {data['photo_fraction']} by crops of the unlabelled frames "
+            f"{', '.join(data['photo_textures'])} (held out: {', '.join(data['photo_holdout']) or 'none'}), "
+            "else procedural; no labels from the evaluation sets")
+
+
 def supervised_lines(meta: dict) -> list[str]:
     cfg = meta["config"]
+    start = cfg["train"].get("init_from")
     return [
         f"- command: `{meta['command']}`",
-        f"- data: procedural synthetic pairs, {cfg['data']['width']}x{cfg['data']['height']}, seeds "
+        *([f"- warm-started from: `{start}` (as it was when this run started)"] if start else []),
+        f"- data: synthetic pairs, {cfg['data']['width']}x{cfg['data']['height']}, seeds "
         f"{cfg['data']['train_seed']}..{cfg['data']['train_seed'] + cfg['data']['train_samples'] - 1} "
         f"(up to {cfg['data']['max_objects']} objects, photometric changes: {cfg['data']['photometric']}); "
-        "no real images and no labels from the evaluation sets",
+        + textures_line(cfg["data"]),
         f"- mode: {cfg['train']['mode']}, steps: {meta['final_step']} (best at step {meta['best_step']}), "
         f"batch {cfg['train']['batch_size']}, AdamW lr {cfg['train']['lr']} cosine to {cfg['train']['min_lr']}",
         f"- seed: {meta['seed']}; wall time: {meta['wall_time_s'] / 60:.0f} min on 2 CPU cores (shared with other work)",
@@ -61,10 +75,19 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=Path("runs/bundled"))
     parser.add_argument("--eval", type=Path, default=Path("benchmarks/eval_bundled.json"))
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH)
+    parser.add_argument("--start-model", type=Path, default=None,
+                        help="the model a supervised run started from, when train.init_from is the file --out replaces")
     args = parser.parse_args()
     selfsup = (args.run / selfsup_trainer.WEIGHTS_NAME).exists()
     weights = args.run / (selfsup_trainer.WEIGHTS_NAME if selfsup else trainer.WEIGHTS_NAME)
     _, model_cfg, meta = load_model(weights)
+    init_from = meta["config"]["train"].get("init_from") if not selfsup else ""
+    start_lines = []
+    if init_from:
+        start = args.start_model or (DEFAULT_MODEL_PATH if init_from == "bundled" else Path(init_from))
+        if start.resolve() == args.out.resolve():
+            raise SystemExit(f"{args.run}: started from {init_from}, the file being replaced; name a copy with --start-model")
+        start_lines = ["", f"### The starting model `{init_from}` ({start})", *supervised_lines(load_model(start)[2])]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(weights, args.out)
     args.out.chmod(0o644)
@@ -77,6 +100,7 @@ def main() -> None:
         "",
         "## Training",
         *(selfsup_lines(meta) if selfsup else supervised_lines(meta)),
+        *start_lines,
     ]
     if selfsup:
         start = DEFAULT_MODEL_PATH if meta["init_from"] == "bundled" else Path(meta["init_from"])

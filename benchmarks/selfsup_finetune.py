@@ -20,6 +20,8 @@ Held out (never trained on): DAVIS blackswan, cows, kite-surf; Sintel market_5 (
 Scores use the runtime pipeline at 320x240, as benchmarks/eval_bundled.json.
 
     python benchmarks/selfsup_finetune.py --steps 200 --full-steps 2500 --out benchmarks/selfsup_finetune.json
+    python benchmarks/selfsup_finetune.py --rows --full-steps 0 --teacher-rows full+teacher \
+        --runs runs/selfsup_photo --out benchmarks/selfsup_finetune_photo.json   # one recipe, current base
 
 Then the full recipe runs once more with the larger ``--full-steps`` budget (row "full_run"), and
 the teacher recipe four times (TEACHER_ROWS). "before" is the bundled supervised-only model; a row
@@ -111,9 +113,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=Path("config/train_selfsup.yaml"))
     parser.add_argument("--steps", type=int, default=250, help="optimizer steps per row")
-    parser.add_argument("--full-steps", type=int, default=500, help="optimizer steps of the final full run")
+    parser.add_argument("--full-steps", type=int, default=500, help="optimizer steps of the final full run (0: none)")
     parser.add_argument("--teacher-config", type=Path, default=Path("config/train_selfsup_teacher.yaml"))
-    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--teacher-rows", nargs="*", default=list(TEACHER_ROWS), choices=list(TEACHER_ROWS))
     parser.add_argument("--runs", type=Path, default=Path("runs/selfsup_ablation"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/selfsup_finetune.json"))
     args = parser.parse_args()
@@ -126,9 +129,11 @@ def main() -> None:
                "before": held_out_scores(DEFAULT_MODEL_PATH, root), "rows": {}}
     runs = [(name, row_config(base, ROWS[name], args.steps)) for name in args.rows]
     teacher = load_config(args.teacher_config)
-    runs += [("full_run", row_config(base, ROWS["full"], args.full_steps))]
-    runs += [(name, row_config(teacher, flags, teacher.train.max_steps * factor, seed))
-             for name, (flags, factor, seed) in TEACHER_ROWS.items()]
+    if args.full_steps:
+        runs += [("full_run", row_config(base, ROWS["full"], args.full_steps))]
+    for name in args.teacher_rows:
+        flags, factor, seed = TEACHER_ROWS[name]
+        runs.append((name, row_config(teacher, flags, teacher.train.max_steps * factor, seed)))
     for name, cfg in runs:
         run_dir = args.runs / name.replace("+", "_")
         result = train_selfsup(cfg, run_dir, resume="auto")
