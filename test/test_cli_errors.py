@@ -67,6 +67,14 @@ def test_bad_training_config(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
+def test_photo_textures_in_a_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "photo.yaml"
+    config.write_text(f"data:\n  photo_textures: [\"*/*.jpg\"]\n  photo_root: {tmp_path / 'no_photos'}\n")
+    code = main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--device", "cpu"])
+    _one_line_error(capsys, code, "no_photos", "photo texture folder not found")
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 def test_corrupt_training_checkpoint_on_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")

@@ -91,11 +91,11 @@ def test_crops_larger_than_a_frame_are_mirrored(photo_root: Path) -> None:
 def test_bad_pools_raise_errors_that_name_the_problem(tmp_path: Path, photo_root: Path) -> None:
     rng = np.random.default_rng(0)
     with pytest.raises(InputError, match="not found"):
-        PhotoTextures(tmp_path / "missing", ["*"], [], 1.0)(rng, 8, 8)
+        PhotoTextures(tmp_path / "missing", ["*"], [], 1.0)
+    with pytest.raises(InputError, match="nothing_here.*matches no image"):
+        PhotoTextures(photo_root, ["nothing_here/*.png"], [], 1.0)
     with pytest.raises(InputError, match="held out"):
         PhotoTextures(photo_root, ["heldout_park"], ["heldout_*"], 1.0)(rng, 8, 8)
-    with pytest.raises(InputError, match="matches no image"):
-        PhotoTextures(photo_root, ["nothing_here/*.png"], [], 1.0)(rng, 8, 8)
     with pytest.raises(ConfigError, match="fraction"):
         PhotoTextures(photo_root, ["*"], [], 1.5)
     with pytest.raises(ConfigError, match="data.photo_fraction"):

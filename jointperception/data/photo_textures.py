@@ -6,10 +6,12 @@ random scale and mirrored half the time. The ground truth stays exact: the rende
 samples a texture by bilinear interpolation, whatever the texture holds.
 
 Frames are read once, on the first draw, resized to POOL_SIZE, and kept in memory as uint8; the
-pool pickles without them (DataLoader workers and DDP ranks read their own copy).
+pool pickles without them (DataLoader workers and DDP ranks read their own copy). A missing
+folder or a pattern that matches nothing fails at construction, in the main process.
 """
 from __future__ import annotations
 
+import glob
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +43,11 @@ class PhotoTextures:
         if not patterns:
             raise ConfigError("photo textures: no image patterns given")
         self.root = Path(root)
+        if not self.root.is_dir():
+            raise InputError(f"{self.root}: photo texture folder not found (set data.photo_root or JOINTPERCEPTION_DATA)")
+        for pattern in patterns:
+            if not glob.glob(str(self.root / pattern)):
+                raise InputError(f"{self.root / pattern}: matches no image folder or image files (data.photo_textures)")
         self.patterns = tuple(patterns)
         self.holdout = tuple(holdout)
         self.fraction = fraction
@@ -55,8 +62,6 @@ class PhotoTextures:
     def frames(self) -> tuple[np.ndarray, ...]:
         """Every pool frame, (POOL_SIZE[1], POOL_SIZE[0], 3) uint8 RGB; read on first use."""
         if self._frames is None:
-            if not self.root.is_dir():
-                raise InputError(f"{self.root}: photo texture folder not found (set data.photo_root or JOINTPERCEPTION_DATA)")
             sequences = [s for pattern in self.patterns for s in image_sequences(str(self.root / pattern), POOL_SIZE)]
             kept = drop_held_out(sequences, self.holdout)
             if not kept:
