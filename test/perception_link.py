@@ -22,6 +22,8 @@ HEIGHT, WIDTH = 64, 96  # frame size the tests send unless they say otherwise
 OUTPUTS = {"mask": "mono8", "flow": "32FC2", "occlusion": "mono8", "motion_layers": "mono8",
            "flow_color": "rgb8", "overlay": "rgb8"}
 WAIT = 60.0  # generous bound for 2 busy cores; a passing run takes a few seconds
+RESEND_S = 5.0  # an idempotent request without an answer is sent again after this long
+REPLY_MATCH_S = 0.3  # spin after service_is_ready so the server can match this client's reply reader
 
 
 def save_untrained_model(path: Path) -> Path:
@@ -121,13 +123,23 @@ def send_pair(link: Link, first: float, frame: np.ndarray) -> tuple[float, dict[
         first += 1.0
 
 
-def call_service(probe: Probe, service_type: type, name: str, request: object) -> object:
-    """The response of service ``name`` to ``request``, waiting up to WAIT for it and for the answer."""
+def call_service(probe: Probe, service_type: type, name: str, request: object, *, idempotent: bool = True) -> object:
+    """The response of service ``name`` to ``request``, waiting up to WAIT for it and for the answer.
+
+    ``service_is_ready`` only covers the request path: a reply sent before the server has matched
+    this client's reply reader is lost. So the call waits a moment after readiness and, when the
+    request is ``idempotent`` (a query, setting a parameter), sends it again every RESEND seconds
+    without an answer; a state transition is sent once.
+    """
     client = probe.node.create_client(service_type, name)
     try:
         assert probe.spin_until(client.service_is_ready, WAIT), f"{name} not available"
-        future = client.call_async(request)
-        assert probe.spin_until(future.done, WAIT), f"{name} did not answer"
-        return future.result()
+        probe.spin_for(REPLY_MATCH_S)
+        deadline = time.monotonic() + WAIT
+        while True:
+            future = client.call_async(request)
+            if probe.spin_until(future.done, RESEND_S if idempotent else WAIT):
+                return future.result()
+            assert idempotent and time.monotonic() < deadline, f"{name} did not answer within {WAIT} s"
     finally:
         probe.node.destroy_client(client)

@@ -48,7 +48,7 @@ class Lifecycle:
 
     def change(self, transition_id: int) -> bool:
         request = ChangeState.Request(transition=Transition(id=transition_id))
-        return call_service(self.probe, ChangeState, f"{NODE}/change_state", request).success
+        return call_service(self.probe, ChangeState, f"{NODE}/change_state", request, idempotent=False).success
 
     def set(self, name: str, value: object):
         request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
