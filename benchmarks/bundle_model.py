@@ -70,13 +70,18 @@ def selfsup_lines(meta: dict) -> list[str]:
     ]
 
 
+def starting_model(init_from: str, override: Path | None) -> Path:
+    """The file a run started from: ``override`` (--start-model), else "bundled" = the bundled file."""
+    return override or (DEFAULT_MODEL_PATH if init_from == "bundled" else Path(init_from))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=Path("runs/bundled"))
     parser.add_argument("--eval", type=Path, default=Path("benchmarks/eval_bundled.json"))
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH)
     parser.add_argument("--start-model", type=Path, default=None,
-                        help="the model a supervised run started from, when train.init_from is the file --out replaces")
+                        help="the model the run started from, when its init_from (e.g. bundled) no longer names it")
     args = parser.parse_args()
     selfsup = (args.run / selfsup_trainer.WEIGHTS_NAME).exists()
     weights = args.run / (selfsup_trainer.WEIGHTS_NAME if selfsup else trainer.WEIGHTS_NAME)
@@ -84,7 +89,7 @@ def main() -> None:
     init_from = meta["config"]["train"].get("init_from") if not selfsup else ""
     start_lines = []
     if init_from:
-        start = args.start_model or (DEFAULT_MODEL_PATH if init_from == "bundled" else Path(init_from))
+        start = starting_model(init_from, args.start_model)
         if start.resolve() == args.out.resolve():
             raise SystemExit(f"{args.run}: started from {init_from}, the file being replaced; name a copy with --start-model")
         start_lines = ["", f"### The starting model `{init_from}` ({start})", *supervised_lines(load_model(start)[2])]
@@ -103,7 +108,7 @@ def main() -> None:
         *start_lines,
     ]
     if selfsup:
-        start = DEFAULT_MODEL_PATH if meta["init_from"] == "bundled" else Path(meta["init_from"])
+        start = starting_model(meta["init_from"], args.start_model)
         _, _, start_meta = load_model(start)
         lines += ["", f"### The starting model `{meta['init_from']}`", *supervised_lines(start_meta), "",
                   "## Use", f"For real video, in place of the bundled supervised model: `predict --model {args.out}`, "
