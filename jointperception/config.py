@@ -152,6 +152,12 @@ class MotionConfig:
     augment_scale: float = 4.0  # px: amplitude of the random global quadratic flow added in training
     predicted_flow_samples: int = 1000  # training pairs whose flow the joint model predicts (cached)
     joint_model: str = "bundled"  # joint model predicting those flows; "bundled" = models/jointnet_tiny.safetensors
+    video_flow_samples: int = 0  # unlabelled real-video pairs whose flow the joint model predicts (cached; 0 = none)
+    video_root: str = ""  # folder video_images are relative to; "" = shared_data_root() ($JOINTPERCEPTION_DATA)
+    video_images: tuple[str, ...] = ()  # image folders or globs of image files (one sequence per folder)
+    video_holdout: tuple[str, ...] = ()  # sequence-name patterns (fnmatch) never trained on
+    video_network_width: int = 320  # the joint model runs at this size, as deployed
+    video_network_height: int = 240
     max_train_minutes: float = 0.0  # stop after this much training wall time (0 = max_steps only)
 
     def validate(self) -> None:
@@ -162,9 +168,14 @@ class MotionConfig:
         if self.base_width < 4:
             raise ConfigError(f"motion.base_width: must be >= 4, got {self.base_width}")
         _choice("motion.motion_model", self.motion_model, ("affine", "quadratic"))
-        for key in ("entropy_weight", "layer_mass_weight", "irls_iterations", "augment_scale", "predicted_flow_samples", "max_train_minutes"):
+        for key in ("entropy_weight", "layer_mass_weight", "irls_iterations", "augment_scale", "predicted_flow_samples",
+                    "video_flow_samples", "max_train_minutes"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"motion.{key}: must be >= 0, got {getattr(self, key)}")
+        _positive("motion.video_network_width", self.video_network_width)
+        _positive("motion.video_network_height", self.video_network_height)
+        if self.video_flow_samples and not self.video_images:
+            raise ConfigError("motion.video_flow_samples: needs motion.video_images (unlabelled image folders or globs)")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ def tiny_config(tmp_path):
 def test_train_resume_and_export(tiny_config, tmp_path):
     run_dir = tmp_path / "run"
     assert main(["train", "--config", str(tiny_config), "--out", str(run_dir), "--max-steps", "3"]) == 0
-    flows = torch.load(run_dir / "flow_train.pt", weights_only=True)
+    flows = torch.load(run_dir / "flow_train.pt", weights_only=True)["tensors"]
     assert flows["gt_flow"].shape == (12, 2, 64, 96) and flows["predicted_flow"].shape == (4, 2, 64, 96)
     assert torch.isfinite(flows["predicted_flow"]).all() and flows["predicted_flow"].abs().max() > 0.1
     assert main(["train", "--config", str(tiny_config), "--out", str(run_dir)]) == 2  # last.pt exists: needs --resume

@@ -4,6 +4,7 @@ network predicts for the same pairs, cached in a run folder (the joint model run
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from jointperception.errors import ModelFileError
 from jointperception.runtime.pipeline import PerceptionPipeline
 
 LOG = logging.getLogger(__name__)
-CACHE_FORMAT = "jointperception-flow-samples-v1"
+CACHE_FORMAT = "jointperception-flow-samples-v2"
 
 
 @dataclass(frozen=True)
@@ -59,24 +60,35 @@ def build_flow_samples(data_cfg: DataConfig, split: str, count: int, predicted_c
     return FlowSamples(gt_flow, predicted, layers)
 
 
-def load_or_build_flow_samples(path: Path, data_cfg: DataConfig, split: str, count: int, predicted_count: int,
-                               joint_model: str | Path | None) -> FlowSamples:
-    """``build_flow_samples`` cached at ``path`` (torch file, weights_only); rebuilt when the
-    cached request (data config, split, counts, model) differs."""
-    key = {"data": repr(data_cfg), "split": split, "count": count, "predicted": predicted_count,
-           "model": str(joint_model)}
+def cached_tensors(path: Path, key: dict, build: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The tensors ``build()`` returns, cached at ``path`` (torch file, weights_only, written
+    atomically) under ``key``; rebuilt when the cached key differs."""
     if path.is_file():
         try:
             cached = torch.load(path, weights_only=True)
         except (RuntimeError, OSError, EOFError) as exc:
             raise ModelFileError(f"{path}: unreadable flow cache ({exc}); delete it to rebuild") from None
         if cached.get("format") == CACHE_FORMAT and cached.get("key") == key:
-            return FlowSamples(cached["gt_flow"], cached["predicted_flow"], cached["layers"])
-    LOG.info("building %s flow samples: %d pairs, %d with predicted flow", split, count, predicted_count)
-    samples = build_flow_samples(data_cfg, split, count, predicted_count, joint_model)
+            return cached["tensors"]
+    tensors = build()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": CACHE_FORMAT, "key": key, "gt_flow": samples.gt_flow,
-                "predicted_flow": samples.predicted_flow, "layers": samples.layers}, tmp)
+    torch.save({"format": CACHE_FORMAT, "key": key, "tensors": tensors}, tmp)
     tmp.replace(path)
-    return samples
+    return tensors
+
+
+def load_or_build_flow_samples(path: Path, data_cfg: DataConfig, split: str, count: int, predicted_count: int,
+                               joint_model: str | Path | None) -> FlowSamples:
+    """``build_flow_samples`` cached at ``path``; rebuilt when the request (data config, split,
+    counts, model) differs from the cached one."""
+    key = {"data": repr(data_cfg), "split": split, "count": count, "predicted": predicted_count,
+           "model": str(joint_model)}
+
+    def build() -> dict[str, torch.Tensor]:
+        LOG.info("building %s flow samples: %d pairs, %d with predicted flow", split, count, predicted_count)
+        samples = build_flow_samples(data_cfg, split, count, predicted_count, joint_model)
+        return {"gt_flow": samples.gt_flow, "predicted_flow": samples.predicted_flow, "layers": samples.layers}
+
+    tensors = cached_tensors(path, key, build)
+    return FlowSamples(tensors["gt_flow"], tensors["predicted_flow"], tensors["layers"])

@@ -1,9 +1,10 @@
 """MotionLayerNet training with the EM loss (train.mode: motion_layers), explicit top to bottom.
 
 Data: exact synthetic flow of ``data.train_samples`` pairs plus the flow the joint model predicts
-for the first ``motion.predicted_flow_samples`` of them, both cached in the run folder
-(``flow_train.pt``, ``flow_val.pt``). Each batch draws from the union, adds a random global
-quadratic flow (the EM loss is invariant to it), and minimises em_loss (θ fitted in closed form,
+for the first ``motion.predicted_flow_samples`` of them and, without labels, for
+``motion.video_flow_samples`` pairs of unlabelled real video (``data/video_flows``), all cached in
+the run folder (``flow_train.pt``, ``flow_val.pt``, ``flow_video.pt``). Each batch draws from the
+union, adds a random global quadratic flow (the EM loss is invariant to it), and minimises em_loss (θ fitted in closed form,
 detached). Validation: best-matching layer J on GT and predicted val flow; score = 1 − mean J.
 Writes metrics.jsonl, last.pt / best.pt (atomic, exact resume) and best.safetensors.
 """
@@ -21,6 +22,7 @@ from torch import nn
 
 from jointperception.config import ExperimentConfig
 from jointperception.data.flow_samples import FlowSamples, load_or_build_flow_samples
+from jointperception.data.video_flows import load_or_build_video_flows
 from jointperception.errors import ConfigError
 from jointperception.eval.layer_metrics import foreground_j, matched_layer_iou
 from jointperception.losses.motion_em import em_loss, random_quadratic_flow
@@ -112,7 +114,11 @@ def train_motion_layers(cfg: ExperimentConfig, run_dir: str | Path, *, resume: s
                                            mc.predicted_flow_samples, joint_model)
     val_set = load_or_build_flow_samples(run_dir / "flow_val.pt", cfg.data, "val", cfg.data.val_samples,
                                          cfg.data.val_samples if mc.predicted_flow_samples else 0, joint_model)
-    pool = torch.cat([train_set.gt_flow, train_set.predicted_flow])
+    video_flow = load_or_build_video_flows(run_dir / "flow_video.pt", mc.video_root, mc.video_images, mc.video_holdout,
+                                           mc.video_flow_samples, tc.seed, joint_model,
+                                           (mc.video_network_width, mc.video_network_height),
+                                           cfg.data.height, cfg.data.width)
+    pool = torch.cat([train_set.gt_flow, train_set.predicted_flow, video_flow])
     log = MetricsLog(run_dir, keep_until_step=progress.step if resume_path else None)
     budget_s = mc.max_train_minutes * 60.0 or math.inf
     last_eval, received, sums, count = -1, 0, {}, 0
