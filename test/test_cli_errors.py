@@ -82,3 +82,9 @@ def test_corrupt_training_checkpoint_on_resume(tmp_path: Path, capsys: pytest.Ca
     code = main(["train", "--config", str(smoke), "--out", str(tmp_path / "run"),
                  "--resume", str(broken), "--device", "cpu"])
     _one_line_error(capsys, code, str(broken))
+
+
+def test_missing_motion_model(tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["eval", "--model", str(model_file), "--motion-model", str(tmp_path / "nope.safetensors"),
+                 "--suites", "synthetic", "--synthetic-pairs", "1"])
+    _one_line_error(capsys, code, "nope.safetensors", "not found")

@@ -1,5 +1,6 @@
 """Unlabelled real-video flow for MotionLayerNet (data/video_flows.py): the bundled joint model's
-flow on the motion grid, its sign and scale, crops, caching, hold-out, and the trainer using it."""
+flow on the motion grid, its sign and scale, crops, caching, hold-out, the trainer using it, and
+a trained motion net fused in place of the bundled one (create_backend motion_model)."""
 from __future__ import annotations
 
 import cv2
@@ -12,7 +13,9 @@ from jointperception.config import config_from_dict
 from jointperception.data.formats import write_image
 from jointperception.data.video_flows import load_or_build_video_flows, predict_video_flows, video_sequences
 from jointperception.data.video_pairs import FrameSequence, VideoPairDataset
-from jointperception.errors import ConfigError
+from jointperception.errors import ConfigError, InputError
+from jointperception.runtime.backends import create_backend
+from jointperception.runtime.pipeline import preprocess
 
 SHIFT = 4  # px per frame at the network size
 
@@ -86,3 +89,10 @@ motion: {{num_layers: 3, base_width: 8, predicted_flow_samples: 0, video_flow_sa
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == 0
     video = torch.load(tmp_path / "run" / "flow_video.pt", weights_only=True)["tensors"]["flow"]
     assert video.shape == (3, 2, 64, 96) and video[0, 0].abs().median() > 1.0  # the texture moves 4 px per frame
+    # the trained 3-layer net, fused behind the bundled joint model instead of the bundled 4-layer one
+    frames = drifting_frames(2, 64, 96)
+    backend = create_backend("torch", motion_model=tmp_path / "run" / "best.safetensors")
+    outputs = backend.infer(preprocess(frames[0], (96, 64)), preprocess(frames[1], (96, 64)))
+    assert outputs["layer_prob"].shape == (1, 3, 64, 96)
+    with pytest.raises(InputError, match="needs backend torch"):
+        create_backend("onnxruntime", motion_model=tmp_path / "run" / "best.safetensors")

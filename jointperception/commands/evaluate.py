@@ -37,6 +37,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None, help="model file (default: the bundled model)")
+    parser.add_argument("--motion-model", type=Path, default=None,
+                        help="MotionLayerNet file fused behind the model (default: the bundled one; torch backend only)")
     parser.add_argument("--backend", default="torch", help="runtime backend (default torch)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--network-size", type=parse_size, default=(320, 240), help="network input WxH for real data")
@@ -57,15 +59,18 @@ def run(args: argparse.Namespace) -> int:
     root = args.data_root or shared_data_root()
     results: dict = {
         "model": str(args.model or "bundled"),
+        "motion_model": str(args.motion_model or "bundled"),
         "backend": args.backend,
         "network_size": list(args.network_size),
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
     }
     if "synthetic" in args.suites:
-        pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, (data_cfg.width, data_cfg.height))
+        pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, (data_cfg.width, data_cfg.height),
+                                                      motion_model=args.motion_model)
         results["synthetic"] = evaluate_synthetic_split(pipeline, data_cfg, args.synthetic_pairs)
         results["synthetic"]["size"] = [data_cfg.width, data_cfg.height]
-    pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, args.network_size)
+    pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, args.network_size,
+                                                  motion_model=args.motion_model)
     real_suites = [s for s in args.suites if s != "synthetic"]
     if real_suites and not root.is_dir():
         print(f"real data not found at {root}: skipping {', '.join(real_suites)}")

@@ -176,6 +176,7 @@ def create_backend(
     input_size: tuple[int, int] | None = None,
     cache_dir: str | Path | None = None,
     precision: str = "fp32",
+    motion_model: str | Path | None = None,
 ) -> Backend:
     """Backend ``name`` (auto | torch | onnxruntime | tensorrt) running the model file ``model_path``
     (None = the bundled ``DEFAULT_MODEL_PATH``; .onnx for onnxruntime) on ``device``.
@@ -188,8 +189,10 @@ def create_backend(
     None = dynamic ONNX) and ``cache_dir`` (ONNX exports and TensorRT engines, keyed by content)
     to onnxruntime and tensorrt. ``precision``: fp32 everywhere; fp16 on torch (CUDA) and
     tensorrt; int8 on onnxruntime (CPU, quantised convolutions) and tensorrt (a calibrated engine
-    from ``build-engine``); auto skips the candidates that cannot run it. Raises InputError for an
-    unknown or unavailable backend or precision, ModelFileError for a bad model file.
+    from ``build-engine``); auto skips the candidates that cannot run it. ``motion_model``: a
+    MotionLayerNet file to fuse instead of the bundled one (torch only: exports and engines fuse the
+    bundled one). Raises InputError for an unknown or unavailable backend or precision,
+    ModelFileError for a bad model file.
     """
     if name not in BACKEND_NAMES:
         raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
@@ -197,13 +200,18 @@ def create_backend(
         raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if name != "auto" and precision not in _PRECISIONS_OF[name]:
         raise InputError(f"backend {name} runs {', '.join(_PRECISIONS_OF[name])}, not {precision}")
+    if motion_model is not None and name != "torch":
+        raise InputError(f"a motion model other than the bundled one needs backend torch, not {name} "
+                         "(ONNX exports and TensorRT engines fuse the bundled one)")
     path = Path(model_path) if model_path is not None else DEFAULT_MODEL_PATH
 
     def torch_backend(torch_device: str) -> Backend:
         check_device(torch_device)
         if path.suffix == ".onnx":
             raise InputError(f"{path}: the torch backend needs a .safetensors or checkpoint model, not ONNX")
-        return TorchBackend(load_model(path, device=torch_device)[0], device=torch_device, fp16=precision == "fp16")
+        motion_net = load_motion_model(motion_model)[0] if motion_model is not None else None
+        return TorchBackend(load_model(path, device=torch_device)[0], device=torch_device, fp16=precision == "fp16",
+                            motion_net=motion_net)
 
     def ort_backend(ort_device: str) -> Backend:
         return OnnxRuntimeBackend(path, ort_device, threads=threads, input_size=input_size, cache_dir=cache_dir,

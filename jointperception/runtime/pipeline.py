@@ -159,15 +159,17 @@ class PerceptionPipeline:
         mask_source: str = "fused",
         threads: int | None = None,
         precision: str = "fp32",
+        motion_model: str | Path | None = None,
     ) -> PerceptionPipeline:
         """Pipeline over model file ``path`` (None = bundled DEFAULT_MODEL_PATH) on ``backend`` at
         ``precision`` (``create_backend``); ``threads``: ONNX Runtime intra-op threads (None = its
-        default; torch threads are global)."""
+        default; torch threads are global); ``motion_model``: a MotionLayerNet file instead of the
+        bundled one (torch backend only)."""
         model_path = Path(path) if path is not None else DEFAULT_MODEL_PATH
         # a fixed network size lets ONNX Runtime / TensorRT use a static-shape graph (faster export)
         options = {} if threads is None else {"threads": threads}
         built = create_backend(backend, model_path, device, input_size=padded_size(network_size), precision=precision,
-                               **options)
+                               motion_model=motion_model, **options)
         return cls(built, network_size, model_path=model_path, flip_average=flip_average, mask_source=mask_source)
 
     def infer_pair(self, first: np.ndarray, second: np.ndarray) -> PairOutputs:
