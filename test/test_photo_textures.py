@@ -30,7 +30,7 @@ def _write_photos(folder: Path, count: int, seed: int) -> Path:
 
 def _write_flat(folder: Path, bgr: tuple[int, int, int]) -> Path:
     folder.mkdir(parents=True)
-    for index in range(2):  # a sequence folder holds at least two frames
+    for index in range(2):
         cv2.imwrite(str(folder / f"{index:05d}.png"), np.full((200, 300, 3), bgr, np.uint8))
     return folder
 
@@ -79,6 +79,13 @@ def test_ground_truth_stays_exact_and_deterministic_on_photo_textures(photo_root
     unmoved = _warp_error(seq.frames[0], seq.frames[1], np.zeros_like(seq.flow_forward[0]), seq.occlusion_forward[0])
     assert error < 2.0  # sharper than procedural textures, so resampling costs a little more
     assert unmoved > 4 * error
+
+
+def test_a_folder_of_one_photo_is_a_pool(tmp_path: Path) -> None:
+    _write_photos(tmp_path / "photos" / "single", 1, seed=3)
+    pool = PhotoTextures(tmp_path / "photos", ["single"], [], 1.0)
+    assert len(pool.frames) == 1
+    assert pool(np.random.default_rng(0), 40, 50).shape == (40, 50, 3)
 
 
 def test_crops_larger_than_a_frame_are_mirrored(photo_root: Path) -> None:

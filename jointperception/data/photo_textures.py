@@ -62,7 +62,8 @@ class PhotoTextures:
     def frames(self) -> tuple[np.ndarray, ...]:
         """Every pool frame, (POOL_SIZE[1], POOL_SIZE[0], 3) uint8 RGB; read on first use."""
         if self._frames is None:
-            sequences = [s for pattern in self.patterns for s in image_sequences(str(self.root / pattern), POOL_SIZE)]
+            sequences = [s for pattern in self.patterns
+                         for s in image_sequences(str(self.root / pattern), POOL_SIZE, min_frames=1)]
             kept = drop_held_out(sequences, self.holdout)
             if not kept:
                 raise InputError(f"{self.root}: every photo texture sequence is held out ({', '.join(self.holdout)})")

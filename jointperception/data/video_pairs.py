@@ -46,16 +46,18 @@ def _resize(frame: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(frame, frame_size, interpolation=cv2.INTER_AREA)
 
 
-def _sequence(name: str, frames: Iterable[np.ndarray], frame_size: tuple[int, int], origin: str) -> FrameSequence:
+def _sequence(name: str, frames: Iterable[np.ndarray], frame_size: tuple[int, int], origin: str,
+              min_frames: int = 2) -> FrameSequence:
     resized = tuple(_resize(frame, frame_size) for frame in frames)
-    if len(resized) < 2:
-        raise InputError(f"{origin}: a sequence needs at least 2 frames, got {len(resized)}")
+    if len(resized) < min_frames:
+        raise InputError(f"{origin}: a sequence needs at least {min_frames} frames, got {len(resized)}")
     return FrameSequence(name, resized)
 
 
-def image_sequences(pattern: str, frame_size: tuple[int, int]) -> list[FrameSequence]:
+def image_sequences(pattern: str, frame_size: tuple[int, int], min_frames: int = 2) -> list[FrameSequence]:
     """A folder or glob: each matching folder is a sequence of all its images; matching image
-    files form one sequence per parent folder. Sorted by name."""
+    files form one sequence per parent folder. Sorted by name. A sequence with fewer than
+    ``min_frames`` images raises InputError naming it (pairs need 2; single photos need 1)."""
     folders: list[Path] = []
     groups: dict[Path, list[Path]] = {}
     for path in sorted(Path(p) for p in glob.glob(pattern)):
@@ -65,8 +67,9 @@ def image_sequences(pattern: str, frame_size: tuple[int, int]) -> list[FrameSequ
             groups.setdefault(path.parent, []).append(path)
     if not folders and not groups:
         raise InputError(f"{pattern}: matches no image folder or image files")
-    sequences = [_sequence(f.name, (frame for _stem, frame in open_frames(f)), frame_size, str(f)) for f in folders]
-    sequences += [_sequence(folder.name, (read_image(f) for f in files), frame_size, str(folder))
+    sequences = [_sequence(f.name, (frame for _stem, frame in open_frames(f)), frame_size, str(f), min_frames)
+                 for f in folders]
+    sequences += [_sequence(folder.name, (read_image(f) for f in files), frame_size, str(folder), min_frames)
                   for folder, files in groups.items()]
     return sorted(sequences, key=lambda s: s.name)
 
