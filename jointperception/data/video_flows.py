@@ -17,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from jointperception.data.flow_samples import cached_tensors
 from jointperception.data.paths import shared_data_root
 from jointperception.data.video_pairs import FrameSequence, VideoPairDataset, drop_held_out, image_sequences
 from jointperception.errors import ConfigError
-from jointperception.models.perception import motion_stride_for
+from jointperception.models.perception import motion_grid_flow, motion_stride_for
 from jointperception.models.weights import load_model
 from jointperception.runtime.pipeline import preprocess
 
@@ -55,8 +54,7 @@ def predict_video_flows(sequences: Sequence[FrameSequence], count: int, seed: in
         frames = sequences[sequence].frames
         flow = network(torch.from_numpy(preprocess(frames[first], network_size)),
                        torch.from_numpy(preprocess(frames[second], network_size)))["flow"]
-        stride = motion_stride_for(flow.shape[-1])
-        grid = flow if stride == 1 else F.avg_pool2d(flow, stride) / stride  # (1, 2, h_grid, w_grid)
+        grid = motion_grid_flow(flow, motion_stride_for(flow.shape[-1]))  # (1, 2, h_grid, w_grid)
         grid_height, grid_width = grid.shape[-2:]
         if grid_height < height or grid_width < width:
             raise ConfigError(f"motion.video_network_size: its motion grid {grid_width}x{grid_height} is smaller "

@@ -35,6 +35,11 @@ def motion_stride_for(width: int) -> int:
     return int(2 ** min(5, max(0, round(math.log2(max(width, 1) / MOTION_GRID_WIDTH)))))
 
 
+def motion_grid_flow(flow: torch.Tensor, stride: int) -> torch.Tensor:
+    """flow (B, 2, H, W) pixels -> (B, 2, H / stride, W / stride) average-pooled, in pixels of that grid."""
+    return flow if stride == 1 else F.avg_pool2d(flow, stride) / stride
+
+
 class PerceptionModel(nn.Module):
     """JointNet + MotionLayerNet over its flow: probabilities instead of logits, tuple outputs.
 
@@ -58,6 +63,5 @@ class PerceptionModel(nn.Module):
         out = self.network(image1, image2)
         flow = out["flow"]
         stride = self.motion_stride or motion_stride_for(flow.shape[-1])
-        coarse = flow if stride == 1 else F.avg_pool2d(flow, stride) / stride
-        layer_prob = channel_softmax(self.motion_net(coarse, output_size=flow.shape[-2:]))
+        layer_prob = channel_softmax(self.motion_net(motion_grid_flow(flow, stride), output_size=flow.shape[-2:]))
         return torch.sigmoid(out["mask_logits"]), flow, torch.sigmoid(out["occlusion_logits"]), layer_prob

@@ -4,8 +4,8 @@ Data: exact synthetic flow of ``data.train_samples`` pairs plus the flow the joi
 for the first ``motion.predicted_flow_samples`` of them and, without labels, for
 ``motion.video_flow_samples`` pairs of unlabelled real video (``data/video_flows``), all cached in
 the run folder (``flow_train.pt``, ``flow_val.pt``, ``flow_video.pt``). Each batch draws from the
-union, adds a random global quadratic flow (the EM loss is invariant to it), and minimises em_loss (θ fitted in closed form,
-detached). Validation: best-matching layer J on GT and predicted val flow; score = 1 − mean J.
+union, adds a random global quadratic flow (the EM loss is invariant to it), and minimises em_loss
+(θ fitted in closed form, detached). Validation: best-matching layer J on GT and predicted val flow; score = 1 − mean J.
 Writes metrics.jsonl, last.pt / best.pt (atomic, exact resume) and best.safetensors.
 """
 from __future__ import annotations
