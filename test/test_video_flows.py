@@ -69,7 +69,7 @@ def test_held_out_sequences_are_left_out_and_errors_name_the_key(tmp_path):
     assert [s.name for s in video_sequences(tmp_path, ["*"], ["cows"], (48, 32))] == ["walk"]
     with pytest.raises(ConfigError, match="motion.video_images"):
         video_sequences(tmp_path, ["walk"], ["wa*"], (48, 32))
-    with pytest.raises(ConfigError, match="motion.video_network_size"):
+    with pytest.raises(ConfigError, match="motion.video_network_width/height"):
         predict_video_flows(video_sequences(tmp_path, ["walk"], [], (48, 32)), 1, 0, None, (48, 32), 64, 96)
     with pytest.raises(ConfigError, match="motion.video_images"):
         config_from_dict({"motion": {"video_flow_samples": 10}})

@@ -57,7 +57,7 @@ def predict_video_flows(sequences: Sequence[FrameSequence], count: int, seed: in
         grid = motion_grid_flow(flow, motion_stride_for(flow.shape[-1]))  # (1, 2, h_grid, w_grid)
         grid_height, grid_width = grid.shape[-2:]
         if grid_height < height or grid_width < width:
-            raise ConfigError(f"motion.video_network_size: its motion grid {grid_width}x{grid_height} is smaller "
+            raise ConfigError(f"motion.video_network_width/height: its motion grid {grid_width}x{grid_height} is smaller "
                               f"than the training flow {width}x{height} (data.width x data.height)")
         rng = np.random.default_rng([seed + index, 2])
         top = int(rng.integers(0, grid_height - height + 1))
