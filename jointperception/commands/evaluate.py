@@ -49,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame-step", type=int, default=1, help="DAVIS: score every k-th frame")
     parser.add_argument("--out", type=Path, default=None, help="write the results JSON here")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--flip-average", action="store_true",
+                        help="average every pair with its mirror (SegFlow's \"Ours²\"; twice the inference time)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,15 +64,16 @@ def run(args: argparse.Namespace) -> int:
         "motion_model": str(args.motion_model or "bundled"),
         "backend": args.backend,
         "network_size": list(args.network_size),
+        "flip_average": args.flip_average,
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
     }
     if "synthetic" in args.suites:
         pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, (data_cfg.width, data_cfg.height),
-                                                      motion_model=args.motion_model)
+                                                      motion_model=args.motion_model, flip_average=args.flip_average)
         results["synthetic"] = evaluate_synthetic_split(pipeline, data_cfg, args.synthetic_pairs)
         results["synthetic"]["size"] = [data_cfg.width, data_cfg.height]
     pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, args.network_size,
-                                                  motion_model=args.motion_model)
+                                                  motion_model=args.motion_model, flip_average=args.flip_average)
     real_suites = [s for s in args.suites if s != "synthetic"]
     if real_suites and not root.is_dir():
         print(f"real data not found at {root}: skipping {', '.join(real_suites)}")
