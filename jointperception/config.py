@@ -95,7 +95,7 @@ class TrainConfig:
             _positive(f"train.{key}", getattr(self, key))
         if self.min_lr > self.lr:
             raise ConfigError(f"train.min_lr: must be <= train.lr ({self.lr}), got {self.min_lr}")
-        for key in ("warmup_steps", "weight_decay", "flow_weight", "occlusion_weight", "min_phase_steps"):
+        for key in ("warmup_steps", "weight_decay", "flow_weight", "occlusion_weight", "min_phase_steps", "seed"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"train.{key}: must be >= 0, got {getattr(self, key)}")
 

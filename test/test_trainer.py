@@ -159,6 +159,10 @@ def test_cli_overrides_build_a_new_config() -> None:
     assert longer.train.max_steps == 5 and cfg.train.max_steps == 16 and longer.data == cfg.data
     with pytest.raises(ConfigError, match="max_steps"):
         apply_overrides(cfg, 0)
+    reseeded = apply_overrides(cfg, seed=7)
+    assert reseeded.train.seed == 7 and reseeded.train.max_steps == cfg.train.max_steps and cfg.train.seed == 0
+    with pytest.raises(ConfigError, match="train.seed"):
+        apply_overrides(cfg, seed=-1)
 
 
 def branch_state_names(branch: str) -> set[str]:

@@ -24,20 +24,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", default=None, metavar="PATH|auto",
                         help="continue from a checkpoint; auto = OUT/last.pt when it exists")
     parser.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
+    parser.add_argument("--seed", type=int, default=None, help="override train.seed (e.g. to measure seed spread)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: %(default)s")
 
 
-def apply_overrides(cfg: ExperimentConfig, max_steps: int | None) -> ExperimentConfig:
+def apply_overrides(cfg: ExperimentConfig, max_steps: int | None = None, seed: int | None = None) -> ExperimentConfig:
     """A new validated config with the command-line overrides (the loaded one is never mutated)."""
-    if max_steps is None:
+    overrides = {key: value for key, value in (("max_steps", max_steps), ("seed", seed)) if value is not None}
+    if not overrides:
         return cfg
-    new = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=max_steps))
+    new = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
     new.validate()
     return new
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = apply_overrides(load_config(args.config), args.max_steps)
+    cfg = apply_overrides(load_config(args.config), args.max_steps, args.seed)
     run_dir = args.out if args.out is not None else Path("runs") / args.config.stem
     command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
     if cfg.train.mode == "selfsup":  # Every Frame Counts fine-tuning on unlabelled video (CPU)
