@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from jointperception.cli import main
+from jointperception.runtime.motion_layers import MASK_SOURCES
 
 PAIRS = "3"
 
@@ -31,7 +32,7 @@ def test_synthetic_suite_scores_ours_beside_dis(plain: dict) -> None:
     assert set(synthetic["flow"]) == {"ours", "dis_medium"}
     for flow in synthetic["flow"].values():
         assert math.isfinite(flow["epe_all"]) and flow["epe_all"] >= 0.0 and flow["ms_per_pair"] > 0.0
-    assert set(synthetic["mask"]) == {"ours_fused", "ours_segmentation", "ours_motion", "classical_dis_medium"}
+    assert set(synthetic["mask"]) == {f"ours_{source}" for source in MASK_SOURCES} | {"classical_dis_medium"}
     # the bundled model is trained: its published mask finds the movers (validation mean J 0.95)
     assert synthetic["mask"]["ours_fused"]["j_mean"] > 0.5
 

@@ -9,6 +9,7 @@ from jointperception.runtime.motion_layers import (
     argmax_layers,
     fuse_mask_probability,
     order_by_area,
+    residual_mask,
     split_layers,
 )
 
@@ -48,13 +49,37 @@ def test_split_layers_survives_nan_probabilities() -> None:
     assert ids.shape == (4, 4) and np.isfinite(moving).all()
 
 
-@pytest.mark.parametrize("source,expected", [("segmentation", 0.9), ("motion", 0.3), ("fused", 0.6)])
+@pytest.mark.parametrize("source,expected", [("segmentation", 0.9), ("motion", 0.3), ("residual", 1.0), ("fused", 2.2 / 3)])
 def test_mask_sources(source: str, expected: float) -> None:
-    out = fuse_mask_probability(np.full((2, 2), 0.9), np.full((2, 2), 0.3), source)
+    out = fuse_mask_probability(np.full((2, 2), 0.9), np.full((2, 2), 0.3), np.ones((2, 2)), source)
     np.testing.assert_allclose(out, expected)
     assert source in MASK_SOURCES
 
 
+def test_fused_mask_is_a_vote_of_the_three_cues() -> None:
+    seg = np.array([[0.9, 0.9, 0.1, 0.1]])
+    moving = np.array([[0.9, 0.9, 0.9, 0.1]])
+    residual = np.array([[1.0, 0.0, 1.0, 0.0]])
+    # two confident cues win, one alone does not
+    assert (fuse_mask_probability(seg, moving, residual, "fused") > 0.5).tolist() == [[True, True, True, False]]
+
+
+def test_residual_mask_marks_the_mover() -> None:
+    flow = np.zeros((1, 2, 64, 96), np.float32)
+    flow[0, 0] = 0.5  # the dominant motion: 0.5 px to the right everywhere ...
+    flow[0, :, 16:40, 24:56] = [[[3.0]], [[-2.0]]]  # ... and one block moving its own way
+    flow[0, :, 48:, :] = 100.0  # stride padding below the 48-row image: ignored
+    mask = residual_mask(flow, 48, 96)
+    assert mask.shape == (1, 1, 64, 96) and mask.dtype == np.float32
+    assert mask[0, 0, 16:40, 24:56].all() and mask[0, 0, 48:].sum() == 0
+    assert mask[0, 0, :48].sum() == 24 * 32
+
+
+def test_residual_mask_of_nan_flow_is_empty() -> None:
+    flow = np.full((1, 2, 32, 32), np.nan, np.float32)
+    assert residual_mask(flow, 32, 32).sum() == 0
+
+
 def test_unknown_mask_source_is_refused() -> None:
     with pytest.raises(ValueError, match="mask source must be one of"):
-        fuse_mask_probability(np.zeros(1), np.zeros(1), "both")
+        fuse_mask_probability(np.zeros(1), np.zeros(1), np.zeros(1), "both")

@@ -94,8 +94,9 @@ def test_outputs_at_camera_resolution(pipeline: PerceptionPipeline, height: int,
     assert 0.0 <= out.mask_probability.min() and out.mask_probability.max() <= 1.0
     np.testing.assert_array_equal(out.mask, out.mask_probability > pipeline.mask_threshold)
     # the published mask is the fused rule of runtime.motion_layers (bilinear resizing is linear)
-    np.testing.assert_allclose(out.mask_probability, 0.5 * (out.segmentation_probability + out.moving_probability),
-                               atol=1e-5)
+    cues = out.segmentation_probability + out.moving_probability + out.residual_probability
+    np.testing.assert_allclose(out.mask_probability, cues / 3.0, atol=1e-5)
+    assert 0.0 <= out.residual_probability.min() and out.residual_probability.max() <= 1.0
     areas = np.bincount(out.layers.ravel())
     assert out.layers.max() < 5 and areas[0] == areas.max()  # K <= 5 layers; 0 is the largest
     assert out.latency_ms > 0.0
@@ -104,7 +105,8 @@ def test_outputs_at_camera_resolution(pipeline: PerceptionPipeline, height: int,
 def test_results_are_fresh_arrays(pipeline: PerceptionPipeline) -> None:
     first, second = _frames(48, 96, seed=4)  # equal to the network size: no resize copies
     a = pipeline.infer_pair(first, second)
-    saved = {name: getattr(a, name).copy() for name in ("mask", "mask_probability", "segmentation_probability", "moving_probability", "flow", "occlusion", "layers")}
+    saved = {name: getattr(a, name).copy() for name in ("mask", "mask_probability", "segmentation_probability", "moving_probability",
+                                                "residual_probability", "flow", "occlusion", "layers")}
     for name in saved:
         getattr(a, name)[...] = 1
     b = pipeline.infer_pair(first, second)

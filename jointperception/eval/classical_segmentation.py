@@ -27,11 +27,10 @@ def affine_design(xs: np.ndarray, ys: np.ndarray, height: int, width: int) -> np
 
 
 def _weighted_ridge_lstsq(design: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """argmin_theta sum_i w_i |P_i theta - f_i|^2 + RIDGE |theta|^2: (N,3), (N,2), (N,) -> (3, 2)."""
-    sqrt_w = np.sqrt(weights)[:, None]
-    a = np.concatenate([design * sqrt_w, np.sqrt(RIDGE) * np.eye(3)])
-    b = np.concatenate([target * sqrt_w, np.zeros((3, 2))])
-    return np.linalg.lstsq(a, b, rcond=None)[0]
+    """argmin_theta sum_i w_i |P_i theta - f_i|^2 + RIDGE |theta|^2: (N,3), (N,2), (N,) -> (3, 2),
+    by its 3x3 normal equations (P^T W P + RIDGE I) theta = P^T W f."""
+    weighted = design * weights[:, None]
+    return np.linalg.solve(weighted.T @ design + RIDGE * np.eye(3), weighted.T @ target)
 
 
 def fit_dominant_affine(flow: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
@@ -93,17 +92,19 @@ def classical_motion_segmentation(flow: np.ndarray, min_residual: float = 0.5) -
     if flow.ndim != 3 or flow.shape[2] != 2 or flow.shape[0] < 1 or flow.shape[1] < 1:
         raise InputError(f"flow must be (H, W, 2), got shape {flow.shape}")
     height, width = flow.shape[:2]
-    with np.errstate(invalid="ignore"):
-        valid = (np.abs(flow) <= MAX_FLOW).all(axis=2)  # False for NaN/Inf too
-    flow = np.where(valid[..., None], flow, 0.0).astype(np.float32)
+    with np.errstate(invalid="ignore"):  # per component: faster than a reduction over the last axis
+        valid = (np.abs(flow[..., 0]) <= MAX_FLOW) & (np.abs(flow[..., 1]) <= MAX_FLOW)  # False for NaN/Inf too
+    flow = flow.astype(np.float32, copy=False) if valid.all() else np.where(valid[..., None], flow, 0.0).astype(np.float32)
     theta = fit_dominant_affine(flow, valid)
     if theta is None:
         return np.zeros((height, width), dtype=bool)
-    x = affine_design(np.arange(width, dtype=np.float64), np.zeros(width), height, width)[:, 1]
-    y = affine_design(np.zeros(height), np.arange(height, dtype=np.float64), height, width)[:, 2]
-    # f_theta(x, y) = theta_0 + theta_1 x + theta_2 y, per component, by broadcasting
-    affine = (theta[0] + x[None, :, None] * theta[1] + y[:, None, None] * theta[2]).astype(np.float32)
-    residual = np.sqrt(((flow - affine) ** 2).sum(axis=2))
+    x = affine_design(np.arange(width, dtype=np.float64), np.zeros(width), height, width)[:, 1].astype(np.float32)
+    y = affine_design(np.zeros(height), np.arange(height, dtype=np.float64), height, width)[:, 2].astype(np.float32)
+    theta = theta.astype(np.float32)
+    # residual of each component against f_theta(x, y) = theta_0 + theta_1 x + theta_2 y (broadcast)
+    du = flow[..., 0] - (theta[0, 0] + x[None, :] * theta[1, 0] + y[:, None] * theta[2, 0])
+    dv = flow[..., 1] - (theta[0, 1] + x[None, :] * theta[1, 1] + y[:, None] * theta[2, 1])
+    residual = cv2.magnitude(du, dv)
     residual[~valid] = 0.0
     threshold = max(_otsu_threshold(residual[valid]), min_residual)
     return largest_component(valid & (residual > threshold))

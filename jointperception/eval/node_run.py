@@ -58,6 +58,7 @@ def _outputs(images: dict[str, np.ndarray]) -> PairOutputs:
     mask_probability = images["mask"].astype(np.float32) / 255.0  # the branch probabilities are not published
     return PairOutputs(mask=images["mask"] > 0, mask_probability=mask_probability,
                        segmentation_probability=mask_probability, moving_probability=mask_probability,
+                       residual_probability=mask_probability,
                        flow=images["flow"], occlusion=images["occlusion"] > 0, layers=images["motion_layers"],
                        latency_ms=float("nan"))
 

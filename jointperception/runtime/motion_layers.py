@@ -7,15 +7,22 @@ layer, which is the background (the paper's rule); every other layer moves relat
 Published mask (``MASK_SOURCES``):
     segmentation  p = p_seg                         the segmentation branch alone
     motion        p = 1 - g_background              every non-background layer
-    fused         p = (p_seg + 1 - g_background) / 2  the mean of the two (the default)
-and mask = p > threshold. With threshold 0.5, ``fused`` keeps a pixel when the branches agree,
-or when one is more confident than the other is against it.
+    residual      p = r                             r = 1 where the graph's flow moves unlike its robust
+                                                    dominant affine motion (residual > Otsu, largest
+                                                    component: eval.classical_segmentation), else 0
+    fused         p = (p_seg + 1 - g_background + r) / 3  the mean of the three (the default)
+and mask = p > threshold. With threshold 0.5, ``fused`` keeps a pixel when two of the three cues
+say it moves, or when one is certain and the other two are unsure. The residual cue keeps one
+mover (the primary object); the motion layers keep every mover, so scenes with several movers
+keep the others where the segmentation branch agrees with the layers.
 """
 from __future__ import annotations
 
 import numpy as np
 
-MASK_SOURCES = ("fused", "segmentation", "motion")
+from jointperception.eval.classical_segmentation import classical_motion_segmentation
+
+MASK_SOURCES = ("fused", "segmentation", "motion", "residual")
 
 
 def order_by_area(labels: np.ndarray, num_layers: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,20 +59,32 @@ def split_layers(layer_prob: np.ndarray, height: int, width: int) -> tuple[np.nd
     return ids, moving[None, None].astype(np.float32, copy=False)
 
 
-def fuse_mask_probability(mask_prob: np.ndarray, moving_prob: np.ndarray, source: str) -> np.ndarray:
+def residual_mask(flow: np.ndarray, height: int, width: int) -> np.ndarray:
+    """flow (1, 2, h_pad, w_pad) network pixels -> (1, 1, h_pad, w_pad) float32 in {0, 1}: the
+    dominant-motion residual rule on the unpadded flow at the network resolution (on the 2x pooled
+    motion grid it lost 0.05 DAVIS J). Non-finite flow is background (the rule ignores it)."""
+    field = flow[0, :, :height, :width].transpose(1, 2, 0)
+    out = np.zeros((1, 1) + flow.shape[2:], dtype=np.float32)
+    out[0, 0, :height, :width] = classical_motion_segmentation(field)
+    return out
+
+
+def fuse_mask_probability(mask_prob: np.ndarray, moving_prob: np.ndarray, residual: np.ndarray, source: str) -> np.ndarray:
     """Probability the published mask thresholds; inputs and output of one shape ((1, 1, h, w) or (H, W))."""
     if source == "segmentation":
         return mask_prob
     if source == "motion":
         return moving_prob
+    if source == "residual":
+        return residual
     if source == "fused":
-        return 0.5 * (mask_prob + moving_prob)
+        return (mask_prob + moving_prob + residual) / 3.0
     raise ValueError(f"mask source must be one of {', '.join(MASK_SOURCES)}, got {source!r}")
 
 
 def source_masks(outputs: object, threshold: float) -> dict[str, np.ndarray]:
     """Every mask source of one PairOutputs (runtime.pipeline) at ``threshold``: "fused",
-    "segmentation", "motion" -> (H, W) bool; lets evaluations score all three from one inference."""
-    segmentation = outputs.segmentation_probability
-    moving = outputs.moving_probability
-    return {source: fuse_mask_probability(segmentation, moving, source) > threshold for source in MASK_SOURCES}
+    "segmentation", "motion", "residual" -> (H, W) bool; lets evaluations score all of them from
+    one inference."""
+    cues = (outputs.segmentation_probability, outputs.moving_probability, outputs.residual_probability)
+    return {source: fuse_mask_probability(*cues, source) > threshold for source in MASK_SOURCES}
