@@ -75,6 +75,12 @@ def test_residual_mask_marks_the_mover() -> None:
     assert mask[0, 0, :48].sum() == 24 * 32
 
 
+def test_sources_without_the_residual_cue_need_none() -> None:
+    seg, moving = np.full((2, 2), 0.9), np.full((2, 2), 0.3)
+    np.testing.assert_allclose(fuse_mask_probability(seg, moving, None, "segmentation"), 0.9)
+    np.testing.assert_allclose(fuse_mask_probability(seg, moving, None, "motion"), 0.3)
+
+
 def test_residual_mask_of_nan_flow_is_empty() -> None:
     flow = np.full((1, 2, 32, 32), np.nan, np.float32)
     assert residual_mask(flow, 32, 32).sum() == 0

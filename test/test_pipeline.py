@@ -10,6 +10,7 @@ from jointperception.errors import InputError
 from jointperception.models import build_model
 from jointperception.models.normalize import NETWORK_STRIDE, normalize_images
 from jointperception.runtime.backends import TorchBackend
+from jointperception.runtime.motion_layers import source_masks
 from jointperception.runtime.pipeline import (
     PerceptionPipeline,
     padded_size,
@@ -100,6 +101,16 @@ def test_outputs_at_camera_resolution(pipeline: PerceptionPipeline, height: int,
     areas = np.bincount(out.layers.ravel())
     assert out.layers.max() < 5 and areas[0] == areas.max()  # K <= 5 layers; 0 is the largest
     assert out.latency_ms > 0.0
+
+
+def test_sources_without_the_residual_cue_skip_it(pipeline: PerceptionPipeline) -> None:
+    first, second = _frames(48, 96, seed=2)
+    branch_only = PerceptionPipeline(pipeline.backend, network_size=NETWORK_SIZE, mask_source="segmentation")
+    out = branch_only.infer_pair(first, second)
+    assert out.residual_probability is None
+    np.testing.assert_array_equal(out.mask, out.segmentation_probability > branch_only.mask_threshold)
+    with pytest.raises(ValueError, match="residual cue"):
+        source_masks(out, 0.5)
 
 
 def test_results_are_fresh_arrays(pipeline: PerceptionPipeline) -> None:

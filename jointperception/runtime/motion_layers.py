@@ -23,6 +23,7 @@ import numpy as np
 from jointperception.eval.classical_segmentation import classical_motion_segmentation
 
 MASK_SOURCES = ("fused", "segmentation", "motion", "residual")
+RESIDUAL_SOURCES = ("fused", "residual")  # the sources that need the residual cue (8 ms at 320x240)
 
 
 def order_by_area(labels: np.ndarray, num_layers: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,8 +70,10 @@ def residual_mask(flow: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-def fuse_mask_probability(mask_prob: np.ndarray, moving_prob: np.ndarray, residual: np.ndarray, source: str) -> np.ndarray:
-    """Probability the published mask thresholds; inputs and output of one shape ((1, 1, h, w) or (H, W))."""
+def fuse_mask_probability(mask_prob: np.ndarray, moving_prob: np.ndarray, residual: np.ndarray | None,
+                          source: str) -> np.ndarray:
+    """Probability the published mask thresholds; inputs and output of one shape ((1, 1, h, w) or (H, W));
+    ``residual`` may be None for a source outside RESIDUAL_SOURCES."""
     if source == "segmentation":
         return mask_prob
     if source == "motion":
@@ -85,6 +88,8 @@ def fuse_mask_probability(mask_prob: np.ndarray, moving_prob: np.ndarray, residu
 def source_masks(outputs: object, threshold: float) -> dict[str, np.ndarray]:
     """Every mask source of one PairOutputs (runtime.pipeline) at ``threshold``: "fused",
     "segmentation", "motion", "residual" -> (H, W) bool; lets evaluations score all of them from
-    one inference."""
+    one inference; needs a pipeline whose mask source computes the residual cue (RESIDUAL_SOURCES)."""
+    if outputs.residual_probability is None:
+        raise ValueError(f"scoring every mask source needs the residual cue: use a mask source in {RESIDUAL_SOURCES}")
     cues = (outputs.segmentation_probability, outputs.moving_probability, outputs.residual_probability)
     return {source: fuse_mask_probability(*cues, source) > threshold for source in MASK_SOURCES}

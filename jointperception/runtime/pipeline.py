@@ -22,6 +22,7 @@ from jointperception.models.weights import DEFAULT_MODEL_PATH
 from jointperception.runtime.backends import Backend, create_backend
 from jointperception.runtime.motion_layers import (
     MASK_SOURCES,
+    RESIDUAL_SOURCES,
     fuse_mask_probability,
     residual_mask,
     split_layers,
@@ -36,7 +37,8 @@ class PairOutputs:
     mask_probability: np.ndarray  # (H, W) float32 in [0, 1], fused as the pipeline's mask_source says
     segmentation_probability: np.ndarray  # (H, W) float32 in [0, 1], the segmentation branch
     moving_probability: np.ndarray  # (H, W) float32 in [0, 1], 1 - p(background motion layer)
-    residual_probability: np.ndarray  # (H, W) float32 in [0, 1], 1 where the flow moves unlike its dominant motion
+    residual_probability: np.ndarray | None  # (H, W) float32 in [0, 1], 1 where the flow moves unlike its
+    # dominant motion; None when the mask source does not use it (runtime.motion_layers.RESIDUAL_SOURCES)
     flow: np.ndarray  # (H, W, 2) float32, pixels, first -> second
     occlusion: np.ndarray  # (H, W) bool, pixels of first not visible in second
     layers: np.ndarray  # (H, W) uint8 motion-layer ids, 0 = background (the largest layer)
@@ -198,7 +200,7 @@ class PerceptionPipeline:
             restored = unmirror_outputs(mirrored, width)
             moving = 0.5 * (moving + split_layers(restored["layer_prob"], height, width)[1])
             raw = {name: 0.5 * (value + restored[name]) for name, value in raw.items() if name != "layer_prob"}
-        residual = residual_mask(raw["flow"], height, width)
+        residual = residual_mask(raw["flow"], height, width) if self.mask_source in RESIDUAL_SOURCES else None
         fused = fuse_mask_probability(raw["mask_prob"], moving, residual, self.mask_source)
         mask_probability = restore_probability(fused, self.network_size, camera_size)
         occlusion_probability = restore_probability(raw["occlusion_prob"], self.network_size, camera_size)
@@ -207,7 +209,7 @@ class PerceptionPipeline:
             mask_probability=mask_probability,
             segmentation_probability=restore_probability(raw["mask_prob"], self.network_size, camera_size),
             moving_probability=restore_probability(moving, self.network_size, camera_size),
-            residual_probability=restore_probability(residual, self.network_size, camera_size),
+            residual_probability=None if residual is None else restore_probability(residual, self.network_size, camera_size),
             flow=restore_flow(raw["flow"], self.network_size, camera_size),
             occlusion=occlusion_probability > self.occlusion_threshold,
             layers=cv2.resize(ids, camera_size, interpolation=cv2.INTER_NEAREST) if ids.shape != first.shape[:2] else ids,
