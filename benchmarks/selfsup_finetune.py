@@ -43,7 +43,7 @@ import torch
 from jointperception.config import ExperimentConfig, load_config
 from jointperception.data.paths import shared_data_root
 from jointperception.data.real import sintel_pairs
-from jointperception.eval.davis_eval import score_sequences
+from jointperception.eval.davis_eval import per_pair, score_sequences
 from jointperception.eval.flow_eval import score_flow_pairs
 from jointperception.models.weights import DEFAULT_MODEL_PATH
 from jointperception.runtime.pipeline import PerceptionPipeline
@@ -75,7 +75,7 @@ def held_out_scores(model_path: Path, root: Path) -> dict[str, float]:
     for pass_name in ("clean", "final"):
         pairs = [p for p in sintel_pairs(root / "sintel", (pass_name,)) if HELD_OUT_SINTEL in p.name]
         scores[f"sintel_{pass_name}_epe"] = score_flow_pairs(pairs, predictors)["ours"]["epe_all"]
-    davis = score_sequences(root / "davis2016", {"ours": lambda a, b: pipeline.infer_pair(a, b).mask},
+    davis = score_sequences(root / "davis2016", {"ours": per_pair(lambda a, b: pipeline.infer_pair(a, b).mask)},
                             list(HELD_OUT_DAVIS))["ours"]
     scores["davis_j"] = davis["j_mean"]
     scores["davis_per_sequence_j"] = davis["per_sequence_j"]

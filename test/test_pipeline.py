@@ -10,6 +10,7 @@ from jointperception.errors import InputError
 from jointperception.models import build_model
 from jointperception.models.normalize import NETWORK_STRIDE, normalize_images
 from jointperception.runtime.backends import TorchBackend
+from jointperception.runtime.mask_memory import MaskMemory
 from jointperception.runtime.motion_layers import source_masks
 from jointperception.runtime.pipeline import (
     PerceptionPipeline,
@@ -111,6 +112,23 @@ def test_sources_without_the_residual_cue_skip_it(pipeline: PerceptionPipeline) 
     np.testing.assert_array_equal(out.mask, out.segmentation_probability > branch_only.mask_threshold)
     with pytest.raises(ValueError, match="residual cue"):
         source_masks(out, 0.5)
+
+
+@pytest.mark.parametrize("mask_source", ["fused", "segmentation"])
+def test_mask_memory_filters_only_the_published_mask(pipeline: PerceptionPipeline, mask_source: str) -> None:
+    pipe = PerceptionPipeline(pipeline.backend, network_size=NETWORK_SIZE, mask_source=mask_source)
+    first, second = _frames(60, 100, seed=5)  # resized to the network size and back
+    plain = [pipe.infer_pair(first, second), pipe.infer_pair(second, first)]  # a stream: (newest, previous)
+    memory, no_memory = MaskMemory(0.7), MaskMemory(0.0)
+    kept = [pipe.infer_pair(first, second, memory), pipe.infer_pair(second, first, memory)]
+    unkept = [pipe.infer_pair(first, second, no_memory), pipe.infer_pair(second, first, no_memory)]
+    # the first frame of a stream has nothing to carry; weight 0 never carries anything
+    np.testing.assert_allclose(kept[0].mask_probability, plain[0].mask_probability, atol=1e-6)
+    np.testing.assert_allclose(unkept[1].mask_probability, plain[1].mask_probability, atol=1e-6)
+    assert np.abs(kept[1].mask_probability - plain[1].mask_probability).max() > 1e-3
+    np.testing.assert_array_equal(kept[1].mask, kept[1].mask_probability > pipe.mask_threshold)
+    for cue in ("segmentation_probability", "moving_probability", "flow"):  # the pair's own, unfiltered
+        np.testing.assert_allclose(getattr(kept[1], cue), getattr(plain[1], cue), atol=1e-6, err_msg=cue)
 
 
 def test_results_are_fresh_arrays(pipeline: PerceptionPipeline) -> None:

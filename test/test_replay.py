@@ -1,5 +1,5 @@
 """record-sample -> replay: the output bag carries every output topic with the input stamps, the
-outputs are the node's infer_pair(newest, previous), GT is scored, and the report is written."""
+outputs are the node's infer_pair(newest, previous, memory), GT is scored, and the report is written."""
 from __future__ import annotations
 
 import json
@@ -19,6 +19,7 @@ from jointperception.eval.replay import ReplaySettings, replay_bag
 from jointperception.models import build_model
 from jointperception.models.weights import save_weights
 from jointperception.ros.convert import EncodedImage, decode_image, image_to_rgb
+from jointperception.runtime.mask_memory import MaskMemory
 from jointperception.runtime.pipeline import PerceptionPipeline
 
 TOPIC = "/camera/image_raw"
@@ -84,7 +85,8 @@ def test_output_bag_has_every_output_with_input_stamps(replayed: tuple[Path, Pat
 
     pipeline = PerceptionPipeline.from_model_file(model_file, "torch", "cpu", NETWORK)
     rgb = [image_to_rgb(*r[2:]) for r in inputs]
-    expected = [pipeline.infer_pair(rgb[t], rgb[t - 1]) for t in range(1, len(rgb))]  # (newest, previous)
+    memory = MaskMemory()  # the node's default, as replay's
+    expected = [pipeline.infer_pair(rgb[t], rgb[t - 1], memory) for t in range(1, len(rgb))]  # (newest, previous)
     outputs = {name: list(read_image_messages(out, f"{PREFIX}/{name}")) for name in OUTPUTS}
     for name, (encoding, channels) in OUTPUTS.items():
         records = outputs[name]

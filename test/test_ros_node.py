@@ -46,6 +46,7 @@ from ros_helpers import (  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from jointperception.data.formats import write_image  # noqa: E402
+from jointperception.runtime.mask_memory import DEFAULT_MEMORY_WEIGHT, MaskMemory  # noqa: E402
 from jointperception.runtime.pipeline import PerceptionPipeline  # noqa: E402
 from jointperception.viz import flow_to_color, overlay_mask  # noqa: E402
 
@@ -93,8 +94,10 @@ def test_outputs_carry_the_input_header_encoding_and_size(link: Link, model_file
                       p=[200.0, 0.0, 96.0, 0.0, 0.0, 200.0, 64.0, 0.0, 0.0, 0.0, 1.0, 0.0])
     link.info_pub.publish(info)
     link.probe.spin_for(0.2)
+    assert _set(link, "mask_memory", 0.0).successful  # a retried pair (send_pair) must not carry a mask over
     frame = random_frame(1)
     stamp, outputs = send_pair(link, 10.25, frame)
+    assert _set(link, "mask_memory", DEFAULT_MEMORY_WEIGHT).successful
     newest = np.roll(frame, 3, axis=1)
     for name, encoding in OUTPUTS.items():
         msg = outputs[name]
@@ -136,17 +139,44 @@ def _set(link: Link, name: str, value: object):
     return _call(link, SetParameters, "set_parameters", request).results[0]
 
 
+def test_mask_memory_carries_the_last_mask_into_the_newest(link: Link, model_file: Path) -> None:
+    """Frames A, B, C in a row: C's mask is the pipeline's with the memory of B, not C's own."""
+    assert _set(link, "mask_memory", 0.95).successful
+    # the untrained net's occlusion would gate every pixel, and its mask probability stays below 0.5
+    assert _set(link, "occlusion_threshold", 1.0).successful and _set(link, "mask_threshold", 0.3).successful
+    assert _set(link, "reset_gap_s", 0.5).successful  # a retried pair (1 s later) starts afresh
+    a = random_frame(11)
+    b, c = np.roll(a, 3, axis=1), np.roll(a, 6, axis=1)
+    stamp, _ = send_pair(link, 50.0, a)  # A, then B at stamp
+    link.send(stamp + 0.1, c)
+    assert link.probe.spin_until(lambda: link.output_for(stamp + 0.1, ("mask",)) is not None, 10.0)
+    mask = decode_msg(link.output_for(stamp + 0.1, ("mask",))["mask"]) > 0
+    for name, value in (("mask_memory", DEFAULT_MEMORY_WEIGHT), ("reset_gap_s", 1.0), ("occlusion_threshold", 0.5), ("mask_threshold", 0.5)):
+        assert _set(link, name, value).successful
+
+    pipeline = PerceptionPipeline.from_model_file(model_file, network_size=(WIDTH, HEIGHT))
+    pipeline.occlusion_threshold, pipeline.mask_threshold = 1.0, 0.3
+    memory = MaskMemory(0.95)
+    pipeline.infer_pair(b, a, memory)
+    expected, plain = pipeline.infer_pair(c, b, memory), pipeline.infer_pair(c, b)
+    decided = np.abs(expected.mask_probability - 0.3) > 1e-3
+    np.testing.assert_array_equal(mask[decided], expected.mask[decided])
+    assert (mask[decided] != plain.mask[decided]).any()  # the memory changed what was published
+
+
 def test_parameters_are_validated_and_applied_on_set(link: Link) -> None:
     assert _set(link, "mask_threshold", 0.25).successful
     values = _call(link, GetParameters, "get_parameters", GetParameters.Request(names=["mask_threshold"])).values
     assert values[0].double_value == 0.25
     for name, value in [("mask_threshold", 1.5), ("max_rate_hz", -1.0), ("reset_gap_s", "long"),
                         ("backend", "onnxruntime"), ("network_width", 10),
-                        ("mask_source", "both")]:
+                        ("mask_source", "both"), ("mask_memory", 0.99), ("mask_memory", -0.1)]:
         result = _set(link, name, value)
         assert not result.successful and result.reason, (name, value)
     for source in ("segmentation", "motion", "fused"):
         assert _set(link, "mask_source", source).successful
+    for weight in (0.0, DEFAULT_MEMORY_WEIGHT):  # memory off, then the default again
+        assert _set(link, "mask_memory", weight).successful
 
     for threshold, expected in [(1.0, 0), (0.0, 255)]:  # probability > 1 never, > 0 always
         assert _set(link, "mask_threshold", threshold).successful

@@ -18,6 +18,7 @@ from jointperception.errors import InputError
 from jointperception.eval.davis_eval import evaluate_davis
 from jointperception.eval.flow_eval import flow_predictors, score_flow_pairs
 from jointperception.eval.synthetic_benchmark import evaluate_synthetic_split
+from jointperception.runtime.mask_memory import DEFAULT_MEMORY_WEIGHT, MAX_MEMORY_WEIGHT, check_memory_weight
 from jointperception.runtime.pipeline import PerceptionPipeline
 
 HELP = "evaluate a model: synthetic validation + DAVIS / Sintel / FlyingChairs beside classical peers"
@@ -49,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame-step", type=int, default=1, help="DAVIS: score every k-th frame")
     parser.add_argument("--out", type=Path, default=None, help="write the results JSON here")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--mask-memory", type=float, default=DEFAULT_MEMORY_WEIGHT,
+                        help="DAVIS streaming result: weight of the mask carried along the flow (the node's "
+                             f"mask_memory, 0..{MAX_MEMORY_WEIGHT}; 0 = none)")
     parser.add_argument("--flip-average", action="store_true",
                         help="average every pair with its mirror (SegFlow's \"Ours²\"; twice the inference time)")
 
@@ -56,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.synthetic_pairs <= 0 or args.frame_step <= 0:
         raise InputError("--synthetic-pairs and --frame-step must be positive")
+    check_memory_weight(args.mask_memory)
     torch.set_num_threads(args.threads)
     data_cfg = load_config(args.data_config).data if args.data_config else DataConfig()
     root = args.data_root or shared_data_root()
@@ -65,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         "backend": args.backend,
         "network_size": list(args.network_size),
         "flip_average": args.flip_average,
+        "mask_memory": args.mask_memory,
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
     }
     if "synthetic" in args.suites:
@@ -79,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"real data not found at {root}: skipping {', '.join(real_suites)}")
         real_suites = []
     if "davis" in real_suites:
-        results["davis"] = evaluate_davis(pipeline, root / "davis2016", frame_step=args.frame_step)
+        results["davis"] = evaluate_davis(pipeline, root / "davis2016", frame_step=args.frame_step,
+                                          memory_weight=args.mask_memory)
     if "sintel" in real_suites:
         for name in ("clean", "final"):
             pairs = sintel_pairs(root / "sintel", passes=(name,))

@@ -20,6 +20,7 @@ from jointperception.eval.report import (
     write_report,
 )
 from jointperception.runtime.backends import BACKEND_NAMES
+from jointperception.runtime.mask_memory import MAX_MEMORY_WEIGHT, check_memory_weight
 from jointperception.runtime.motion_layers import MASK_SOURCES
 from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
 from jointperception.viz import make_strip
@@ -52,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-threshold", type=_probability, default=0.5, help="mask = probability > this")
     parser.add_argument("--occlusion-threshold", type=_probability, default=0.5,
                         help="occlusion = probability > this")
+    parser.add_argument("--mask-memory", type=float, default=defaults.mask_memory,
+                        help=f"weight of the last mask carried along the flow (the node's mask_memory, 0..{MAX_MEMORY_WEIGHT}; 0 = none)")
     parser.add_argument("--reset-gap-s", type=float, default=defaults.reset_gap_s,
                         help="forget the previous frame after a stamp gap this long (s); 0 = never")
     parser.add_argument("--output-prefix", default=defaults.output_prefix,
@@ -60,13 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_memory_weight(args.mask_memory)
     report_dir = args.report_dir if args.report_dir is not None else args.out.resolve().parent
     pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, args.network_size)
     pipeline.mask_source = args.mask_source
     pipeline.mask_threshold = args.mask_threshold
     pipeline.occlusion_threshold = args.occlusion_threshold
     settings = ReplaySettings(topic=args.topic, output_prefix=args.output_prefix, reset_gap_s=args.reset_gap_s,
-                              samples=args.samples)
+                              mask_memory=args.mask_memory, samples=args.samples)
     samples: list[Path] = []
 
     def save_sample(stamp_ns: int, rgb: np.ndarray, out: PairOutputs) -> None:
@@ -80,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         "input_bag": str(args.in_bag), "topic": args.topic, "output_bag": str(args.out),
         "model": str(pipeline.model_path), "backend": pipeline.backend.name, "device": pipeline.backend.device,
         "network_size": "x".join(map(str, pipeline.network_size)), "mask_source": args.mask_source, "mask_threshold": args.mask_threshold,
-        "occlusion_threshold": args.occlusion_threshold, "reset_gap_s": args.reset_gap_s,
+        "occlusion_threshold": args.occlusion_threshold, "mask_memory": args.mask_memory, "reset_gap_s": args.reset_gap_s,
     }
     metrics = replay_metrics(result, facts)
     metrics_path = write_metrics(report_dir / "metrics.json", metrics)

@@ -1,10 +1,11 @@
 """Replay an image topic of a rosbag2 bag through the node's pipeline, offline, frame by frame.
 
 Every frame is converted like the node does, paired with the previous kept frame under the
-node's pair-reset rule, and ``infer_pair(newest, previous)`` gives the outputs of the newest
-frame. Unlike the live node nothing is dropped: every decodable frame is processed. The output
-bag (mcap) holds the input topic plus ``<prefix>/<name>`` for each output, stamped and logged
-like the input frame. GT topics, when present, are matched to the outputs by stamp and scored.
+node's pair-reset rule, and ``infer_pair(newest, previous, memory)`` gives the outputs of the
+newest frame, its mask carried along the flow by the node's mask memory (reset with the pair).
+Unlike the live node nothing is dropped: every decodable frame is processed. The output bag (mcap)
+holds the input topic plus ``<prefix>/<name>`` for each output, stamped and logged like the input
+frame. GT topics, when present, are matched to the outputs by stamp and scored.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from jointperception.eval.metrics import (
     sequence_j_statistics,
 )
 from jointperception.ros.convert import ImageConversionError, decode_image, image_to_rgb
+from jointperception.runtime.mask_memory import DEFAULT_MEMORY_WEIGHT, MaskMemory
 from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
 from jointperception.runtime.stream import (
     OUTPUT_ENCODINGS,
@@ -49,6 +51,7 @@ class ReplaySettings:
     topic: str = "/camera/image_raw"  # input sensor_msgs/Image topic
     output_prefix: str = "/jointperception_node"  # outputs go to <prefix>/mask, ... (the node's ~/)
     reset_gap_s: float = 1.0  # the node's reset_gap_s: forget the previous frame after this gap; 0 = never
+    mask_memory: float = DEFAULT_MEMORY_WEIGHT  # the node's mask_memory (runtime.mask_memory); 0 = none
     # GT topics (stamped like the frame): mask mono8 255 = moving; flow 32FC2 newest -> previous
     # frame (as ~/flow); occlusion mono8 255 = pixel of the newest frame not visible in the previous
     gt_topics: tuple[tuple[str, str], ...] = (("mask", "/gt/mask"), ("flow", "/gt/flow"),
@@ -150,6 +153,7 @@ def replay_bag(pipeline: PerceptionPipeline, in_bag: str | Path, out_bag: str | 
     counts: Counter[str] = Counter()
     frames: list[dict[str, float]] = []
     previous: PairFrame | None = None
+    memory = MaskMemory(settings.mask_memory)
     start = time.perf_counter()
     with BagImageWriter(out_bag, storage="mcap") as writer:
         for topic, log_time, record in read_image_topics(in_bag, [settings.topic, *gt_kinds]):
@@ -171,11 +175,12 @@ def replay_bag(pipeline: PerceptionPipeline, in_bag: str | Path, out_bag: str | 
             reason = pair_reset_reason(previous, frame, settings.reset_gap_s)
             if reason is not None:
                 counts[f"pair resets: {reason}"] += 1
+                memory.reset()
             first = previous if reason is None else None
             previous = frame
             if first is None:
                 continue
-            out = pipeline.infer_pair(frame.rgb, first.rgb)  # outputs of the newest frame
+            out = pipeline.infer_pair(frame.rgb, first.rgb, memory)  # outputs of the newest frame
             counts["processed"] += 1
             for name, out_topic in outputs.items():
                 image = output_image(name, frame.rgb, out)

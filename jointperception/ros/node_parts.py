@@ -15,6 +15,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from jointperception.ros.common import QOS_CHOICES, describe, qos_error
 from jointperception.ros.convert import CAUSES
 from jointperception.runtime.backends import BACKEND_NAMES, PRECISIONS
+from jointperception.runtime.mask_memory import DEFAULT_MEMORY_WEIGHT, MAX_MEMORY_WEIGHT
 from jointperception.runtime.motion_layers import MASK_SOURCES
 from jointperception.runtime.stream import RESET_REASONS
 
@@ -39,6 +40,9 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "mask_source": ("fused", describe(f"what ~/mask thresholds, one of {MASK_SOURCES} (runtime.motion_layers)")),
     "mask_threshold": (0.5, describe("mask = probability > threshold", floats=(0.0, 1.0))),
     "occlusion_threshold": (0.5, describe("occlusion = probability > threshold", floats=(0.0, 1.0))),
+    "mask_memory": (DEFAULT_MEMORY_WEIGHT, describe("weight of the last mask carried along the flow into the newest "
+                                                    "(runtime.mask_memory); 0 = every frame on its own",
+                                                    floats=(0.0, MAX_MEMORY_WEIGHT))),
     "max_rate_hz": (0.0, describe("process at most this many frames per second; 0 = no limit",
                                   floats=(0.0, 1000.0))),
     "reset_gap_s": (1.0, describe("forget the previous frame after a stamp gap this long; 0 = never",

@@ -3,7 +3,7 @@
 thread that converts, pairs and runs the pipeline, the output publishers and /diagnostics.
 
 The node owns the subscriptions and decides when the worker runs; the worker reads the live
-parameters (thresholds, rate limit, reset gap, publish toggles) from the node on every frame.
+parameters (thresholds, mask memory, rate limit, reset gap, publish toggles) from the node on every frame.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from std_msgs.msg import Header
 
 from jointperception.ros.convert import ImageConversionError, encode_image, image_msg_to_rgb
 from jointperception.ros.node_parts import FrameSlot, RunningStats, diagnostic_status
+from jointperception.runtime.mask_memory import MaskMemory
 from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
 from jointperception.runtime.stream import OUTPUT_ENCODINGS, PairFrame, output_image, pair_reset_reason
 
@@ -130,6 +131,7 @@ class PerceptionWorker:
     def _serve(self) -> None:
         """Worker thread: take the newest frame, convert, pair with the previous one, publish."""
         previous: PairFrame | None = None
+        memory = MaskMemory(self._param("mask_memory"))  # the published mask carried along the flow
         last_start = -float("inf")
         while (item := self._slot.take()) is not None:
             msg, received = item
@@ -150,18 +152,20 @@ class PerceptionWorker:
             if reason is not None:
                 self._stats.count(f"pair resets: {reason}")
                 self._warn_once(reason, f"pair state reset ({reason}); the next output comes with the next frame")
+                memory.reset()
             first = previous if reason is None else None
             previous = frame
             if first is not None:
-                self._process(frame, first, received)
+                memory.weight = self._param("mask_memory")
+                self._process(frame, first, memory, received)
 
-    def _process(self, current: PairFrame, previous: PairFrame, received: float) -> None:
-        """Outputs of ``current`` from infer_pair(current, previous); flow: current -> previous."""
+    def _process(self, current: PairFrame, previous: PairFrame, memory: MaskMemory, received: float) -> None:
+        """Outputs of ``current`` from infer_pair(current, previous, memory); flow: current -> previous."""
         self.pipeline.mask_source = self._param("mask_source")
         self.pipeline.max_layers = self._param("num_layers")
         self.pipeline.mask_threshold = self._param("mask_threshold")
         self.pipeline.occlusion_threshold = self._param("occlusion_threshold")
-        out = self.pipeline.infer_pair(current.rgb, previous.rgb)
+        out = self.pipeline.infer_pair(current.rgb, previous.rgb, memory)
         self._publish_outputs(current, out)
         self._stats.record(latency_ms=(time.monotonic() - received) * 1000.0, inference_ms=out.latency_ms)
 

@@ -3,8 +3,9 @@
 pre:  resize (H, W) -> network size, replicate-pad bottom/right to a multiple of NETWORK_STRIDE,
       normalise;  backend: network-resolution probabilities and flow;
 post: motion layers (argmax, 0 = the largest layer) and the published mask's probability
-      (``runtime.motion_layers``) on the network grid; crop the padding, bilinear upsample to
-      (H, W) (nearest for layer ids), scale flow u by W/W_net and v by H/H_net, threshold.
+      (``runtime.motion_layers``; in a stream also carried along the flow by ``runtime.mask_memory``)
+      on the network grid; crop the padding, bilinear upsample to (H, W) (nearest for layer ids),
+      scale flow u by W/W_net and v by H/H_net, threshold.
 The ROS node, ``predict``, ``replay`` and ``bench`` all call ``infer_pair``.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from jointperception.errors import InputError
 from jointperception.models.normalize import IMAGE_MEAN, IMAGE_STD, NETWORK_STRIDE
 from jointperception.models.weights import DEFAULT_MODEL_PATH
 from jointperception.runtime.backends import Backend, create_backend
+from jointperception.runtime.mask_memory import MaskMemory
 from jointperception.runtime.motion_layers import (
     MASK_SOURCES,
     RESIDUAL_SOURCES,
@@ -176,8 +178,12 @@ class PerceptionPipeline:
                                motion_model=motion_model, **options)
         return cls(built, network_size, model_path=model_path, flip_average=flip_average, mask_source=mask_source)
 
-    def infer_pair(self, first: np.ndarray, second: np.ndarray) -> PairOutputs:
-        """first, second: (H, W, 3) uint8 RGB of equal size -> PairOutputs of ``first``."""
+    def infer_pair(self, first: np.ndarray, second: np.ndarray, memory: MaskMemory | None = None) -> PairOutputs:
+        """first, second: (H, W, 3) uint8 RGB of equal size -> PairOutputs of ``first``.
+
+        ``memory``: carry the stream's last published mask along the flow into this one
+        (``runtime.mask_memory``); only for pairs (newest, previous) where ``second`` is the frame
+        the memory saw last."""
         start = time.perf_counter()
         check_frame(first, "first frame")
         check_frame(second, "second frame")
@@ -202,6 +208,11 @@ class PerceptionPipeline:
             raw = {name: 0.5 * (value + restored[name]) for name, value in raw.items() if name != "layer_prob"}
         residual = residual_mask(raw["flow"], height, width) if self.mask_source in RESIDUAL_SOURCES else None
         fused = fuse_mask_probability(raw["mask_prob"], moving, residual, self.mask_source)
+        if memory is not None:
+            fused = fused.copy()
+            fused[0, 0, :height, :width] = memory.update(
+                fused[0, 0, :height, :width], raw["flow"][0, :, :height, :width].transpose(1, 2, 0),
+                raw["occlusion_prob"][0, 0, :height, :width] > self.occlusion_threshold, self.mask_source)
         mask_probability = restore_probability(fused, self.network_size, camera_size)
         occlusion_probability = restore_probability(raw["occlusion_prob"], self.network_size, camera_size)
         return PairOutputs(
