@@ -23,7 +23,7 @@ import numpy as np
 from jointperception.eval.classical_segmentation import classical_motion_segmentation
 
 MASK_SOURCES = ("fused", "segmentation", "motion", "residual")
-RESIDUAL_SOURCES = ("fused", "residual")  # the sources that need the residual cue (8 ms at 320x240)
+RESIDUAL_SOURCES = ("fused", "residual")  # the sources that need the residual cue (4 ms at 320x240)
 
 
 def order_by_area(labels: np.ndarray, num_layers: int) -> tuple[np.ndarray, np.ndarray]:
