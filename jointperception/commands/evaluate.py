@@ -53,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-memory", type=float, default=DEFAULT_MEMORY_WEIGHT,
                         help="DAVIS streaming result: weight of the mask carried along the flow (the node's "
                              f"mask_memory, 0..{MAX_MEMORY_WEIGHT}; 0 = none)")
+    parser.add_argument("--no-prealign", action="store_true",
+                        help="do not take the pair's dominant translation out before the network (runtime.prealign)")
     parser.add_argument("--flip-average", action="store_true",
                         help="average every pair with its mirror (SegFlow's \"Ours²\"; twice the inference time)")
 
@@ -71,15 +73,18 @@ def run(args: argparse.Namespace) -> int:
         "network_size": list(args.network_size),
         "flip_average": args.flip_average,
         "mask_memory": args.mask_memory,
+        "prealign": not args.no_prealign,
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
     }
     if "synthetic" in args.suites:
         pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, (data_cfg.width, data_cfg.height),
-                                                      motion_model=args.motion_model, flip_average=args.flip_average)
+                                                      motion_model=args.motion_model, flip_average=args.flip_average,
+                                                      prealign=not args.no_prealign)
         results["synthetic"] = evaluate_synthetic_split(pipeline, data_cfg, args.synthetic_pairs)
         results["synthetic"]["size"] = [data_cfg.width, data_cfg.height]
     pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, args.network_size,
-                                                  motion_model=args.motion_model, flip_average=args.flip_average)
+                                                  motion_model=args.motion_model, flip_average=args.flip_average,
+                                                  prealign=not args.no_prealign)
     real_suites = [s for s in args.suites if s != "synthetic"]
     if real_suites and not root.is_dir():
         print(f"real data not found at {root}: skipping {', '.join(real_suites)}")

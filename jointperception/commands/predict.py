@@ -58,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--flip-average", action="store_true",
         help="also run the left-right mirrored pair and average probabilities and flow (2x the cost)",
     )
+    parser.add_argument(
+        "--no-prealign", action="store_true",
+        help="do not take the pair's dominant translation out before the network (README: pre-alignment)",
+    )
 
 
 def first_frame(source: Iterable[tuple[str, np.ndarray]]) -> np.ndarray:
@@ -83,7 +87,7 @@ def finetuned_pipeline(args: argparse.Namespace, source: Iterable[tuple[str, np.
     result = finetune_segmentation(model, frame, mask, args.network_size, settings)
     pipeline = PerceptionPipeline(
         TorchBackend(result.model, device=args.device), args.network_size, model_path=args.model or DEFAULT_MODEL_PATH,
-        flip_average=args.flip_average, mask_source=args.mask_source or "segmentation",
+        flip_average=args.flip_average, mask_source=args.mask_source or "segmentation", prealign=not args.no_prealign,
     )
     fields = {
         "first_mask": str(args.first_mask),
@@ -104,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if args.first_mask is None:
         pipeline = PerceptionPipeline.from_model_file(
             args.model, args.backend, args.device, args.network_size, flip_average=args.flip_average,
-            mask_source=args.mask_source or "fused", precision=args.precision,
+            mask_source=args.mask_source or "fused", precision=args.precision, prealign=not args.no_prealign,
         )
     else:
         pipeline, metadata["finetune"] = finetuned_pipeline(args, source)

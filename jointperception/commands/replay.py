@@ -55,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="occlusion = probability > this")
     parser.add_argument("--mask-memory", type=float, default=defaults.mask_memory,
                         help=f"weight of the last mask carried along the flow (the node's mask_memory, 0..{MAX_MEMORY_WEIGHT}; 0 = none)")
+    parser.add_argument("--no-prealign", action="store_true",
+                        help="do not take the pair's dominant translation out before the network (the node's prealign)")
     parser.add_argument("--reset-gap-s", type=float, default=defaults.reset_gap_s,
                         help="forget the previous frame after a stamp gap this long (s); 0 = never")
     parser.add_argument("--output-prefix", default=defaults.output_prefix,
@@ -69,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     pipeline.mask_source = args.mask_source
     pipeline.mask_threshold = args.mask_threshold
     pipeline.occlusion_threshold = args.occlusion_threshold
+    pipeline.prealign = not args.no_prealign
     settings = ReplaySettings(topic=args.topic, output_prefix=args.output_prefix, reset_gap_s=args.reset_gap_s,
                               mask_memory=args.mask_memory, samples=args.samples)
     samples: list[Path] = []
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         "input_bag": str(args.in_bag), "topic": args.topic, "output_bag": str(args.out),
         "model": str(pipeline.model_path), "backend": pipeline.backend.name, "device": pipeline.backend.device,
         "network_size": "x".join(map(str, pipeline.network_size)), "mask_source": args.mask_source, "mask_threshold": args.mask_threshold,
-        "occlusion_threshold": args.occlusion_threshold, "mask_memory": args.mask_memory, "reset_gap_s": args.reset_gap_s,
+        "occlusion_threshold": args.occlusion_threshold, "mask_memory": args.mask_memory, "prealign": not args.no_prealign, "reset_gap_s": args.reset_gap_s,
     }
     metrics = replay_metrics(result, facts)
     metrics_path = write_metrics(report_dir / "metrics.json", metrics)

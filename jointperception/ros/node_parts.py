@@ -40,6 +40,8 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "mask_source": ("fused", describe(f"what ~/mask thresholds, one of {MASK_SOURCES} (runtime.motion_layers)")),
     "mask_threshold": (0.5, describe("mask = probability > threshold", floats=(0.0, 1.0))),
     "occlusion_threshold": (0.5, describe("occlusion = probability > threshold", floats=(0.0, 1.0))),
+    "prealign": (True, describe("take the pair's dominant translation out before the network and add it back to "
+                                "the flow (runtime.prealign: camera pans beyond the training range)")),
     "mask_memory": (DEFAULT_MEMORY_WEIGHT, describe("weight of the last mask carried along the flow into the newest "
                                                     "(runtime.mask_memory); 0 = every frame on its own",
                                                     floats=(0.0, MAX_MEMORY_WEIGHT))),

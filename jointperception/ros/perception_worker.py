@@ -3,7 +3,7 @@
 thread that converts, pairs and runs the pipeline, the output publishers and /diagnostics.
 
 The node owns the subscriptions and decides when the worker runs; the worker reads the live
-parameters (thresholds, mask memory, rate limit, reset gap, publish toggles) from the node on every frame.
+parameters (thresholds, pre-alignment, mask memory, rate limit, reset gap, publish toggles) from the node on every frame.
 """
 from __future__ import annotations
 
@@ -165,6 +165,7 @@ class PerceptionWorker:
         self.pipeline.max_layers = self._param("num_layers")
         self.pipeline.mask_threshold = self._param("mask_threshold")
         self.pipeline.occlusion_threshold = self._param("occlusion_threshold")
+        self.pipeline.prealign = self._param("prealign")
         out = self.pipeline.infer_pair(current.rgb, previous.rgb, memory)
         self._publish_outputs(current, out)
         self._stats.record(latency_ms=(time.monotonic() - received) * 1000.0, inference_ms=out.latency_ms)

@@ -1,7 +1,8 @@
 """One code path from a camera frame pair to outputs at camera resolution.
 
-pre:  resize (H, W) -> network size, replicate-pad bottom/right to a multiple of NETWORK_STRIDE,
-      normalise;  backend: network-resolution probabilities and flow;
+pre:  resize (H, W) -> network size, take the pair's dominant translation out of the second frame
+      (``runtime.prealign``; added back to the flow after the backend), replicate-pad bottom/right
+      to a multiple of NETWORK_STRIDE, normalise;  backend: network-resolution probabilities and flow;
 post: motion layers (argmax, 0 = the largest layer) and the published mask's probability
       (``runtime.motion_layers``; in a stream also carried along the flow by ``runtime.mask_memory``)
       on the network grid; crop the padding, bilinear upsample to (H, W) (nearest for layer ids),
@@ -29,6 +30,7 @@ from jointperception.runtime.motion_layers import (
     residual_mask,
     split_layers,
 )
+from jointperception.runtime.prealign import dominant_translation, shift_frame
 
 
 @dataclass(frozen=True)
@@ -53,13 +55,20 @@ def padded_size(network_size: tuple[int, int]) -> tuple[int, int]:
     return -(-width // NETWORK_STRIDE) * NETWORK_STRIDE, -(-height // NETWORK_STRIDE) * NETWORK_STRIDE
 
 
+def resize_to_network(frame: np.ndarray, network_size: tuple[int, int]) -> np.ndarray:
+    """frame (H, W, 3) uint8 RGB -> (h, w, 3) uint8 at the network size (W, H) = (w, h)."""
+    width, height = network_size
+    if frame.shape[:2] == (height, width):
+        return frame
+    shrinking = width <= frame.shape[1] and height <= frame.shape[0]
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
 def preprocess(frame: np.ndarray, network_size: tuple[int, int]) -> np.ndarray:
     """frame (H, W, 3) uint8 RGB -> (1, 3, h_pad, w_pad) float32 normalised network input
     (``normalize_images``' arithmetic, done in one OpenCV call)."""
     width, height = network_size
-    shrinking = width <= frame.shape[1] and height <= frame.shape[0]
-    if frame.shape[:2] != (height, width):
-        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    frame = resize_to_network(frame, network_size)
     pad_w, pad_h = padded_size(network_size)
     if (pad_w, pad_h) != (width, height):
         frame = cv2.copyMakeBorder(frame, 0, pad_h - height, 0, pad_w - width, cv2.BORDER_REPLICATE)
@@ -132,6 +141,7 @@ class PerceptionPipeline:
         flip_average: bool = False,
         mask_source: str = "fused",
         max_layers: int | None = None,
+        prealign: bool = True,
     ) -> None:
         width, height = network_size
         if width <= 0 or height <= 0:
@@ -153,6 +163,7 @@ class PerceptionPipeline:
         self.flip_average = flip_average  # average with the mirrored pair ("Ours²", SegFlow §5)
         self.mask_source = mask_source  # runtime.motion_layers: what the published mask thresholds
         self.max_layers = max_layers  # K published layers: smaller moving layers merge into background (None: all)
+        self.prealign = prealign  # take the pair's dominant translation out before the network (runtime.prealign)
 
     @classmethod
     def from_model_file(
@@ -166,6 +177,7 @@ class PerceptionPipeline:
         threads: int | None = None,
         precision: str = "fp32",
         motion_model: str | Path | None = None,
+        prealign: bool = True,
     ) -> PerceptionPipeline:
         """Pipeline over model file ``path`` (None = bundled DEFAULT_MODEL_PATH) on ``backend`` at
         ``precision`` (``create_backend``); ``threads``: ONNX Runtime intra-op threads (None = its
@@ -176,7 +188,8 @@ class PerceptionPipeline:
         options = {} if threads is None else {"threads": threads}
         built = create_backend(backend, model_path, device, input_size=padded_size(network_size), precision=precision,
                                motion_model=motion_model, **options)
-        return cls(built, network_size, model_path=model_path, flip_average=flip_average, mask_source=mask_source)
+        return cls(built, network_size, model_path=model_path, flip_average=flip_average, mask_source=mask_source,
+                   prealign=prealign)
 
     def infer_pair(self, first: np.ndarray, second: np.ndarray, memory: MaskMemory | None = None) -> PairOutputs:
         """first, second: (H, W, 3) uint8 RGB of equal size -> PairOutputs of ``first``.
@@ -190,6 +203,9 @@ class PerceptionPipeline:
         if first.shape != second.shape:
             raise InputError(f"frames differ in size: first {first.shape}, second {second.shape}")
         camera_size = (first.shape[1], first.shape[0])
+        first, second = resize_to_network(first, self.network_size), resize_to_network(second, self.network_size)
+        dx, dy = dominant_translation(first, second) if self.prealign else (0, 0)
+        second = shift_frame(second, dx, dy)
         raw = self.backend.infer(preprocess(first, self.network_size), preprocess(second, self.network_size))
         width, height = self.network_size
         ids, moving = split_layers(raw["layer_prob"], height, width)
@@ -206,6 +222,8 @@ class PerceptionPipeline:
             restored = unmirror_outputs(mirrored, width)
             moving = 0.5 * (moving + split_layers(restored["layer_prob"], height, width)[1])
             raw = {name: 0.5 * (value + restored[name]) for name, value in raw.items() if name != "layer_prob"}
+        if dx or dy:
+            raw["flow"] = raw["flow"] + np.array([dx, dy], dtype=np.float32)[None, :, None, None]  # undo the pre-alignment
         residual = residual_mask(raw["flow"], height, width) if self.mask_source in RESIDUAL_SOURCES else None
         fused = fuse_mask_probability(raw["mask_prob"], moving, residual, self.mask_source)
         if memory is not None:
