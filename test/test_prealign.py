@@ -8,7 +8,7 @@ import pytest
 
 from jointperception.data.synthetic import render_sequence
 from jointperception.runtime.pipeline import PerceptionPipeline
-from jointperception.runtime.prealign import dominant_translation, shift_frame
+from jointperception.runtime.prealign import dominant_translation, median_of_bytes, shift_frame
 
 PAN = 14  # px per frame: beyond the 4 px camera motion of the synthetic training pairs
 
@@ -41,6 +41,12 @@ def test_a_shift_that_aligns_only_a_minority_object_is_refused() -> None:
     (dx, dy), _ = cv2.phaseCorrelate(*gray, cv2.createHanningWindow((160, 120), cv2.CV_32F))
     assert (round(dx), round(dy)) == (8, 0)  # the peak is the object's
     assert dominant_translation(first, second) == (0, 0)
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 1000])
+def test_median_of_bytes_is_numpys_median(size: int) -> None:
+    values = np.random.default_rng(size).integers(0, 256, size).astype(np.uint8)
+    assert median_of_bytes(values) == np.median(values)
 
 
 def test_tiny_frames_are_not_aligned() -> None:

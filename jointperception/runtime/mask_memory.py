@@ -19,7 +19,7 @@ import numpy as np
 
 from jointperception.errors import InputError
 
-DEFAULT_MEMORY_WEIGHT = 0.8  # benchmarks/mask_memory.py: best DAVIS J on the 7 non-held-out sequences, synthetic J kept
+DEFAULT_MEMORY_WEIGHT = 0.5  # benchmarks/mask_memory.py: best DAVIS J on the 7 non-held-out sequences, synthetic J kept
 MAX_MEMORY_WEIGHT = 0.95  # 1 would never let the newest frame in
 
 

@@ -30,19 +30,28 @@ def dominant_translation(first: np.ndarray, second: np.ndarray) -> tuple[int, in
     height, width = first.shape[:2]
     if height < 2 or width < 2:
         return 0, 0
-    gray = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32) for frame in (first, second)]
+    gray = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in (first, second)]  # uint8
     window = cv2.createHanningWindow((width, height), cv2.CV_32F)
-    (dx, dy), _ = cv2.phaseCorrelate(gray[0].copy(), gray[1].copy(), window)  # it windows its inputs in place
+    (dx, dy), _ = cv2.phaseCorrelate(gray[0].astype(np.float32), gray[1].astype(np.float32), window)
     if not (math.isfinite(dx) and math.isfinite(dy)):
         return 0, 0
     shift = int(round(dx)), int(round(dy))
     margin = max(abs(shift[0]), abs(shift[1])) + 1
     if shift == (0, 0) or 2 * margin >= min(height, width):
         return 0, 0
-    inner = (slice(margin, height - margin), slice(margin, width - margin))
-    before = np.median(np.abs(gray[0] - gray[1])[inner])
-    after = np.median(np.abs(gray[0] - shift_frame(gray[1], *shift))[inner])
+    rows, cols = slice(margin, height - margin), slice(margin, width - margin)
+    moved = slice(margin + shift[1], height - margin + shift[1]), slice(margin + shift[0], width - margin + shift[0])
+    before = median_of_bytes(cv2.absdiff(gray[0][rows, cols], gray[1][rows, cols]))
+    after = median_of_bytes(cv2.absdiff(gray[0][rows, cols], gray[1][moved]))
     return shift if after < before else (0, 0)
+
+
+def median_of_bytes(values: np.ndarray) -> float:
+    """np.median of a non-empty uint8 array, from its histogram (O(n), no sort)."""
+    cumulative = np.cumsum(np.bincount(values.ravel(), minlength=256))
+    count = int(cumulative[-1])
+    low, high = np.searchsorted(cumulative, [(count - 1) // 2 + 1, count // 2 + 1])
+    return (float(low) + float(high)) / 2.0
 
 
 def shift_frame(frame: np.ndarray, dx: int, dy: int) -> np.ndarray:
