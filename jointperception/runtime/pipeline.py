@@ -203,10 +203,10 @@ class PerceptionPipeline:
         if first.shape != second.shape:
             raise InputError(f"frames differ in size: first {first.shape}, second {second.shape}")
         camera_size = (first.shape[1], first.shape[0])
-        first, second = resize_to_network(first, self.network_size), resize_to_network(second, self.network_size)
-        dx, dy = dominant_translation(first, second) if self.prealign else (0, 0)
-        second = shift_frame(second, dx, dy)
-        raw = self.backend.infer(preprocess(first, self.network_size), preprocess(second, self.network_size))
+        first_net, second_net = (resize_to_network(frame, self.network_size) for frame in (first, second))
+        dx, dy = dominant_translation(first_net, second_net) if self.prealign else (0, 0)
+        second_net = shift_frame(second_net, dx, dy)
+        raw = self.backend.infer(preprocess(first_net, self.network_size), preprocess(second_net, self.network_size))
         width, height = self.network_size
         ids, moving = split_layers(raw["layer_prob"], height, width)
         if self.max_layers is not None:
@@ -216,8 +216,8 @@ class PerceptionPipeline:
             # layer ids are arbitrary per pass, so the layers come from the unmirrored pass and only
             # their background-independent moving probability is averaged
             mirrored = self.backend.infer(
-                preprocess(np.ascontiguousarray(first[:, ::-1]), self.network_size),
-                preprocess(np.ascontiguousarray(second[:, ::-1]), self.network_size),
+                preprocess(np.ascontiguousarray(first_net[:, ::-1]), self.network_size),
+                preprocess(np.ascontiguousarray(second_net[:, ::-1]), self.network_size),
             )
             restored = unmirror_outputs(mirrored, width)
             moving = 0.5 * (moving + split_layers(restored["layer_prob"], height, width)[1])
