@@ -54,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--occlusion-threshold", type=_probability, default=0.5,
                         help="occlusion = probability > this")
     parser.add_argument("--mask-memory", type=float, default=defaults.mask_memory,
-                        help=f"weight of the last mask carried along the flow (the node's mask_memory, 0..{MAX_MEMORY_WEIGHT}; 0 = none)")
+                        help="weight of the last mask carried along the flow (the node's mask_memory, "
+                             f"0..{MAX_MEMORY_WEIGHT}; 0 = none)")
     parser.add_argument("--no-prealign", action="store_true",
                         help="do not take the pair's dominant translation out before the network (the node's prealign)")
     parser.add_argument("--reset-gap-s", type=float, default=defaults.reset_gap_s,
@@ -87,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         "input_bag": str(args.in_bag), "topic": args.topic, "output_bag": str(args.out),
         "model": str(pipeline.model_path), "backend": pipeline.backend.name, "device": pipeline.backend.device,
         "network_size": "x".join(map(str, pipeline.network_size)), "mask_source": args.mask_source, "mask_threshold": args.mask_threshold,
-        "occlusion_threshold": args.occlusion_threshold, "mask_memory": args.mask_memory, "prealign": not args.no_prealign, "reset_gap_s": args.reset_gap_s,
+        "occlusion_threshold": args.occlusion_threshold, "mask_memory": args.mask_memory,
+        "prealign": not args.no_prealign, "reset_gap_s": args.reset_gap_s,
     }
     metrics = replay_metrics(result, facts)
     metrics_path = write_metrics(report_dir / "metrics.json", metrics)
