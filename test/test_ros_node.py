@@ -170,13 +170,15 @@ def test_parameters_are_validated_and_applied_on_set(link: Link) -> None:
     assert values[0].double_value == 0.25
     for name, value in [("mask_threshold", 1.5), ("max_rate_hz", -1.0), ("reset_gap_s", "long"),
                         ("backend", "onnxruntime"), ("network_width", 10),
-                        ("mask_source", "both"), ("mask_memory", 0.99), ("mask_memory", -0.1)]:
+                        ("mask_source", "both"), ("mask_memory", 0.99), ("mask_memory", -0.1), ("prealign", "yes")]:
         result = _set(link, name, value)
         assert not result.successful and result.reason, (name, value)
     for source in ("segmentation", "motion", "fused"):
         assert _set(link, "mask_source", source).successful
     for weight in (0.0, DEFAULT_MEMORY_WEIGHT):  # memory off, then the default again
         assert _set(link, "mask_memory", weight).successful
+    for prealign in (False, True):
+        assert _set(link, "prealign", prealign).successful
 
     for threshold, expected in [(1.0, 0), (0.0, 255)]:  # probability > 1 never, > 0 always
         assert _set(link, "mask_threshold", threshold).successful
