@@ -13,6 +13,7 @@ translation, and the pair's flow is network flow + t.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -31,8 +32,8 @@ def dominant_translation(first: np.ndarray, second: np.ndarray) -> tuple[int, in
     if height < 2 or width < 2:
         return 0, 0
     gray = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in (first, second)]  # uint8
-    window = cv2.createHanningWindow((width, height), cv2.CV_32F)
-    (dx, dy), _ = cv2.phaseCorrelate(gray[0].astype(np.float32), gray[1].astype(np.float32), window)
+    # float32 copies: phaseCorrelate windows its inputs in place
+    (dx, dy), _ = cv2.phaseCorrelate(gray[0].astype(np.float32), gray[1].astype(np.float32), hann_window(width, height))
     if not (math.isfinite(dx) and math.isfinite(dy)):
         return 0, 0
     shift = int(round(dx)), int(round(dy))
@@ -44,6 +45,15 @@ def dominant_translation(first: np.ndarray, second: np.ndarray) -> tuple[int, in
     before = median_of_bytes(cv2.absdiff(gray[0][rows, cols], gray[1][rows, cols]))
     after = median_of_bytes(cv2.absdiff(gray[0][rows, cols], gray[1][moved]))
     return shift if after < before else (0, 0)
+
+
+@lru_cache(maxsize=8)
+def hann_window(width: int, height: int) -> np.ndarray:
+    """(height, width) float32 Hann window, built once per frame size; read-only (phaseCorrelate
+    multiplies its inputs by it in place, never the window itself)."""
+    window = cv2.createHanningWindow((width, height), cv2.CV_32F)
+    window.flags.writeable = False
+    return window
 
 
 def median_of_bytes(values: np.ndarray) -> float:
