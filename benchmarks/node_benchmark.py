@@ -10,7 +10,7 @@ on loopback with the shared-memory profile. After the warm-up, for the measured 
 Targets (issue #5): >= 20 fps processed, p99 <= 100 ms. Prints the figures, writes
 benchmarks/node_benchmark.json; no asserts.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/node_benchmark.py [--duration 20 --warmup 5]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/node_benchmark.py [--duration 20 --warmup 5] [--param NAME:=VALUE]
 """
 from __future__ import annotations
 
@@ -44,6 +44,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--network-size", default="320x240", help="WxH of the node's network input")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="the node's torch threads")
     parser.add_argument("--backend", default="auto", help="the node's backend (auto, torch, onnxruntime)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="another node parameter, e.g. refine_flow:=false (repeatable)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"), help="JSON result")
     return parser.parse_args()
 
@@ -53,7 +55,8 @@ def run_graph(args: argparse.Namespace, bag: Path, recorded: Path, logs: Path) -
     width, height = args.network_size.split("x")
     node_args = ["--ros-args", "-p", f"threads:={args.threads}", "-p", f"backend:={args.backend}",
                  "-p", f"network_width:={width}", "-p", f"network_height:={height}",
-                 "-p", "diagnostics_period_s:=0.5", "-r", f"image:={TOPIC}"]
+                 "-p", "diagnostics_period_s:=0.5", *(part for param in args.param for part in ("-p", param)),
+                 "-r", f"image:={TOPIC}"]
     with RosChildren(pick_domain_id(), logs) as children:
         node = children.start("perception_node", "jointperception.ros.perception_node", node_args)
         children.start("bag_recorder", "jointperception.ros.bag_recorder",
@@ -117,7 +120,8 @@ def main() -> None:
     result = {
         "config": {"input_size": args.input_size, "rate_hz": args.rate_hz, "network_size": args.network_size,
                    "model": "bundled", "backend": args.backend, "threads": args.threads,
-                   "warmup_s": args.warmup, "duration_s": args.duration, "dds": "Fast DDS, config/fastdds_shm.xml"},
+                   "warmup_s": args.warmup, "duration_s": args.duration, "parameters": args.param,
+                   "dds": "Fast DDS, config/fastdds_shm.xml"},
         "machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
                     "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "player_s": played_s, **figures,

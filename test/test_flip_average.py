@@ -44,8 +44,10 @@ def test_symmetric_pair_gives_symmetric_mask_and_antisymmetric_u(backend: TorchB
     zoom = cv2.getRotationMatrix2D(((CAMERA[0] - 1) / 2, (CAMERA[1] - 1) / 2), 0.0, 1.06)
     zoomed_left = cv2.warpAffine(first, zoom, CAMERA, borderMode=cv2.BORDER_REFLECT_101)[:, : CAMERA[0] // 2]
     second = np.concatenate([zoomed_left, zoomed_left[:, ::-1]], axis=1)  # exactly symmetric too
-    plain = PerceptionPipeline(backend, NETWORK).infer_pair(first, second)
-    averaged = PerceptionPipeline(backend, NETWORK, flip_average=True).infer_pair(first, second)
+    # the flow refinement after the average is not exactly mirror-equivariant (it breaks this
+    # symmetry by more than the tolerance below): it is off here, so the check is of the average itself
+    plain = PerceptionPipeline(backend, NETWORK, refine=False).infer_pair(first, second)
+    averaged = PerceptionPipeline(backend, NETWORK, flip_average=True, refine=False).infer_pair(first, second)
 
     u_plain, u_avg = plain.flow[..., 0], averaged.flow[..., 0]
     # precondition: the network alone is not mirror-equivariant, so the check below can fail

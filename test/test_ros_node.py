@@ -139,6 +139,20 @@ def _set(link: Link, name: str, value: object):
     return _call(link, SetParameters, "set_parameters", request).results[0]
 
 
+def test_refine_flow_parameter_switches_the_published_flow(link: Link, model_file: Path) -> None:
+    """With refine_flow off the node publishes the network's own flow, which differs from the refined one."""
+    assert _set(link, "refine_flow", False).successful
+    frame = random_frame(21)
+    stamp, outputs = send_pair(link, 70.0, frame)
+    assert _set(link, "refine_flow", True).successful
+    flow = decode_msg(outputs["flow"])
+    newest = np.roll(frame, 3, axis=1)
+    pipeline = PerceptionPipeline.from_model_file(model_file, network_size=(WIDTH, HEIGHT), refine=False)
+    np.testing.assert_allclose(flow, pipeline.infer_pair(newest, frame).flow, atol=1e-3)
+    pipeline.refine = True
+    assert np.abs(pipeline.infer_pair(newest, frame).flow - flow).max() > 1e-2
+
+
 def test_mask_memory_carries_the_last_mask_into_the_newest(link: Link, model_file: Path) -> None:
     """Frames A, B, C in a row: C's mask is the pipeline's with the memory of B, not C's own."""
     assert _set(link, "mask_memory", 0.95).successful
@@ -170,7 +184,8 @@ def test_parameters_are_validated_and_applied_on_set(link: Link) -> None:
     assert values[0].double_value == 0.25
     for name, value in [("mask_threshold", 1.5), ("max_rate_hz", -1.0), ("reset_gap_s", "long"),
                         ("backend", "onnxruntime"), ("network_width", 10),
-                        ("mask_source", "both"), ("mask_memory", 0.99), ("mask_memory", -0.1), ("prealign", "yes")]:
+                        ("mask_source", "both"), ("mask_memory", 0.99), ("mask_memory", -0.1), ("prealign", "yes"),
+                        ("refine_flow", 1)]:
         result = _set(link, name, value)
         assert not result.successful and result.reason, (name, value)
     for source in ("segmentation", "motion", "fused"):
@@ -179,6 +194,8 @@ def test_parameters_are_validated_and_applied_on_set(link: Link) -> None:
         assert _set(link, "mask_memory", weight).successful
     for prealign in (False, True):
         assert _set(link, "prealign", prealign).successful
+    for refine in (False, True):
+        assert _set(link, "refine_flow", refine).successful
 
     for threshold, expected in [(1.0, 0), (0.0, 255)]:  # probability > 1 never, > 0 always
         assert _set(link, "mask_threshold", threshold).successful

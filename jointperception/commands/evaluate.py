@@ -55,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"mask_memory, 0..{MAX_MEMORY_WEIGHT}; 0 = none)")
     parser.add_argument("--no-prealign", action="store_true",
                         help="do not take the pair's dominant translation out before the network (runtime.prealign)")
+    parser.add_argument("--no-refine-flow", action="store_true",
+                        help="publish the network's flow without the variational refinement (runtime.flow_refinement)")
     parser.add_argument("--flip-average", action="store_true",
                         help="average every pair with its mirror (SegFlow's \"Ours²\"; twice the inference time)")
 
@@ -74,17 +76,18 @@ def run(args: argparse.Namespace) -> int:
         "flip_average": args.flip_average,
         "mask_memory": args.mask_memory,
         "prealign": not args.no_prealign,
+        "refine_flow": not args.no_refine_flow,
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
     }
     if "synthetic" in args.suites:
         pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, (data_cfg.width, data_cfg.height),
                                                       motion_model=args.motion_model, flip_average=args.flip_average,
-                                                      prealign=not args.no_prealign)
+                                                      prealign=not args.no_prealign, refine=not args.no_refine_flow)
         results["synthetic"] = evaluate_synthetic_split(pipeline, data_cfg, args.synthetic_pairs)
         results["synthetic"]["size"] = [data_cfg.width, data_cfg.height]
     pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, args.network_size,
                                                   motion_model=args.motion_model, flip_average=args.flip_average,
-                                                  prealign=not args.no_prealign)
+                                                  prealign=not args.no_prealign, refine=not args.no_refine_flow)
     real_suites = [s for s in args.suites if s != "synthetic"]
     if real_suites and not root.is_dir():
         print(f"real data not found at {root}: skipping {', '.join(real_suites)}")

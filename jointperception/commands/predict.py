@@ -62,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-prealign", action="store_true",
         help="do not take the pair's dominant translation out before the network (README: pre-alignment)",
     )
+    parser.add_argument(
+        "--no-refine-flow", action="store_true",
+        help="write the network's flow without the variational refinement (README: flow refinement)",
+    )
 
 
 def first_frame(source: Iterable[tuple[str, np.ndarray]]) -> np.ndarray:
@@ -88,6 +92,7 @@ def finetuned_pipeline(args: argparse.Namespace, source: Iterable[tuple[str, np.
     pipeline = PerceptionPipeline(
         TorchBackend(result.model, device=args.device), args.network_size, model_path=args.model or DEFAULT_MODEL_PATH,
         flip_average=args.flip_average, mask_source=args.mask_source or "segmentation", prealign=not args.no_prealign,
+        refine=not args.no_refine_flow,
     )
     fields = {
         "first_mask": str(args.first_mask),
@@ -109,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         pipeline = PerceptionPipeline.from_model_file(
             args.model, args.backend, args.device, args.network_size, flip_average=args.flip_average,
             mask_source=args.mask_source or "fused", precision=args.precision, prealign=not args.no_prealign,
+            refine=not args.no_refine_flow,
         )
     else:
         pipeline, metadata["finetune"] = finetuned_pipeline(args, source)

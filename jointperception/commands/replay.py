@@ -58,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"0..{MAX_MEMORY_WEIGHT}; 0 = none)")
     parser.add_argument("--no-prealign", action="store_true",
                         help="do not take the pair's dominant translation out before the network (the node's prealign)")
+    parser.add_argument("--no-refine-flow", action="store_true",
+                        help="publish the network's flow without the variational refinement (the node's refine_flow)")
     parser.add_argument("--reset-gap-s", type=float, default=defaults.reset_gap_s,
                         help="forget the previous frame after a stamp gap this long (s); 0 = never")
     parser.add_argument("--output-prefix", default=defaults.output_prefix,
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     pipeline.mask_threshold = args.mask_threshold
     pipeline.occlusion_threshold = args.occlusion_threshold
     pipeline.prealign = not args.no_prealign
+    pipeline.refine = not args.no_refine_flow
     settings = ReplaySettings(topic=args.topic, output_prefix=args.output_prefix, reset_gap_s=args.reset_gap_s,
                               mask_memory=args.mask_memory, samples=args.samples)
     samples: list[Path] = []
@@ -89,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         "model": str(pipeline.model_path), "backend": pipeline.backend.name, "device": pipeline.backend.device,
         "network_size": "x".join(map(str, pipeline.network_size)), "mask_source": args.mask_source, "mask_threshold": args.mask_threshold,
         "occlusion_threshold": args.occlusion_threshold, "mask_memory": args.mask_memory,
-        "prealign": not args.no_prealign, "reset_gap_s": args.reset_gap_s,
+        "prealign": not args.no_prealign,
+        "refine_flow": not args.no_refine_flow, "reset_gap_s": args.reset_gap_s,
     }
     metrics = replay_metrics(result, facts)
     metrics_path = write_metrics(report_dir / "metrics.json", metrics)

@@ -42,6 +42,8 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "occlusion_threshold": (0.5, describe("occlusion = probability > threshold", floats=(0.0, 1.0))),
     "prealign": (True, describe("take the pair's dominant translation out before the network and add it back to "
                                 "the flow (runtime.prealign: camera pans beyond the training range)")),
+    "refine_flow": (True, describe("refine the network's flow variationally on the network grid before it is published "
+                                   "and used by the mask (runtime.flow_refinement)")),
     "mask_memory": (DEFAULT_MEMORY_WEIGHT, describe("weight of the last mask carried along the flow into the newest "
                                                     "(runtime.mask_memory); 0 = every frame on its own",
                                                     floats=(0.0, MAX_MEMORY_WEIGHT))),

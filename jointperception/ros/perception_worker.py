@@ -166,6 +166,7 @@ class PerceptionWorker:
         self.pipeline.mask_threshold = self._param("mask_threshold")
         self.pipeline.occlusion_threshold = self._param("occlusion_threshold")
         self.pipeline.prealign = self._param("prealign")
+        self.pipeline.refine = self._param("refine_flow")
         out = self.pipeline.infer_pair(current.rgb, previous.rgb, memory)
         self._publish_outputs(current, out)
         self._stats.record(latency_ms=(time.monotonic() - received) * 1000.0, inference_ms=out.latency_ms)

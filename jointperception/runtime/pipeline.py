@@ -3,7 +3,7 @@
 pre:  resize (H, W) -> network size, take the pair's dominant translation out of the second frame
       (``runtime.prealign``; added back to the flow after the backend), replicate-pad bottom/right
       to a multiple of NETWORK_STRIDE, normalise;  backend: network-resolution probabilities and flow;
-post: motion layers (argmax, 0 = the largest layer) and the published mask's probability
+post: variational refinement of the flow on the network grid (``runtime.flow_refinement``), motion layers (argmax, 0 = the largest layer) and the published mask's probability
       (``runtime.motion_layers``; in a stream also carried along the flow by ``runtime.mask_memory``)
       on the network grid; crop the padding, bilinear upsample to (H, W) (nearest for layer ids),
       scale flow u by W/W_net and v by H/H_net, threshold.
@@ -22,6 +22,7 @@ from jointperception.errors import InputError
 from jointperception.models.normalize import IMAGE_MEAN, IMAGE_STD, NETWORK_STRIDE
 from jointperception.models.weights import DEFAULT_MODEL_PATH
 from jointperception.runtime.backends import Backend, create_backend
+from jointperception.runtime.flow_refinement import refine_flow
 from jointperception.runtime.mask_memory import MaskMemory
 from jointperception.runtime.motion_layers import (
     MASK_SOURCES,
@@ -142,6 +143,7 @@ class PerceptionPipeline:
         mask_source: str = "fused",
         max_layers: int | None = None,
         prealign: bool = True,
+        refine: bool = True,
     ) -> None:
         width, height = network_size
         if width <= 0 or height <= 0:
@@ -164,6 +166,7 @@ class PerceptionPipeline:
         self.mask_source = mask_source  # runtime.motion_layers: what the published mask thresholds
         self.max_layers = max_layers  # K published layers: smaller moving layers merge into background (None: all)
         self.prealign = prealign  # take the pair's dominant translation out before the network (runtime.prealign)
+        self.refine = refine  # refine the network's flow variationally (runtime.flow_refinement)
 
     @classmethod
     def from_model_file(
@@ -178,6 +181,7 @@ class PerceptionPipeline:
         precision: str = "fp32",
         motion_model: str | Path | None = None,
         prealign: bool = True,
+        refine: bool = True,
     ) -> PerceptionPipeline:
         """Pipeline over model file ``path`` (None = bundled DEFAULT_MODEL_PATH) on ``backend`` at
         ``precision`` (``create_backend``); ``threads``: ONNX Runtime intra-op threads (None = its
@@ -189,7 +193,7 @@ class PerceptionPipeline:
         built = create_backend(backend, model_path, device, input_size=padded_size(network_size), precision=precision,
                                motion_model=motion_model, **options)
         return cls(built, network_size, model_path=model_path, flip_average=flip_average, mask_source=mask_source,
-                   prealign=prealign)
+                   prealign=prealign, refine=refine)
 
     def infer_pair(self, first: np.ndarray, second: np.ndarray, memory: MaskMemory | None = None) -> PairOutputs:
         """first, second: (H, W, 3) uint8 RGB of equal size -> PairOutputs of ``first``.
@@ -205,8 +209,8 @@ class PerceptionPipeline:
         camera_size = (first.shape[1], first.shape[0])
         first_net, second_net = (resize_to_network(frame, self.network_size) for frame in (first, second))
         dx, dy = dominant_translation(first_net, second_net) if self.prealign else (0, 0)
-        second_net = shift_frame(second_net, dx, dy)
-        raw = self.backend.infer(preprocess(first_net, self.network_size), preprocess(second_net, self.network_size))
+        aligned_net = shift_frame(second_net, dx, dy)
+        raw = self.backend.infer(preprocess(first_net, self.network_size), preprocess(aligned_net, self.network_size))
         width, height = self.network_size
         ids, moving = split_layers(raw["layer_prob"], height, width)
         if self.max_layers is not None:
@@ -217,13 +221,17 @@ class PerceptionPipeline:
             # their background-independent moving probability is averaged
             mirrored = self.backend.infer(
                 preprocess(np.ascontiguousarray(first_net[:, ::-1]), self.network_size),
-                preprocess(np.ascontiguousarray(second_net[:, ::-1]), self.network_size),
+                preprocess(np.ascontiguousarray(aligned_net[:, ::-1]), self.network_size),
             )
             restored = unmirror_outputs(mirrored, width)
             moving = 0.5 * (moving + split_layers(restored["layer_prob"], height, width)[1])
             raw = {name: 0.5 * (value + restored[name]) for name, value in raw.items() if name != "layer_prob"}
         if dx or dy:
             raw["flow"] = raw["flow"] + np.array([dx, dy], dtype=np.float32)[None, :, None, None]  # undo the pre-alignment
+        if self.refine:
+            raw["flow"] = raw["flow"].copy()
+            raw["flow"][0, :, :height, :width] = refine_flow(
+                first_net, second_net, raw["flow"][0, :, :height, :width].transpose(1, 2, 0)).transpose(2, 0, 1)
         residual = residual_mask(raw["flow"], height, width) if self.mask_source in RESIDUAL_SOURCES else None
         fused = fuse_mask_probability(raw["mask_prob"], moving, residual, self.mask_source)
         if memory is not None:
