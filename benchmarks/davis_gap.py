@@ -1,7 +1,8 @@
 """Where the DAVIS gap comes from: the flow, or the rule that turns flow into a mask.
 
-Two flows of the same frame pairs at the network size (320x240) -- the bundled joint network's and
-OpenCV DIS-medium's on the same resized frames -- each turned into a moving-object mask by two
+Two flows of the same frame pairs at the network size (320x240) -- the bundled joint network's (through
+the runtime pipeline: pre-alignment and flow refinement) and OpenCV DIS-medium's on the same resized
+frames -- each turned into a moving-object mask by two
 segmenters:
 
   motion_net  the bundled MotionLayerNet as in the fused graph (flow average-pooled to the
@@ -106,7 +107,8 @@ def main() -> None:
         print(f"| {flow} | {rule} | {values['j_mean']:.3f} | {values['j_held_out']:.3f} |")
     args.out.write_text(json.dumps({
         "setup": {"model": str(args.model or "bundled"), "motion_model": str(args.motion_model),
-                  "network_size": list(NETWORK_SIZE), "frame_step": args.frame_step, "held_out": list(HELD_OUT)},
+                  "network_size": list(NETWORK_SIZE), "frame_step": args.frame_step, "held_out": list(HELD_OUT),
+                  "prealign": pipeline.prealign, "refine_flow": pipeline.refine},
         "summary": summary, "per_sequence": per_sequence}, indent=2) + "\n")
     print(f"written to {args.out}")
 

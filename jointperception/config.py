@@ -124,6 +124,7 @@ class SelfSupConfig:
     teacher_flow_weight: float = 0.0  # distil DIS-medium flow where forward-backward consistent (0 = off)
     teacher_mask_weight: float = 0.0  # distil the classical motion-segmentation mask (0 = off)
     freeze_batchnorm_stats: bool = False  # keep the starting model's BatchNorm running statistics (affine params still train)
+    prealign: bool = False  # take each pair's dominant translation out of its second frame, as the runtime pipeline does
 
     @property
     def uses_teacher(self) -> bool:

@@ -60,6 +60,22 @@ def test_pairs_have_gaps_in_one_to_max_dt_in_both_orders() -> None:
     assert gaps["pair"] == {-1, 1}
 
 
+def test_prealigned_pairs_take_the_pan_out_of_the_second_frame() -> None:
+    """A textured picture panned 6 px per frame: prealigned, the second frame matches the first
+    (all but the replicated border); without it, it does not."""
+    wide = cv2.GaussianBlur(np.random.default_rng(4).integers(0, 256, (64, 140, 3), dtype=np.uint8), (0, 0), 1.5)
+    frames = tuple(np.ascontiguousarray(wide[:, 6 * k : 6 * k + 96]) for k in range(4))
+    sequence = [FrameSequence("pan", frames)]
+    plain = VideoPairDataset(sequence, 20, seed=1, height=64, width=96, max_dt=2)
+    aligned = VideoPairDataset(sequence, 20, seed=1, height=64, width=96, max_dt=2, prealign=True)
+    inner = np.s_[:, 4:-4, 16:-16]  # away from the border that the shift replicates
+    for index in range(20):
+        a, b = plain[index], aligned[index]
+        assert torch.equal(a["image1"], b["image1"])
+        assert (a["image1"][inner].int() - a["image2"][inner].int()).abs().float().mean() > 10
+        assert torch.equal(b["image1"][inner], b["image2"][inner])
+
+
 def test_folder_and_glob_sources_resize_and_hold_out(tmp_path: Path) -> None:
     write_folder(tmp_path / "a", numbered_frames(3))
     write_folder(tmp_path / "b", numbered_frames(4))

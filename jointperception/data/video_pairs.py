@@ -6,6 +6,9 @@ the runtime pipeline, so flow magnitudes match deployment) and kept in memory as
 Item i (seeded by ``seed + i``) picks a sequence, a frame t and a gap dt in [1, max_dt]
 (EFC: "pairs with dt in [1, 5]"), then one random crop and horizontal flip for both frames:
     image1, image2: (3, h, w) uint8 RGB, frames t and t + dt (or t + dt and t, half the time).
+With ``prealign=True`` the pair's dominant translation is taken out of the second frame first, on
+the whole frames, as the runtime pipeline does before its network (runtime.prealign), so the pairs
+move as the deployed network's inputs do.
 With ``teacher=True`` an item also holds the classical teacher's targets (data/teacher.py),
 computed on the whole frames and then cropped and flipped like them:
     teacher_flow1, teacher_flow2: (2, h, w) float32 px, image1 -> image2 and image2 -> image1;
@@ -31,6 +34,7 @@ from jointperception.data.sources import IMAGE_SUFFIXES, open_frames
 from jointperception.data.teacher import teacher_targets
 from jointperception.errors import ConfigError, InputError
 from jointperception.ros.convert import image_to_rgb
+from jointperception.runtime.prealign import dominant_translation, shift_frame
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ class VideoPairDataset(Dataset):
     """Random unlabelled pairs from in-memory frame sequences; item i is seeded by ``seed + i``."""
 
     def __init__(self, sequences: Sequence[FrameSequence], num_samples: int, seed: int, height: int, width: int,
-                 max_dt: int = 5, teacher: bool = False) -> None:
+                 max_dt: int = 5, teacher: bool = False, prealign: bool = False) -> None:
         if not sequences:
             raise ConfigError("unlabelled data: no sequences left (all missing or held out)")
         if max_dt < 1:
@@ -113,6 +117,7 @@ class VideoPairDataset(Dataset):
         self.width = width
         self.max_dt = max_dt
         self.teacher = teacher
+        self.prealign = prealign
         lengths = np.array([len(s.frames) for s in self.sequences], dtype=np.float64)
         self.sequence_weights = lengths / lengths.sum()  # every frame equally likely as a pair start
 
@@ -148,9 +153,12 @@ class VideoPairDataset(Dataset):
                 array = array[:, ::-1] * np.array([-1.0, 1.0], dtype=np.float32) if is_flow else array[:, ::-1]
             return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
-        item = {"image1": crop(frames[first]), "image2": crop(frames[second])}
+        image1, image2 = frames[first], frames[second]
+        if self.prealign:
+            image2 = shift_frame(image2, *dominant_translation(image1, image2))
+        item = {"image1": crop(image1), "image2": crop(image2)}
         if self.teacher:
-            targets = teacher_targets(frames[first], frames[second])
+            targets = teacher_targets(image1, image2)
             item |= {
                 "teacher_flow1": crop(targets.flow_forward, is_flow=True),
                 "teacher_flow2": crop(targets.flow_backward, is_flow=True),

@@ -122,7 +122,7 @@ def train_selfsup(cfg: ExperimentConfig, run_dir: str | Path, *, resume: str | P
         LOG.info("%s: already trained to step %d", run_dir, step)
         return TrainResult(run_dir, step, None, math.nan, {}, run_dir / WEIGHTS_NAME)
     pairs = VideoPairDataset(load_sequences(sc), tc.max_steps * tc.batch_size, tc.seed, cfg.data.height,
-                             cfg.data.width, sc.max_dt, teacher=sc.uses_teacher)
+                             cfg.data.width, sc.max_dt, teacher=sc.uses_teacher, prealign=sc.prealign)
     labelled = SyntheticPairDataset.from_config(cfg.data) if sc.labelled_batch_size else None
     weights = efc_weights(sc)
     log = MetricsLog(run_dir, keep_until_step=step if resume_path else None)
