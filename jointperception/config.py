@@ -125,6 +125,7 @@ class SelfSupConfig:
     teacher_mask_weight: float = 0.0  # distil the classical motion-segmentation mask (0 = off)
     freeze_batchnorm_stats: bool = False  # keep the starting model's BatchNorm running statistics (affine params still train)
     prealign: bool = False  # take each pair's dominant translation out of its second frame, as the runtime pipeline does
+    train_branches: tuple[str, ...] = ("segmentation", "flow")  # JointNet branches fine-tuned; the others stay frozen
 
     @property
     def uses_teacher(self) -> bool:
@@ -133,6 +134,8 @@ class SelfSupConfig:
     def validate(self) -> None:
         for key in ("frame_width", "frame_height", "max_dt"):
             _positive(f"selfsup.{key}", getattr(self, key))
+        if not self.train_branches or any(branch not in ("segmentation", "flow") for branch in self.train_branches):
+            raise ConfigError(f"selfsup.train_branches: a non-empty list of segmentation, flow; got {list(self.train_branches)}")
         for key in ("labelled_batch_size", "consistency_weight", "occlusion_weight", "smoothness_weight",
                     "teacher_flow_weight", "teacher_mask_weight"):
             if getattr(self, key) < 0:

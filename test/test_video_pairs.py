@@ -25,7 +25,7 @@ from jointperception.data.video_pairs import (
     image_sequences,
     video_sequence,
 )
-from jointperception.errors import DataFormatError, InputError
+from jointperception.errors import ConfigError, DataFormatError, InputError
 from jointperception.models.weights import load_model
 from jointperception.train.checkpoint import load_checkpoint
 from jointperception.train.selfsup_trainer import train_selfsup
@@ -168,6 +168,27 @@ def test_freeze_batchnorm_stats_keeps_the_starting_statistics(tmp_path: Path, fr
     assert statistics and all(key in tuned for key in affine)
     assert all(torch.equal(start[key], tuned[key]) for key in statistics) == frozen
     assert not all(torch.equal(start[key], tuned[key]) for key in affine)  # the affine parameters still train
+
+
+def test_train_branches_flow_leaves_the_segmentation_branch_as_it_was(tmp_path: Path) -> None:
+    write_folder(tmp_path / "data" / "clip", numbered_frames(4))
+    config = selfsup_config(tmp_path / "data", 2)
+    config["selfsup"]["train_branches"] = ["flow"]
+    result = train_selfsup(config_from_dict(config), tmp_path / "run")
+    start, tuned = load_model(None)[0], load_model(result.weights)[0]
+    for branch, changed in (("segmentation", False), ("flow", True)):
+        before = {name: value for name, value in start.state_dict().items() if _in_branch(start, branch, name)}
+        after = tuned.state_dict()
+        assert before and any(not torch.equal(value, after[name]) for name, value in before.items()) == changed, branch
+    config["selfsup"]["train_branches"] = ["motion"]
+    with pytest.raises(ConfigError, match="train_branches"):
+        config_from_dict(config)
+
+
+def _in_branch(model: torch.nn.Module, branch: str, name: str) -> bool:
+    """Whether state-dict entry ``name`` (parameters and BatchNorm buffers) lives in ``branch``'s modules."""
+    prefixes = [prefix for prefix, module in model.named_modules() if module in model.branch_modules(branch)]
+    return any(name.startswith(prefix + ".") for prefix in prefixes)
 
 
 def test_missing_data_root_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

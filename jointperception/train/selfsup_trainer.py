@@ -53,7 +53,7 @@ from jointperception.train.checkpoint import (
 from jointperception.train.interrupt import stop_on_signals
 from jointperception.train.metrics_log import MetricsLog
 from jointperception.train.schedules import get_lr
-from jointperception.train.trainer import TrainResult, freeze_batchnorm_statistics
+from jointperception.train.trainer import TrainResult, freeze_batchnorm_statistics, set_trainable_branches
 
 LOG = logging.getLogger(__name__)
 WEIGHTS_NAME = "selfsup.safetensors"
@@ -99,11 +99,12 @@ def train_selfsup(cfg: ExperimentConfig, run_dir: str | Path, *, resume: str | P
     torch.manual_seed(tc.seed)
     resume_path = resume_checkpoint_path(run_dir, resume)
     # a resumed run restores its own weights below, so it never reads init_from
-    model = initial_model("" if resume_path else sc.init_from, cfg.model, "selfsup.init_from").train()
+    model = initial_model("" if resume_path else sc.init_from, cfg.model, "selfsup.init_from")
+    trainable = set_trainable_branches(model, sc.train_branches)  # train mode; a frozen branch's modules in eval
     if sc.freeze_batchnorm_stats:
         freeze_batchnorm_statistics(model)
     heads = EfcOcclusionHeads.for_model(model).train()
-    parameters = [*model.parameters(), *heads.parameters()]
+    parameters = [*trainable, *heads.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=tc.lr, weight_decay=tc.weight_decay)
     step, elapsed_before = 0, 0.0
     if resume_path is not None:
