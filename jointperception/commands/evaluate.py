@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from jointperception.commands.stage_options import add_stage_arguments, stage_settings
 from jointperception.config import DataConfig, load_config
 from jointperception.data.paths import shared_data_root
 from jointperception.data.real import flyingchairs_pairs, sintel_pairs
@@ -53,10 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-memory", type=float, default=DEFAULT_MEMORY_WEIGHT,
                         help="DAVIS streaming result: weight of the mask carried along the flow (the node's "
                              f"mask_memory, 0..{MAX_MEMORY_WEIGHT}; 0 = none)")
-    parser.add_argument("--no-prealign", action="store_true",
-                        help="do not take the pair's dominant translation out before the network (runtime.prealign)")
-    parser.add_argument("--no-refine-flow", action="store_true",
-                        help="publish the network's flow without the variational refinement (runtime.flow_refinement)")
+    add_stage_arguments(parser)
     parser.add_argument("--flip-average", action="store_true",
                         help="average every pair with its mirror (SegFlow's \"Ours²\"; twice the inference time)")
 
@@ -68,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     data_cfg = load_config(args.data_config).data if args.data_config else DataConfig()
     root = args.data_root or shared_data_root()
+    stages = stage_settings(args)
     results: dict = {
         "model": str(args.model or "bundled"),
         "motion_model": str(args.motion_model or "bundled"),
@@ -75,19 +74,19 @@ def run(args: argparse.Namespace) -> int:
         "network_size": list(args.network_size),
         "flip_average": args.flip_average,
         "mask_memory": args.mask_memory,
-        "prealign": not args.no_prealign,
-        "refine_flow": not args.no_refine_flow,
+        "prealign": stages["prealign"],
+        "refine_flow": stages["refine"],
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
     }
     if "synthetic" in args.suites:
         pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, (data_cfg.width, data_cfg.height),
                                                       motion_model=args.motion_model, flip_average=args.flip_average,
-                                                      prealign=not args.no_prealign, refine=not args.no_refine_flow)
+                                                      **stages)
         results["synthetic"] = evaluate_synthetic_split(pipeline, data_cfg, args.synthetic_pairs)
         results["synthetic"]["size"] = [data_cfg.width, data_cfg.height]
     pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, args.network_size,
                                                   motion_model=args.motion_model, flip_average=args.flip_average,
-                                                  prealign=not args.no_prealign, refine=not args.no_refine_flow)
+                                                  **stages)
     real_suites = [s for s in args.suites if s != "synthetic"]
     if real_suites and not root.is_dir():
         print(f"real data not found at {root}: skipping {', '.join(real_suites)}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jointperception.commands.stage_options import add_stage_arguments, stage_settings
 from jointperception.data.formats import read_mask
 from jointperception.data.sources import open_frames
 from jointperception.errors import InputError
@@ -58,14 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--flip-average", action="store_true",
         help="also run the left-right mirrored pair and average probabilities and flow (2x the cost)",
     )
-    parser.add_argument(
-        "--no-prealign", action="store_true",
-        help="do not take the pair's dominant translation out before the network (README: pre-alignment)",
-    )
-    parser.add_argument(
-        "--no-refine-flow", action="store_true",
-        help="write the network's flow without the variational refinement (README: flow refinement)",
-    )
+    add_stage_arguments(parser)
 
 
 def first_frame(source: Iterable[tuple[str, np.ndarray]]) -> np.ndarray:
@@ -91,8 +85,7 @@ def finetuned_pipeline(args: argparse.Namespace, source: Iterable[tuple[str, np.
     result = finetune_segmentation(model, frame, mask, args.network_size, settings)
     pipeline = PerceptionPipeline(
         TorchBackend(result.model, device=args.device), args.network_size, model_path=args.model or DEFAULT_MODEL_PATH,
-        flip_average=args.flip_average, mask_source=args.mask_source or "segmentation", prealign=not args.no_prealign,
-        refine=not args.no_refine_flow,
+        flip_average=args.flip_average, mask_source=args.mask_source or "segmentation", **stage_settings(args),
     )
     fields = {
         "first_mask": str(args.first_mask),
@@ -113,8 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if args.first_mask is None:
         pipeline = PerceptionPipeline.from_model_file(
             args.model, args.backend, args.device, args.network_size, flip_average=args.flip_average,
-            mask_source=args.mask_source or "fused", precision=args.precision, prealign=not args.no_prealign,
-            refine=not args.no_refine_flow,
+            mask_source=args.mask_source or "fused", precision=args.precision, **stage_settings(args),
         )
     else:
         pipeline, metadata["finetune"] = finetuned_pipeline(args, source)

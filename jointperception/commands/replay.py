@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from jointperception.commands.predict import parse_size
+from jointperception.commands.stage_options import add_stage_arguments, stage_settings
 from jointperception.data.formats import write_image
 from jointperception.eval.replay import ReplaySettings, replay_bag
 from jointperception.eval.report import (
@@ -56,10 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-memory", type=float, default=defaults.mask_memory,
                         help="weight of the last mask carried along the flow (the node's mask_memory, "
                              f"0..{MAX_MEMORY_WEIGHT}; 0 = none)")
-    parser.add_argument("--no-prealign", action="store_true",
-                        help="do not take the pair's dominant translation out before the network (the node's prealign)")
-    parser.add_argument("--no-refine-flow", action="store_true",
-                        help="publish the network's flow without the variational refinement (the node's refine_flow)")
+    add_stage_arguments(parser)
     parser.add_argument("--reset-gap-s", type=float, default=defaults.reset_gap_s,
                         help="forget the previous frame after a stamp gap this long (s); 0 = never")
     parser.add_argument("--output-prefix", default=defaults.output_prefix,
@@ -74,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     pipeline.mask_source = args.mask_source
     pipeline.mask_threshold = args.mask_threshold
     pipeline.occlusion_threshold = args.occlusion_threshold
-    pipeline.prealign = not args.no_prealign
-    pipeline.refine = not args.no_refine_flow
+    stages = stage_settings(args)
+    pipeline.prealign, pipeline.refine = stages["prealign"], stages["refine"]
     settings = ReplaySettings(topic=args.topic, output_prefix=args.output_prefix, reset_gap_s=args.reset_gap_s,
                               mask_memory=args.mask_memory, samples=args.samples)
     samples: list[Path] = []
@@ -92,8 +90,7 @@ def run(args: argparse.Namespace) -> int:
         "model": str(pipeline.model_path), "backend": pipeline.backend.name, "device": pipeline.backend.device,
         "network_size": "x".join(map(str, pipeline.network_size)), "mask_source": args.mask_source, "mask_threshold": args.mask_threshold,
         "occlusion_threshold": args.occlusion_threshold, "mask_memory": args.mask_memory,
-        "prealign": not args.no_prealign,
-        "refine_flow": not args.no_refine_flow, "reset_gap_s": args.reset_gap_s,
+        "prealign": stages["prealign"], "refine_flow": stages["refine"], "reset_gap_s": args.reset_gap_s,
     }
     metrics = replay_metrics(result, facts)
     metrics_path = write_metrics(report_dir / "metrics.json", metrics)
