@@ -134,8 +134,10 @@ class SelfSupConfig:
     def validate(self) -> None:
         for key in ("frame_width", "frame_height", "max_dt"):
             _positive(f"selfsup.{key}", getattr(self, key))
-        if not self.train_branches or any(branch not in ("segmentation", "flow") for branch in self.train_branches):
-            raise ConfigError(f"selfsup.train_branches: a non-empty list of segmentation, flow; got {list(self.train_branches)}")
+        if not self.train_branches:
+            raise ConfigError("selfsup.train_branches: must name at least one of segmentation, flow")
+        for branch in self.train_branches:
+            _choice("selfsup.train_branches", branch, ("segmentation", "flow"))  # models.jointnet.BRANCHES (torch-free here)
         for key in ("labelled_batch_size", "consistency_weight", "occlusion_weight", "smoothness_weight",
                     "teacher_flow_weight", "teacher_mask_weight"):
             if getattr(self, key) < 0:
