@@ -22,6 +22,8 @@ Scores use the runtime pipeline at 320x240, as benchmarks/eval_bundled.json.
     python benchmarks/selfsup_finetune.py --steps 200 --full-steps 2500 --out benchmarks/selfsup_finetune.json
     python benchmarks/selfsup_finetune.py --rows --full-steps 0 --teacher-rows full+teacher \
         --runs runs/selfsup_photo --out benchmarks/selfsup_finetune_photo.json   # one recipe, current base
+    python benchmarks/selfsup_finetune.py --rows --full-steps 0 --teacher-rows \
+        --recipes config/train_selfsup_refined_teacher.yaml --runs runs/recipes --out JSON   # configs as written
 
 Then the full recipe runs once more with the larger ``--full-steps`` budget (row "full_run"), and
 the teacher recipe four times (TEACHER_ROWS). "before" is the bundled supervised-only model; a row
@@ -117,6 +119,9 @@ def main() -> None:
     parser.add_argument("--teacher-config", type=Path, default=Path("config/train_selfsup_teacher.yaml"))
     parser.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--teacher-rows", nargs="*", default=list(TEACHER_ROWS), choices=list(TEACHER_ROWS))
+    parser.add_argument("--recipes", nargs="*", type=Path, default=[],
+                        help="more self-supervised configs, each trained as written and scored as row "
+                             "<config stem without train_> in RUNS/<that name>")
     parser.add_argument("--runs", type=Path, default=Path("runs/selfsup_ablation"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/selfsup_finetune.json"))
     args = parser.parse_args()
@@ -126,6 +131,7 @@ def main() -> None:
     results = {"machine": f"{platform.machine()} 1 thread", "steps_per_row": args.steps,
                "held_out": {"davis": list(HELD_OUT_DAVIS), "sintel": [f"clean/{HELD_OUT_SINTEL}", f"final/{HELD_OUT_SINTEL}"]},
                "config": str(args.config), "teacher_config": str(args.teacher_config),
+               "recipes": [str(recipe) for recipe in args.recipes],
                "before": held_out_scores(DEFAULT_MODEL_PATH, root), "rows": {}}
     runs = [(name, row_config(base, ROWS[name], args.steps)) for name in args.rows]
     teacher = load_config(args.teacher_config)
@@ -134,6 +140,8 @@ def main() -> None:
     for name in args.teacher_rows:
         flags, factor, seed = TEACHER_ROWS[name]
         runs.append((name, row_config(teacher, flags, teacher.train.max_steps * factor, seed)))
+    for recipe in args.recipes:
+        runs.append((recipe.stem.removeprefix("train_"), load_config(recipe)))
     for name, cfg in runs:
         run_dir = args.runs / name.replace("+", "_")
         result = train_selfsup(cfg, run_dir, resume="auto")

@@ -121,7 +121,9 @@ class SelfSupConfig:
     occlusion_estimation: bool = True  # OE: per-block occlusion heads, Locc, occlusion-weighted losses
     temporal_consistency: bool = True  # TC: encoder-feature consistency Lcons
     segmentation_mask: bool = True  # O_seg error mask of eq. 5 (with OE)
-    teacher_flow_weight: float = 0.0  # distil DIS-medium flow where forward-backward consistent (0 = off)
+    teacher_flow_weight: float = 0.0  # distil the teacher's flow where forward-backward consistent (0 = off)
+    teacher_flow_source: str = "classical"  # classical: DIS-medium (data/teacher.py); refined: the network's own flow
+                                            # of the step after runtime.flow_refinement (data/refinement_teacher.py)
     teacher_mask_weight: float = 0.0  # distil the classical motion-segmentation mask (0 = off)
     freeze_batchnorm_stats: bool = False  # keep the starting model's BatchNorm running statistics (affine params still train)
     prealign: bool = False  # take each pair's dominant translation out of its second frame, as the runtime pipeline does
@@ -131,6 +133,11 @@ class SelfSupConfig:
     def uses_teacher(self) -> bool:
         return self.teacher_flow_weight > 0 or self.teacher_mask_weight > 0
 
+    @property
+    def uses_classical_targets(self) -> bool:
+        """The video pairs must carry data/teacher.py's targets (DIS flow and/or the classical mask)."""
+        return self.teacher_mask_weight > 0 or (self.teacher_flow_weight > 0 and self.teacher_flow_source == "classical")
+
     def validate(self) -> None:
         for key in ("frame_width", "frame_height", "max_dt"):
             _positive(f"selfsup.{key}", getattr(self, key))
@@ -138,6 +145,7 @@ class SelfSupConfig:
             raise ConfigError("selfsup.train_branches: must name at least one of segmentation, flow")
         for branch in self.train_branches:
             _choice("selfsup.train_branches", branch, ("segmentation", "flow"))  # models.jointnet.BRANCHES (torch-free here)
+        _choice("selfsup.teacher_flow_source", self.teacher_flow_source, ("classical", "refined"))
         for key in ("labelled_batch_size", "consistency_weight", "occlusion_weight", "smoothness_weight",
                     "teacher_flow_weight", "teacher_mask_weight"):
             if getattr(self, key) < 0:

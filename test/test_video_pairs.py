@@ -156,6 +156,23 @@ def test_selfsup_with_the_classical_teacher_logs_its_terms(tmp_path: Path) -> No
     assert all(np.isfinite(records[-1][key]) for key in ("loss_teacher_flow", "loss_teacher_mask", "loss"))
 
 
+def test_selfsup_with_the_refinement_teacher_needs_no_classical_targets(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 256, (40, 80, 3), dtype=np.uint8)
+    write_folder(tmp_path / "data" / "clip", [np.ascontiguousarray(texture[:, k : k + 60]) for k in range(0, 8, 2)])
+    config = selfsup_config(tmp_path / "data", 2)
+    config["selfsup"] |= {"teacher_flow_weight": 0.5, "teacher_flow_source": "refined"}
+    cfg = config_from_dict(config)
+    assert cfg.selfsup.uses_teacher and not cfg.selfsup.uses_classical_targets  # no DIS in the data loader
+    result = train_selfsup(cfg, tmp_path / "run")
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert result.step == 2 and {"loss_teacher_flow", "teacher_epe", "teacher_valid"} <= set(records[-1])
+    assert "loss_teacher_mask" not in records[-1] and 0.0 < records[-1]["teacher_valid"] <= 1.0
+    config["selfsup"]["teacher_flow_source"] = "sparse"
+    with pytest.raises(ConfigError, match="teacher_flow_source"):
+        config_from_dict(config)
+
+
 @pytest.mark.parametrize("frozen", [True, False])
 def test_freeze_batchnorm_stats_keeps_the_starting_statistics(tmp_path: Path, frozen: bool) -> None:
     write_folder(tmp_path / "data" / "clip", numbered_frames(4))
@@ -201,7 +218,8 @@ def test_missing_data_root_is_one_error_line(tmp_path: Path, capsys: pytest.Capt
         train_selfsup(config_from_dict(selfsup_config(tmp_path / "absent", 2)), tmp_path / "run2")
 
 
-@pytest.mark.parametrize("config", ["config/train_selfsup.yaml", "config/train_selfsup_teacher.yaml"])
+@pytest.mark.parametrize("config", ["config/train_selfsup.yaml", "config/train_selfsup_teacher.yaml",
+                                    "config/train_selfsup_refined_teacher.yaml", "config/train_selfsup_efc_flow.yaml"])
 def test_shipped_config_holds_out_real_sequences_and_trains_on_the_rest(shared_data: Path, config: str) -> None:
     sc = load_config(Path(config)).selfsup
     folders = sorted({Path(p).parent.name for pattern in sc.images for p in glob.glob(str(shared_data / pattern))})

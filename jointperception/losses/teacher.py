@@ -1,7 +1,8 @@
-"""Distillation of the classical teacher (data/teacher.py) on unlabelled pairs. Pure functions
-returning ``(loss, metrics)``; not part of Every Frame Counts, off unless its weights are set.
+"""Distillation of a teacher on unlabelled pairs: the classical one (data/teacher.py) or the
+self-refinement one (data/refinement_teacher.py). Pure functions returning ``(loss, metrics)``;
+not part of Every Frame Counts, off unless its weights are set.
 
-    L_teacher = lambda_tf * sum_s alpha_s mean_{valid} ||f_s - f_DIS,s||_2   (masked multi-scale EPE)
+    L_teacher = lambda_tf * sum_s alpha_s mean_{valid} ||f_s - f_teacher,s||_2   (masked multi-scale EPE)
               + lambda_tm * Ls(mask_logits, classical mask)                  (SegFlow eq. 1)
 """
 from __future__ import annotations
@@ -29,14 +30,15 @@ def masked_multiscale_epe(
 
 def teacher_loss(
     outputs: Mapping[str, torch.Tensor | list[torch.Tensor]],
-    flow: torch.Tensor, valid: torch.Tensor, mask: torch.Tensor,
+    flow: torch.Tensor | None, valid: torch.Tensor | None, mask: torch.Tensor | None,
     flow_weight: float, mask_weight: float,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """lambda_tf * masked multi-scale EPE + lambda_tm * balanced BCE on the teacher's mask.
 
-    outputs: JointNet training outputs for B pairs; flow (B, 2, H, W), valid and mask (B, 1, H, W).
+    outputs: JointNet training outputs for B pairs; flow (B, 2, H, W), valid and mask (B, 1, H, W)
+    (a target may be None when its weight is 0).
     """
-    total = flow.new_zeros(())
+    total = outputs["flow"].new_zeros(())
     metrics: dict[str, float] = {}
     if flow_weight > 0:
         pyramid = outputs.get("flow_pyramid") or [outputs["flow"]]

@@ -5,9 +5,10 @@ both directions in one batch, and adds ``selfsup.labelled_batch_size`` synthetic
 with the supervised losses:
     L = [Lseg + lambda Lf + mu Locc]_labelled + Lpm + lambda_cons Lcons + lambda_occ Locc + lambda_sm Lsm
 (EFC eq. 9; the bracket is eq. 8 plus the supervised flow terms), plus, when its weights are set,
-the classical teacher's distillation on the unlabelled pairs (losses/teacher.py). The per-block occlusion heads
-(models/efc_occlusion_heads.py) live beside the network and are checkpointed with it, never
-exported. No labels means no validation: ``last.pt`` every ``eval_every`` steps (atomic, resumable),
+a teacher's distillation on the unlabelled pairs (losses/teacher.py): DIS-medium flow and the
+classical mask (data/teacher.py), or the step's own flow after the runtime refinement
+(data/refinement_teacher.py). The per-block occlusion heads (models/efc_occlusion_heads.py) live
+beside the network and are checkpointed with it, never exported. No labels means no validation: ``last.pt`` every ``eval_every`` steps (atomic, resumable),
 and the final network goes to ``run_dir/selfsup.safetensors``. SIGINT/SIGTERM finish the step,
 write ``last.pt`` and return.
 """
@@ -27,6 +28,7 @@ from torch import nn
 from jointperception.config import ExperimentConfig, SelfSupConfig
 from jointperception.data.datasets import SyntheticPairDataset
 from jointperception.data.paths import shared_data_root
+from jointperception.data.refinement_teacher import refined_flow_targets
 from jointperception.data.video_pairs import (
     FrameSequence,
     VideoPairDataset,
@@ -84,6 +86,24 @@ def efc_weights(sc: SelfSupConfig) -> EfcWeights:
                       sc.temporal_consistency, sc.segmentation_mask)
 
 
+def teacher_batch(sc: SelfSupConfig, batch: dict[str, torch.Tensor], first: torch.Tensor, second: torch.Tensor,
+                  outputs: dict) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Teacher flow (2B, 2, h, w), valid (2B, 1, h, w) and mask (2B, 1, h, w) in the order of ``first``
+    (image1 -> image2, then image2 -> image1); None for a target whose weight is 0."""
+    def classical(key: str) -> torch.Tensor:
+        return torch.cat([batch[f"teacher_{key}1"], batch[f"teacher_{key}2"]])
+
+    flow = valid = mask = None
+    if sc.teacher_flow_weight > 0:
+        if sc.teacher_flow_source == "refined":
+            flow, valid = refined_flow_targets(first, second, outputs["flow"])
+        else:
+            flow, valid = classical("flow"), classical("valid")
+    if sc.teacher_mask_weight > 0:
+        mask = classical("mask")
+    return flow, valid, mask
+
+
 def _batch(dataset: torch.utils.data.Dataset, step: int, size: int) -> dict[str, torch.Tensor]:
     """Items step * size ... (step + 1) * size - 1 (modulo the dataset), stacked."""
     items = [dataset[(step * size + k) % len(dataset)] for k in range(size)]
@@ -123,7 +143,7 @@ def train_selfsup(cfg: ExperimentConfig, run_dir: str | Path, *, resume: str | P
         LOG.info("%s: already trained to step %d", run_dir, step)
         return TrainResult(run_dir, step, None, math.nan, {}, run_dir / WEIGHTS_NAME)
     pairs = VideoPairDataset(load_sequences(sc), tc.max_steps * tc.batch_size, tc.seed, cfg.data.height,
-                             cfg.data.width, sc.max_dt, teacher=sc.uses_teacher, prealign=sc.prealign)
+                             cfg.data.width, sc.max_dt, teacher=sc.uses_classical_targets, prealign=sc.prealign)
     labelled = SyntheticPairDataset.from_config(cfg.data) if sc.labelled_batch_size else None
     weights = efc_weights(sc)
     log = MetricsLog(run_dir, keep_until_step=step if resume_path else None)
@@ -147,11 +167,9 @@ def train_selfsup(cfg: ExperimentConfig, run_dir: str | Path, *, resume: str | P
             outputs = model(normalize_images(first), normalize_images(second))
             occlusions = heads(outputs["decoder_features"]) if weights.use_occlusion else None
             loss, terms = efc_unlabelled_loss(outputs, occlusions, first.float() / 255.0, weights)
-            if sc.uses_teacher:  # targets in the order of `first`: image1 -> image2, then image2 -> image1
-                distilled, teacher_terms = teacher_loss(
-                    outputs, *(torch.cat([batch[f"teacher_{key}1"], batch[f"teacher_{key}2"]])
-                               for key in ("flow", "valid", "mask")),
-                    sc.teacher_flow_weight, sc.teacher_mask_weight)
+            if sc.uses_teacher:
+                distilled, teacher_terms = teacher_loss(outputs, *teacher_batch(sc, batch, first, second, outputs),
+                                                        sc.teacher_flow_weight, sc.teacher_mask_weight)
                 loss = loss + distilled
                 terms |= teacher_terms
             if labelled is not None:
