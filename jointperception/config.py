@@ -124,7 +124,9 @@ class SelfSupConfig:
     teacher_flow_weight: float = 0.0  # distil the teacher's flow where forward-backward consistent (0 = off)
     teacher_flow_source: str = "classical"  # classical: DIS-medium (data/teacher.py); refined: the network's own flow
                                             # of the step after runtime.flow_refinement (data/refinement_teacher.py)
-    teacher_mask_weight: float = 0.0  # distil the classical motion-segmentation mask (0 = off)
+    teacher_mask_weight: float = 0.0  # distil the teacher's moving-object mask (0 = off)
+    teacher_mask_source: str = "classical"  # classical: the classical motion segmentation of DIS flow (data/teacher.py);
+                                            # pipeline: the mask init_from's runtime pipeline publishes (data/pipeline_masks.py)
     freeze_batchnorm_stats: bool = False  # keep the starting model's BatchNorm running statistics (affine params still train)
     prealign: bool = False  # take each pair's dominant translation out of its second frame, as the runtime pipeline does
     train_branches: tuple[str, ...] = ("segmentation", "flow")  # JointNet branches fine-tuned; the others stay frozen
@@ -136,7 +138,12 @@ class SelfSupConfig:
     @property
     def uses_classical_targets(self) -> bool:
         """The video pairs must carry data/teacher.py's targets (DIS flow and/or the classical mask)."""
-        return self.teacher_mask_weight > 0 or (self.teacher_flow_weight > 0 and self.teacher_flow_source == "classical")
+        return ((self.teacher_mask_weight > 0 and self.teacher_mask_source == "classical")
+                or (self.teacher_flow_weight > 0 and self.teacher_flow_source == "classical"))
+
+    @property
+    def uses_pipeline_masks(self) -> bool:
+        return self.teacher_mask_weight > 0 and self.teacher_mask_source == "pipeline"
 
     def validate(self) -> None:
         for key in ("frame_width", "frame_height", "max_dt"):
@@ -146,6 +153,9 @@ class SelfSupConfig:
         for branch in self.train_branches:
             _choice("selfsup.train_branches", branch, ("segmentation", "flow"))  # models.jointnet.BRANCHES (torch-free here)
         _choice("selfsup.teacher_flow_source", self.teacher_flow_source, ("classical", "refined"))
+        _choice("selfsup.teacher_mask_source", self.teacher_mask_source, ("classical", "pipeline"))
+        if self.uses_pipeline_masks and not self.init_from:
+            raise ConfigError("selfsup.teacher_mask_source: pipeline needs a trained init_from (the model whose masks teach)")
         for key in ("labelled_batch_size", "consistency_weight", "occlusion_weight", "smoothness_weight",
                     "teacher_flow_weight", "teacher_mask_weight"):
             if getattr(self, key) < 0:

@@ -6,8 +6,8 @@ with the supervised losses:
     L = [Lseg + lambda Lf + mu Locc]_labelled + Lpm + lambda_cons Lcons + lambda_occ Locc + lambda_sm Lsm
 (EFC eq. 9; the bracket is eq. 8 plus the supervised flow terms), plus, when its weights are set,
 a teacher's distillation on the unlabelled pairs (losses/teacher.py): DIS-medium flow and the
-classical mask (data/teacher.py), or the step's own flow after the runtime refinement
-(data/refinement_teacher.py). The per-block occlusion heads (models/efc_occlusion_heads.py) live
+classical mask (data/teacher.py), the step's own flow after the runtime refinement
+(data/refinement_teacher.py), the mask the starting model's pipeline publishes (data/pipeline_masks.py). The per-block occlusion heads (models/efc_occlusion_heads.py) live
 beside the network and are checkpointed with it, never exported. No labels means no validation: ``last.pt`` every ``eval_every`` steps (atomic, resumable),
 and the final network goes to ``run_dir/selfsup.safetensors``. SIGINT/SIGTERM finish the step,
 write ``last.pt`` and return.
@@ -28,6 +28,7 @@ from torch import nn
 from jointperception.config import ExperimentConfig, SelfSupConfig
 from jointperception.data.datasets import SyntheticPairDataset
 from jointperception.data.paths import shared_data_root
+from jointperception.data.pipeline_masks import published_masks
 from jointperception.data.refinement_teacher import refined_flow_targets
 from jointperception.data.video_pairs import (
     FrameSequence,
@@ -44,6 +45,7 @@ from jointperception.losses.unsupervised import EfcWeights, efc_unlabelled_loss
 from jointperception.models.efc_occlusion_heads import EfcOcclusionHeads
 from jointperception.models.normalize import normalize_images
 from jointperception.models.weights import initial_model, save_weights
+from jointperception.runtime.pipeline import PerceptionPipeline
 from jointperception.train.checkpoint import (
     LAST_NAME,
     load_checkpoint,
@@ -84,6 +86,14 @@ def load_sequences(sc: SelfSupConfig) -> list[FrameSequence]:
 def efc_weights(sc: SelfSupConfig) -> EfcWeights:
     return EfcWeights(sc.consistency_weight, sc.occlusion_weight, sc.smoothness_weight, sc.occlusion_estimation,
                       sc.temporal_consistency, sc.segmentation_mask)
+
+
+def pipeline_teacher_masks(sc: SelfSupConfig, sequences: list[FrameSequence]) -> list[tuple[np.ndarray, ...]]:
+    """The masks ``sc.init_from``'s runtime pipeline (torch, at the frames' size) publishes for every
+    frame: the starting model teaches, and stays fixed while the network trains."""
+    model_path = None if sc.init_from == "bundled" else sc.init_from
+    pipeline = PerceptionPipeline.from_model_file(model_path, "torch", "cpu", (sc.frame_width, sc.frame_height))
+    return published_masks(sequences, pipeline)
 
 
 def teacher_batch(sc: SelfSupConfig, batch: dict[str, torch.Tensor], first: torch.Tensor, second: torch.Tensor,
@@ -142,8 +152,10 @@ def train_selfsup(cfg: ExperimentConfig, run_dir: str | Path, *, resume: str | P
     if step >= tc.max_steps and (run_dir / WEIGHTS_NAME).exists():  # finished: keep its weights and metadata
         LOG.info("%s: already trained to step %d", run_dir, step)
         return TrainResult(run_dir, step, None, math.nan, {}, run_dir / WEIGHTS_NAME)
-    pairs = VideoPairDataset(load_sequences(sc), tc.max_steps * tc.batch_size, tc.seed, cfg.data.height,
-                             cfg.data.width, sc.max_dt, teacher=sc.uses_classical_targets, prealign=sc.prealign)
+    sequences = load_sequences(sc)
+    pairs = VideoPairDataset(sequences, tc.max_steps * tc.batch_size, tc.seed, cfg.data.height, cfg.data.width,
+                             sc.max_dt, teacher=sc.uses_classical_targets, prealign=sc.prealign,
+                             masks=pipeline_teacher_masks(sc, sequences) if sc.uses_pipeline_masks else None)
     labelled = SyntheticPairDataset.from_config(cfg.data) if sc.labelled_batch_size else None
     weights = efc_weights(sc)
     log = MetricsLog(run_dir, keep_until_step=step if resume_path else None)
