@@ -51,11 +51,21 @@ def supervised_lines(meta: dict) -> list[str]:
     ]
 
 
+def teacher_text(sc: dict) -> str:
+    """The distilled teachers of a selfsup config, e.g. "; teachers distilled: flow (refined ..., weight 0.5)"."""
+    flow_sources = {"classical": "DIS-medium, forward-backward checked", "refined": "the step's own flow after the runtime refinement"}
+    mask_sources = {"classical": "classical motion segmentation", "pipeline": "the starting model's published mask"}
+    parts = []
+    if sc["teacher_flow_weight"]:
+        parts.append(f"flow ({flow_sources[sc.get('teacher_flow_source', 'classical')]}, weight {sc['teacher_flow_weight']})")
+    if sc["teacher_mask_weight"]:
+        parts.append(f"mask ({mask_sources[sc.get('teacher_mask_source', 'classical')]}, weight {sc['teacher_mask_weight']})")
+    return f"; teachers distilled: {', '.join(parts)}" if parts else "; no teacher"
+
+
 def selfsup_lines(meta: dict) -> list[str]:
     cfg = meta["config"]
     sc, tc = cfg["selfsup"], cfg["train"]
-    teacher = (f"; classical teacher distilled (flow weight {sc['teacher_flow_weight']}, mask weight "
-               f"{sc['teacher_mask_weight']})" if sc["teacher_flow_weight"] or sc["teacher_mask_weight"] else "")
     return [
         f"- command: `{meta['command']}`",
         f"- starts from: `{meta['init_from']}` (the supervised model described below)",
@@ -63,8 +73,10 @@ def selfsup_lines(meta: dict) -> list[str]:
         f"frames resized to {sc['frame_width']}x{sc['frame_height']}, {cfg['data']['width']}x{cfg['data']['height']} "
         f"crops, dt in [1, {sc['max_dt']}]; no labels; held out: {', '.join(sc['holdout'])}",
         f"- losses: Every Frame Counts (lambda_cons {sc['consistency_weight']}, lambda_occ {sc['occlusion_weight']}, "
-        f"lambda_sm {sc['smoothness_weight']}){teacher}; {sc['labelled_batch_size']} labelled synthetic pairs per step"
+        f"lambda_sm {sc['smoothness_weight']}){teacher_text(sc)}; {sc['labelled_batch_size']} labelled synthetic pairs per step"
         + ("; BatchNorm running statistics frozen at the starting model's" if sc.get("freeze_batchnorm_stats") else ""),
+        f"- trained branches: {', '.join(sc.get('train_branches', ('segmentation', 'flow')))}; unlabelled pairs "
+        + ("pre-aligned as the runtime does" if sc.get("prealign") else "as recorded (not pre-aligned)"),
         f"- steps: {meta['final_step']}, batch {tc['batch_size']} pairs in both directions, AdamW lr {tc['lr']} "
         f"cosine to {tc['min_lr']}; seed {meta['seed']}; wall time {meta['wall_time_s'] / 60:.0f} min on 2 CPU cores",
     ]
@@ -112,8 +124,9 @@ def main() -> None:
         _, _, start_meta = load_model(start)
         lines += ["", f"### The starting model `{meta['init_from']}`", *supervised_lines(start_meta), "",
                   "## Use", f"For real video, in place of the bundled supervised model: `predict --model {args.out}`, "
-                  f"or the node parameter `model:={args.out}`. Fine-tuning on real frames traded accuracy on the "
-                  "synthetic split for accuracy on real video; compare this table with the starting model's card."]
+                  f"or the node parameter `model:={args.out}`. Fine-tuned on real frames without their labels; "
+                  "compare this table with the starting model's card, and see the README for the before/after "
+                  "on the sequences held out from the fine-tuning."]
     lines += [
         "",
         "## Evaluation",

@@ -28,7 +28,7 @@ Scores use the runtime pipeline at 320x240, as benchmarks/eval_bundled.json.
 Then the full recipe runs once more with the larger ``--full-steps`` budget (row "full_run"), and
 the teacher recipe four times (TEACHER_ROWS). "before" is the bundled supervised-only model; a row
 counts as better when it beats it on both held-out figures (lower mean Sintel EPE and higher DAVIS
-J). A better row's model can then be bundled beside it with benchmarks/bundle_model.py
+J). A row's model can be bundled beside it with benchmarks/bundle_model.py
 (models/jointnet_tiny_selfsup.safetensors). Runs resume from runs/selfsup_ablation/<row>/last.pt,
 so a rerun only re-evaluates finished rows; "train s" is the run's recorded training wall time.
 """
@@ -69,9 +69,10 @@ TEACHER_ROWS = {
 }
 
 
-def held_out_scores(model_path: Path, root: Path) -> dict[str, float]:
-    """Sintel EPE (clean, final) on the held-out scene and DAVIS J mean on the held-out sequences."""
-    pipeline = PerceptionPipeline.from_model_file(model_path, "torch", "cpu", (320, 240))
+def held_out_scores(model_path: Path, root: Path, motion_model: Path | None = None) -> dict[str, float]:
+    """Sintel EPE (clean, final) on the held-out scene and DAVIS J mean on the held-out sequences;
+    ``motion_model``: a MotionLayerNet file fused in place of the bundled one."""
+    pipeline = PerceptionPipeline.from_model_file(model_path, "torch", "cpu", (320, 240), motion_model=motion_model)
     predictors = {"ours": lambda a, b: pipeline.infer_pair(a, b).flow}
     scores = {}
     for pass_name in ("clean", "final"):
@@ -122,6 +123,8 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="*", type=Path, default=[],
                         help="more self-supervised configs, each trained as written and scored as row "
                              "<config stem without train_> in RUNS/<that name>")
+    parser.add_argument("--motion-model", type=Path, default=None,
+                        help="MotionLayerNet file fused with every fine-tuned row (\"before\" keeps the bundled one)")
     parser.add_argument("--runs", type=Path, default=Path("runs/selfsup_ablation"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/selfsup_finetune.json"))
     args = parser.parse_args()
@@ -131,7 +134,7 @@ def main() -> None:
     results = {"machine": f"{platform.machine()} 1 thread", "steps_per_row": args.steps,
                "held_out": {"davis": list(HELD_OUT_DAVIS), "sintel": [f"clean/{HELD_OUT_SINTEL}", f"final/{HELD_OUT_SINTEL}"]},
                "config": str(args.config), "teacher_config": str(args.teacher_config),
-               "recipes": [str(recipe) for recipe in args.recipes],
+               "recipes": [str(recipe) for recipe in args.recipes], "motion_model": str(args.motion_model or "bundled"),
                "before": held_out_scores(DEFAULT_MODEL_PATH, root), "rows": {}}
     runs = [(name, row_config(base, ROWS[name], args.steps)) for name in args.rows]
     teacher = load_config(args.teacher_config)
@@ -148,7 +151,7 @@ def main() -> None:
         if result.signal is not None:  # interrupted: last.pt is written, a rerun continues the row
             raise SystemExit(result.exit_code)
         train_s = load_checkpoint(run_dir / LAST_NAME)["elapsed_s"]
-        scores = held_out_scores(run_dir / WEIGHTS_NAME, root)
+        scores = held_out_scores(run_dir / WEIGHTS_NAME, root, args.motion_model)
         results["rows"][name] = {**scores, "train_s": train_s, "steps": result.step, "model": str(run_dir / WEIGHTS_NAME),
                                  "better_than_before": is_better(scores, results["before"])}
         print(format_table(results), flush=True)
