@@ -120,6 +120,8 @@ def test_teacher_loss_adds_only_the_weighted_terms() -> None:
     assert off.item() == 0.0 and terms == {}
     flow_only, terms = teacher_loss(outputs, flow, valid, mask, 2.0, 0.0)
     assert flow_only.item() == pytest.approx(2.0 * np.sqrt(2.0), rel=1e-5) and "teacher_iou" not in terms
+    without_mask, _ = teacher_loss(outputs, flow, valid, None, 2.0, 0.0)  # an unused target may be absent
+    assert without_mask.item() == flow_only.item()
     both, terms = teacher_loss(outputs, flow, valid, mask, 2.0, 1.0)
     assert both.item() > flow_only.item() and {"teacher_epe", "teacher_iou"} <= set(terms)
     both.backward()

@@ -1,9 +1,10 @@
-"""Distillation of a teacher on unlabelled pairs: the classical one (data/teacher.py) or the
-self-refinement one (data/refinement_teacher.py). Pure functions returning ``(loss, metrics)``;
+"""Distillation of a teacher on unlabelled pairs: flow from the classical teacher (data/teacher.py)
+or the self-refinement one (data/refinement_teacher.py), masks from the classical teacher or the
+starting model's pipeline (data/pipeline_masks.py). Pure functions returning ``(loss, metrics)``;
 not part of Every Frame Counts, off unless its weights are set.
 
     L_teacher = lambda_tf * sum_s alpha_s mean_{valid} ||f_s - f_teacher,s||_2   (masked multi-scale EPE)
-              + lambda_tm * Ls(mask_logits, classical mask)                  (SegFlow eq. 1)
+              + lambda_tm * Ls(mask_logits, teacher mask)                     (SegFlow eq. 1)
 """
 from __future__ import annotations
 

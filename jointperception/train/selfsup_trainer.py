@@ -7,10 +7,11 @@ with the supervised losses:
 (EFC eq. 9; the bracket is eq. 8 plus the supervised flow terms), plus, when its weights are set,
 a teacher's distillation on the unlabelled pairs (losses/teacher.py): DIS-medium flow and the
 classical mask (data/teacher.py), the step's own flow after the runtime refinement
-(data/refinement_teacher.py), the mask the starting model's pipeline publishes (data/pipeline_masks.py). The per-block occlusion heads (models/efc_occlusion_heads.py) live
-beside the network and are checkpointed with it, never exported. No labels means no validation: ``last.pt`` every ``eval_every`` steps (atomic, resumable),
-and the final network goes to ``run_dir/selfsup.safetensors``. SIGINT/SIGTERM finish the step,
-write ``last.pt`` and return.
+(data/refinement_teacher.py), or the mask the starting model's pipeline publishes
+(data/pipeline_masks.py). The per-block occlusion heads (models/efc_occlusion_heads.py) live beside
+the network and are checkpointed with it, never exported. No labels means no validation:
+``last.pt`` every ``eval_every`` steps (atomic, resumable), and the final network goes to
+``run_dir/selfsup.safetensors``. SIGINT/SIGTERM finish the step, write ``last.pt`` and return.
 """
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def teacher_batch(sc: SelfSupConfig, batch: dict[str, torch.Tensor], first: torc
                   outputs: dict) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """Teacher flow (2B, 2, h, w), valid (2B, 1, h, w) and mask (2B, 1, h, w) in the order of ``first``
     (image1 -> image2, then image2 -> image1); None for a target whose weight is 0."""
-    def classical(key: str) -> torch.Tensor:
+    def both_directions(key: str) -> torch.Tensor:  # the dataset's targets (classical, or given masks)
         return torch.cat([batch[f"teacher_{key}1"], batch[f"teacher_{key}2"]])
 
     flow = valid = mask = None
@@ -108,9 +109,9 @@ def teacher_batch(sc: SelfSupConfig, batch: dict[str, torch.Tensor], first: torc
         if sc.teacher_flow_source == "refined":
             flow, valid = refined_flow_targets(first, second, outputs["flow"])
         else:
-            flow, valid = classical("flow"), classical("valid")
+            flow, valid = both_directions("flow"), both_directions("valid")
     if sc.teacher_mask_weight > 0:
-        mask = classical("mask")
+        mask = both_directions("mask")
     return flow, valid, mask
 
 
