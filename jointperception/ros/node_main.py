@@ -13,6 +13,7 @@ from typing import TypeVar
 import rclpy
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
 
 from jointperception.errors import JointPerceptionError
@@ -36,6 +37,11 @@ def run_node(
         spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C or SIGTERM: a normal stop
+    except rclpy_implementation.RCLError:
+        # rclpy's signal handler may shut the context down between the executor's ok() check and
+        # its wait set ("the given context is not valid"): also a normal stop, but only then
+        if rclpy.ok():
+            raise
     except (JointPerceptionError, ParameterException) as exc:
         print(f"{program}: error: {exc}", file=sys.stderr)
         exit_code = 2
