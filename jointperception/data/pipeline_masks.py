@@ -29,10 +29,11 @@ def published_masks(sequences: Sequence[FrameSequence], pipeline: PerceptionPipe
     """Per sequence, per frame: the (H, W) bool mask ``pipeline`` publishes when it streams the
     sequence (frames (H, W, 3) uint8 RGB, every sequence at least 2 frames)."""
     start = time.perf_counter()
+    stream = streaming(pipeline, memory_weight)  # a fresh mask memory for every sequence
     masks = []
     for sequence in sequences:
         frames = list(sequence.frames)
-        masks.append(tuple(streaming(pipeline, memory_weight)(frames, list(range(len(frames))))))
+        masks.append(tuple(stream(frames, list(range(len(frames))))))
     LOG.info("pipeline teacher masks: %d frames of %d sequences in %.0f s", sum(len(m) for m in masks),
              len(masks), time.perf_counter() - start)
     return masks

@@ -37,7 +37,7 @@ def refined_flow_targets(first: torch.Tensor, second: torch.Tensor,
     images1, images2, flows = _channels_last(first), _channels_last(second), _channels_last(flow.float())
     refined = np.stack([refine_flow(a, b, f) for a, b, f in zip(images1, images2, flows, strict=True)])
     reverse = np.roll(refined, count // 2, axis=0)  # item i's backward flow sits at i + B (mod 2B)
-    valid = np.stack([forward_backward_consistent(forward, backward) & np.isfinite(forward).all(axis=2)
+    valid = np.stack([forward_backward_consistent(forward, backward)  # False wherever either is non-finite
                       for forward, backward in zip(refined, reverse, strict=True)])
     target = torch.from_numpy(np.nan_to_num(refined, nan=0.0, posinf=0.0, neginf=0.0)).permute(0, 3, 1, 2)
     return target.contiguous(), torch.from_numpy(valid.astype(np.float32))[:, None]

@@ -3,7 +3,8 @@
 pre:  resize (H, W) -> network size, take the pair's dominant translation out of the second frame
       (``runtime.prealign``; added back to the flow after the backend), replicate-pad bottom/right
       to a multiple of NETWORK_STRIDE, normalise;  backend: network-resolution probabilities and flow;
-post: variational refinement of the flow on the network grid (``runtime.flow_refinement``), motion layers (argmax, 0 = the largest layer) and the published mask's probability
+post: variational refinement of the flow on the network grid (``runtime.flow_refinement``), motion
+      layers (argmax, 0 = the largest layer) and the published mask's probability
       (``runtime.motion_layers``; in a stream also carried along the flow by ``runtime.mask_memory``)
       on the network grid; crop the padding, bilinear upsample to (H, W) (nearest for layer ids),
       scale flow u by W/W_net and v by H/H_net, threshold.
@@ -226,10 +227,9 @@ class PerceptionPipeline:
             restored = unmirror_outputs(mirrored, width)
             moving = 0.5 * (moving + split_layers(restored["layer_prob"], height, width)[1])
             raw = {name: 0.5 * (value + restored[name]) for name, value in raw.items() if name != "layer_prob"}
-        if dx or dy:
+        if dx or dy or self.refine:  # a new array: the backend's may be its own buffer, and the refinement writes in place
             raw["flow"] = raw["flow"] + np.array([dx, dy], dtype=np.float32)[None, :, None, None]  # undo the pre-alignment
         if self.refine:
-            raw["flow"] = raw["flow"].copy()
             raw["flow"][0, :, :height, :width] = refine_flow(
                 first_net, second_net, raw["flow"][0, :, :height, :width].transpose(1, 2, 0)).transpose(2, 0, 1)
         residual = residual_mask(raw["flow"], height, width) if self.mask_source in RESIDUAL_SOURCES else None
