@@ -24,6 +24,7 @@ Scores use the runtime pipeline at 320x240, as benchmarks/eval_bundled.json.
         --runs runs/selfsup_photo --out benchmarks/selfsup_finetune_photo.json   # one recipe, current base
     python benchmarks/selfsup_finetune.py --rows --full-steps 0 --teacher-rows \
         --recipes config/train_selfsup_refined_teacher.yaml --runs runs/recipes --out JSON   # configs as written
+    (add --no-refine-flow to score the fine-tuned rows without the runtime refinement they were taught)
 
 Then the full recipe runs once more with the larger ``--full-steps`` budget (row "full_run"), and
 the teacher recipe four times (TEACHER_ROWS). "before" is the bundled supervised-only model; a row
@@ -69,17 +70,21 @@ TEACHER_ROWS = {
 }
 
 
-def held_out_scores(model_path: Path, root: Path, motion_model: Path | None = None) -> dict[str, float]:
-    """Sintel EPE (clean, final) on the held-out scene and DAVIS J mean on the held-out sequences;
-    ``motion_model``: a MotionLayerNet file fused in place of the bundled one."""
-    pipeline = PerceptionPipeline.from_model_file(model_path, "torch", "cpu", (320, 240), motion_model=motion_model)
+def held_out_scores(model_path: Path, root: Path, motion_model: Path | None = None,
+                    davis: tuple[str, ...] = HELD_OUT_DAVIS, sintel: str = HELD_OUT_SINTEL,
+                    refine: bool = True) -> dict[str, float]:
+    """Sintel EPE (clean, final) on the held-out scene ``sintel`` and DAVIS J mean on the held-out
+    sequences ``davis``; ``motion_model``: a MotionLayerNet file fused in place of the bundled one;
+    ``refine``: the pipeline's flow refinement (runtime.flow_refinement)."""
+    pipeline = PerceptionPipeline.from_model_file(model_path, "torch", "cpu", (320, 240), motion_model=motion_model,
+                                                  refine=refine)
     predictors = {"ours": lambda a, b: pipeline.infer_pair(a, b).flow}
     scores = {}
     for pass_name in ("clean", "final"):
-        pairs = [p for p in sintel_pairs(root / "sintel", (pass_name,)) if HELD_OUT_SINTEL in p.name]
+        pairs = [p for p in sintel_pairs(root / "sintel", (pass_name,)) if sintel in p.name]
         scores[f"sintel_{pass_name}_epe"] = score_flow_pairs(pairs, predictors)["ours"]["epe_all"]
     davis = score_sequences(root / "davis2016", {"ours": per_pair(lambda a, b: pipeline.infer_pair(a, b).mask)},
-                            list(HELD_OUT_DAVIS))["ours"]
+                            list(davis))["ours"]
     scores["davis_j"] = davis["j_mean"]
     scores["davis_per_sequence_j"] = davis["per_sequence_j"]
     return scores
@@ -125,6 +130,9 @@ def main() -> None:
                              "<config stem without train_> in RUNS/<that name>")
     parser.add_argument("--motion-model", type=Path, default=None,
                         help="MotionLayerNet file fused with every fine-tuned row (\"before\" keeps the bundled one)")
+    parser.add_argument("--no-refine-flow", action="store_true",
+                        help="score the fine-tuned rows without the runtime flow refinement (\"before\" keeps it): "
+                             "for models taught the refined flow (selfsup.teacher_flow_source: refined)")
     parser.add_argument("--runs", type=Path, default=Path("runs/selfsup_ablation"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/selfsup_finetune.json"))
     args = parser.parse_args()
@@ -135,6 +143,7 @@ def main() -> None:
                "held_out": {"davis": list(HELD_OUT_DAVIS), "sintel": [f"clean/{HELD_OUT_SINTEL}", f"final/{HELD_OUT_SINTEL}"]},
                "config": str(args.config), "teacher_config": str(args.teacher_config),
                "recipes": [str(recipe) for recipe in args.recipes], "motion_model": str(args.motion_model or "bundled"),
+               "fine_tuned_rows_refine_flow": not args.no_refine_flow,
                "before": held_out_scores(DEFAULT_MODEL_PATH, root), "rows": {}}
     runs = [(name, row_config(base, ROWS[name], args.steps)) for name in args.rows]
     teacher = load_config(args.teacher_config)
@@ -151,7 +160,7 @@ def main() -> None:
         if result.signal is not None:  # interrupted: last.pt is written, a rerun continues the row
             raise SystemExit(result.exit_code)
         train_s = load_checkpoint(run_dir / LAST_NAME)["elapsed_s"]
-        scores = held_out_scores(run_dir / WEIGHTS_NAME, root, args.motion_model)
+        scores = held_out_scores(run_dir / WEIGHTS_NAME, root, args.motion_model, refine=not args.no_refine_flow)
         results["rows"][name] = {**scores, "train_s": train_s, "steps": result.step, "model": str(run_dir / WEIGHTS_NAME),
                                  "better_than_before": is_better(scores, results["before"])}
         print(format_table(results), flush=True)
