@@ -3,7 +3,8 @@ committed evaluation JSON (both produced by named commands).
 
     python benchmarks/bundle_model.py --run runs/photo --eval benchmarks/eval_bundled.json \
         --start-model runs/bundled/best.safetensors
-    python benchmarks/bundle_model.py --run runs/selfsup_ablation/full_teacher --eval benchmarks/eval_selfsup.json \
+    python benchmarks/bundle_model.py --run runs/recipes/selfsup_refined_teacher --eval \
+        benchmarks/eval_selfsup_refined_teacher.json --crossval benchmarks/selfsup_crossval.json \
         --out models/jointnet_tiny_selfsup.safetensors
 
 A supervised run (train.mode joint | iterative) bundles its best.safetensors; a self-supervised
@@ -82,6 +83,28 @@ def selfsup_lines(meta: dict) -> list[str]:
     ]
 
 
+def crossval_lines(path: Path) -> list[str]:
+    """Card section from a benchmarks/selfsup_crossval.py JSON: the recipe's before/after per fold,
+    each fold scored by the model trained without its sequences."""
+    results = json.loads(path.read_text())
+    lines = ["", "## Held out from the fine-tuning",
+             f"From `{path}`: the recipe `{results['recipe']}` trained once per fold from the starting model, each fold's "
+             "DAVIS sequences and Sintel scene kept out of the unlabelled video; per-pair fused DAVIS J and Sintel EPE "
+             "(mean of clean and final) of the starting model (before) and the fold's model (after).", "",
+             "| held out | Sintel EPE before | after | DAVIS J before | after |", "|---|---|---|---|---|"]
+    for fold in results["folds"].values():
+        before, after = fold["before"], fold["after"]
+        lines += [f"| {', '.join(fold['davis'])}; {fold['sintel'][0].split('/')[1]} "
+                  f"| {(before['sintel_clean_epe'] + before['sintel_final_epe']) / 2:.2f} "
+                  f"| {(after['sintel_clean_epe'] + after['sintel_final_epe']) / 2:.2f} "
+                  f"| {before['davis_j']:.3f} | {after['davis_j']:.3f} |"]
+    total = results["all"]
+    if total is not None:
+        lines += [f"| all {total['after']['sequences']} sequences | {total['before']['sintel_epe']:.2f} "
+                  f"| {total['after']['sintel_epe']:.2f} | {total['before']['davis_j']:.3f} | {total['after']['davis_j']:.3f} |"]
+    return lines
+
+
 def starting_model(init_from: str, override: Path | None) -> Path:
     """The file a run started from: ``override`` (--start-model), else "bundled" = the bundled file."""
     return override or (DEFAULT_MODEL_PATH if init_from == "bundled" else Path(init_from))
@@ -94,6 +117,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH)
     parser.add_argument("--start-model", type=Path, default=None,
                         help="the model the run started from, when its init_from (e.g. bundled) no longer names it")
+    parser.add_argument("--crossval", type=Path, default=None,
+                        help="benchmarks/selfsup_crossval.py JSON of the run's recipe, shown on a self-supervised card")
     args = parser.parse_args()
     selfsup = (args.run / selfsup_trainer.WEIGHTS_NAME).exists()
     weights = args.run / (selfsup_trainer.WEIGHTS_NAME if selfsup else trainer.WEIGHTS_NAME)
@@ -127,6 +152,8 @@ def main() -> None:
                   f"or the node parameter `model:={args.out}`. Fine-tuned on real frames without their labels; "
                   "compare this table with the starting model's card, and see the README for the before/after "
                   "on the sequences held out from the fine-tuning."]
+        if args.crossval is not None:
+            lines += crossval_lines(args.crossval)
     lines += [
         "",
         "## Evaluation",
