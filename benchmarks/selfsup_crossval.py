@@ -32,6 +32,7 @@ import torch
 from benchmarks.selfsup_finetune import held_out_scores
 from jointperception.config import ExperimentConfig, load_config
 from jointperception.data.paths import shared_data_root
+from jointperception.data.real import davis_sequences, sintel_pairs
 from jointperception.models.weights import DEFAULT_MODEL_PATH
 from jointperception.train.selfsup_trainer import WEIGHTS_NAME, train_selfsup
 
@@ -51,6 +52,19 @@ def fold_config(recipe: ExperimentConfig, fold: int) -> ExperimentConfig:
                               selfsup=dataclasses.replace(recipe.selfsup, holdout=holdout))
     cfg.validate()
     return cfg
+
+
+def check_folds_cover(root: Path) -> None:
+    """Exit with a message unless FOLDS name every DAVIS sequence and Sintel scene under ``root``
+    exactly once (a changed data set would otherwise leave sequences out of the aggregate)."""
+    davis = [name for names, _ in FOLDS.values() for name in names]
+    if sorted(davis) != davis_sequences(root / "davis2016"):
+        raise SystemExit(f"{root / 'davis2016'}: sequences {davis_sequences(root / 'davis2016')} are not the folds' {sorted(davis)}")
+    scenes = [scene for _, scene in FOLDS.values()]
+    for pair in sintel_pairs(root / "sintel"):
+        matches = [scene for scene in scenes if scene in pair.name]
+        if len(matches) != 1:
+            raise SystemExit(f"{root / 'sintel'}: pair {pair.name} matches the fold scenes {matches}, not exactly one")
 
 
 def mean_sintel_epe(scores: dict) -> float:
@@ -92,6 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     root = shared_data_root()
+    check_folds_cover(root)
     recipe = load_config(args.recipe)
     folds: dict[int, dict] = {}
     for fold in args.folds:
