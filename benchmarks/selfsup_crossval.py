@@ -16,7 +16,8 @@ Aggregate: DAVIS J = mean over the 10 sequences of their per-pair J, Sintel = me
     python benchmarks/selfsup_crossval.py --folds 2 --runs runs/crossval --out /tmp/fold2.json  # one fold per core
     python benchmarks/selfsup_crossval.py --runs runs/crossval --out benchmarks/selfsup_crossval.json
 
-Runs resume from RUNS/foldN/last.pt, so a rerun after the per-fold runs only scores.
+Runs resume from RUNS/foldN/last.pt, so a rerun after the per-fold runs only scores; a finished
+run of the recipe on its fixed split, copied to RUNS/fold1, serves as fold 1.
 """
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ def check_folds_cover(root: Path) -> None:
 
 
 def mean_sintel_epe(scores: dict) -> float:
+    """Mean of a held_out_scores result's clean and final Sintel EPE (px)."""
     return (scores["sintel_clean_epe"] + scores["sintel_final_epe"]) / 2
 
 
@@ -87,9 +89,9 @@ def aggregate(folds: dict[int, dict]) -> dict[str, dict[str, float]]:
 
 def format_table(folds: dict[int, dict], total: dict | None) -> str:
     lines = [f"{'fold':<6} {'Sintel EPE before':>18} {'after':>8} {'DAVIS J before':>15} {'after':>8}"]
-    rows = [(str(fold), scores["before"], scores["after"]) for fold, scores in folds.items()]
-    for name, before, after in rows:
-        lines.append(f"{name:<6} {mean_sintel_epe(before):>18.3f} {mean_sintel_epe(after):>8.3f} "
+    for fold, scores in folds.items():
+        before, after = scores["before"], scores["after"]
+        lines.append(f"{fold:<6} {mean_sintel_epe(before):>18.3f} {mean_sintel_epe(after):>8.3f} "
                      f"{before['davis_j']:>15.3f} {after['davis_j']:>8.3f}")
     if total is not None:
         lines.append(f"{'all':<6} {total['before']['sintel_epe']:>18.3f} {total['after']['sintel_epe']:>8.3f} "
