@@ -124,6 +124,8 @@ class SelfSupConfig:
     teacher_flow_weight: float = 0.0  # distil the teacher's flow where forward-backward consistent (0 = off)
     teacher_flow_source: str = "classical"  # classical: DIS-medium (data/teacher.py); refined: the network's own flow
                                             # of the step after runtime.flow_refinement (data/refinement_teacher.py)
+    teacher_background: str = "flow"  # flow: the teacher's flow everywhere; affine: its dominant affine motion where it
+                                      # moves like it, the flow elsewhere (data/background_teacher.py)
     teacher_mask_weight: float = 0.0  # distil the teacher's moving-object mask (0 = off)
     teacher_mask_source: str = "classical"  # classical: the classical motion segmentation of DIS flow (data/teacher.py);
                                             # pipeline: the mask init_from's runtime pipeline publishes (data/pipeline_masks.py)
@@ -154,6 +156,7 @@ class SelfSupConfig:
             _choice("selfsup.train_branches", branch, ("segmentation", "flow"))  # models.jointnet.BRANCHES (torch-free here)
         _choice("selfsup.teacher_flow_source", self.teacher_flow_source, ("classical", "refined"))
         _choice("selfsup.teacher_mask_source", self.teacher_mask_source, ("classical", "pipeline"))
+        _choice("selfsup.teacher_background", self.teacher_background, ("flow", "affine"))
         if self.uses_pipeline_masks and not self.init_from:
             raise ConfigError("selfsup.teacher_mask_source: pipeline needs a trained init_from (the model whose masks teach)")
         for key in ("labelled_batch_size", "consistency_weight", "occlusion_weight", "smoothness_weight",

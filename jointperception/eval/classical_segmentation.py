@@ -84,14 +84,22 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == biggest
 
 
-def classical_motion_segmentation(flow: np.ndarray, min_residual: float = 0.5) -> np.ndarray:
-    """Pixels moving unlike the dominant affine motion: flow (H, W, 2) float px -> (H, W) bool.
+def affine_field(theta: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """f_theta(x, y) = theta_0 + theta_1 x + theta_2 y on the (height, width) grid (x, y as
+    ``affine_design``): theta (3, 2) -> (u, v), each (height, width) float32."""
+    x = affine_design(np.arange(width, dtype=np.float64), np.zeros(width), height, width)[:, 1].astype(np.float32)
+    y = affine_design(np.zeros(height), np.arange(height, dtype=np.float64), height, width)[:, 2].astype(np.float32)
+    theta = theta.astype(np.float32)
+    u = theta[0, 0] + x[None, :] * theta[1, 0] + y[:, None] * theta[2, 0]  # broadcast (1, W) + (H, 1)
+    v = theta[0, 1] + x[None, :] * theta[1, 1] + y[:, None] * theta[2, 1]
+    return u, v
 
-    A pixel is foreground when its residual |flow - affine| exceeds both the Otsu threshold and
-    ``min_residual`` px (so a field that is affine up to noise gives an empty mask); only the
-    largest connected component is kept. Non-finite flow (or beyond 1e6 px) is ignored in the
-    fit and is background.
-    """
+
+def dominant_motion(flow: np.ndarray, min_residual: float = 0.5) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """Where flow (H, W, 2) float px moves unlike its robust dominant affine motion -> (moving (H, W)
+    bool: residual |flow - affine| above both the Otsu threshold and ``min_residual`` px, before any
+    component selection; the affine field (u, v), each (H, W) float32, or None when too few finite
+    sites to fit one). Non-finite flow (or beyond 1e6 px) is ignored in the fit and never moving."""
     flow = np.asarray(flow)
     if flow.ndim != 3 or flow.shape[2] != 2 or flow.shape[0] < 1 or flow.shape[1] < 1:
         raise InputError(f"flow must be (H, W, 2), got shape {flow.shape}")
@@ -101,14 +109,20 @@ def classical_motion_segmentation(flow: np.ndarray, min_residual: float = 0.5) -
     flow = flow.astype(np.float32, copy=False) if valid.all() else np.where(valid[..., None], flow, 0.0).astype(np.float32)
     theta = fit_dominant_affine(flow, valid)
     if theta is None:
-        return np.zeros((height, width), dtype=bool)
-    x = affine_design(np.arange(width, dtype=np.float64), np.zeros(width), height, width)[:, 1].astype(np.float32)
-    y = affine_design(np.zeros(height), np.arange(height, dtype=np.float64), height, width)[:, 2].astype(np.float32)
-    theta = theta.astype(np.float32)
-    # residual of each component against f_theta(x, y) = theta_0 + theta_1 x + theta_2 y (broadcast)
-    du = flow[..., 0] - (theta[0, 0] + x[None, :] * theta[1, 0] + y[:, None] * theta[2, 0])
-    dv = flow[..., 1] - (theta[0, 1] + x[None, :] * theta[1, 1] + y[:, None] * theta[2, 1])
-    residual = cv2.magnitude(du, dv)
+        return np.zeros((height, width), dtype=bool), None
+    u, v = affine_field(theta, height, width)
+    residual = cv2.magnitude(flow[..., 0] - u, flow[..., 1] - v)
     residual[~valid] = 0.0
     threshold = max(_otsu_threshold(residual[valid]), min_residual)
-    return largest_component(valid & (residual > threshold))
+    return valid & (residual > threshold), (u, v)
+
+
+def classical_motion_segmentation(flow: np.ndarray, min_residual: float = 0.5) -> np.ndarray:
+    """Pixels moving unlike the dominant affine motion: flow (H, W, 2) float px -> (H, W) bool.
+
+    A pixel is foreground when its residual |flow - affine| exceeds both the Otsu threshold and
+    ``min_residual`` px (so a field that is affine up to noise gives an empty mask); only the
+    largest connected component is kept. Non-finite flow (or beyond 1e6 px) is ignored in the
+    fit and is background.
+    """
+    return largest_component(dominant_motion(flow, min_residual)[0])

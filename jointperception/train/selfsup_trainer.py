@@ -7,7 +7,8 @@ with the supervised losses:
 (EFC eq. 9; the bracket is eq. 8 plus the supervised flow terms), plus, when its weights are set,
 a teacher's distillation on the unlabelled pairs (losses/teacher.py): DIS-medium flow and the
 classical mask (data/teacher.py), the step's own flow after the runtime refinement
-(data/refinement_teacher.py), or the mask the starting model's pipeline publishes
+(data/refinement_teacher.py), either flow optionally with its dominant affine motion as the
+background (data/background_teacher.py), or the mask the starting model's pipeline publishes
 (data/pipeline_masks.py). The per-block occlusion heads (models/efc_occlusion_heads.py) live beside
 the network and are checkpointed with it, never exported. No labels means no validation:
 ``last.pt`` every ``eval_every`` steps (atomic, resumable), and the final network goes to
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from jointperception.config import ExperimentConfig, SelfSupConfig
+from jointperception.data.background_teacher import affine_background
 from jointperception.data.datasets import SyntheticPairDataset
 from jointperception.data.paths import shared_data_root
 from jointperception.data.pipeline_masks import published_masks
@@ -110,6 +112,8 @@ def teacher_batch(sc: SelfSupConfig, batch: dict[str, torch.Tensor], first: torc
             flow, valid = refined_flow_targets(first, second, outputs["flow"])
         else:
             flow, valid = both_directions("flow"), both_directions("valid")
+        if sc.teacher_background == "affine":
+            flow = affine_background(flow, valid)
     if sc.teacher_mask_weight > 0:
         mask = both_directions("mask")
     return flow, valid, mask
