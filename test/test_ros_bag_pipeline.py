@@ -149,5 +149,8 @@ def test_demo_end_to_end(tmp_path: Path, model_file: Path, capsys: pytest.Captur
     assert metrics["frames"]["no output (first frame excluded)"] == 0
     assert metrics["throughput_fps"] > 0 and 0 < metrics["latency_ms"]["p50"] <= metrics["latency_ms"]["p99"]
     assert 0.0 <= metrics["gt"]["mask"]["j_mean"] <= 1.0 and metrics["gt"]["flow"]["num_pairs"] == 3
+    recorded = {topic.rsplit("/", 1)[1]: count for topic, count in metrics["output_topics"].items()}
+    assert {name: recorded.get(name, 0) for name in ("mask", "flow", "occlusion", "motion_layers")} == \
+        {"mask": 3, "flow": 3, "occlusion": 3, "motion_layers": 3}  # every output the recorder took, not only the timed one
     samples = list((out / "report_files").glob("sample_*.png"))
     assert samples and all(path.name in (out / "report.html").read_text() for path in samples)

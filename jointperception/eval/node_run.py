@@ -119,4 +119,5 @@ def score_node_run(in_bag: Path, recorded_bag: Path, settings: ReplaySettings,
         "no output (first frame excluded)": sum(1 for s in stamps[1:] if s not in recorded),
     }
     span_ns = (max(received_mask.values()) - min(received_input.values())) if received_mask and received_input else 0
-    return ReplayResult(counts, rows, span_ns / 1e9, gt, {topic: len(v) for topic, v in log_times.items()})
+    recorded_outputs = {topic: info.count for topic, info in bag_topics(recorded_bag).items() if topic in names.values()}
+    return ReplayResult(counts, rows, span_ns / 1e9, gt, recorded_outputs)
