@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 
 from jointperception.commands.evaluate import format_table
+from jointperception.eval.held_out import mean_sintel_epe
 from jointperception.models.weights import DEFAULT_MODEL_PATH, load_model
 from jointperception.train import selfsup_trainer, trainer
 
@@ -95,8 +96,7 @@ def crossval_lines(path: Path) -> list[str]:
     for fold in results["folds"].values():
         before, after = fold["before"], fold["after"]
         lines += [f"| {', '.join(fold['davis'])}; {fold['sintel'][0].split('/')[1]} "
-                  f"| {(before['sintel_clean_epe'] + before['sintel_final_epe']) / 2:.2f} "
-                  f"| {(after['sintel_clean_epe'] + after['sintel_final_epe']) / 2:.2f} "
+                  f"| {mean_sintel_epe(before):.2f} | {mean_sintel_epe(after):.2f} "
                   f"| {before['davis_j']:.3f} | {after['davis_j']:.3f} |"]
     total = results["all"]
     if total is not None:

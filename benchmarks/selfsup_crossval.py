@@ -6,12 +6,12 @@ seven DAVIS sequences and two Sintel scenes make folds 2 and 3, in alphabetical 
 trains the recipe as written with only its held-out sets changed (``selfsup.holdout`` for the
 unlabelled video, ``data.photo_holdout`` for the textures of the labelled synthetic pairs), from
 the bundled model, and scores the bundled model and its own model on its held-out sets through the
-runtime pipeline at 320x240 (benchmarks/selfsup_finetune.py ``held_out_scores``). The bundled
+runtime pipeline at 320x240 (``eval.held_out.held_out_scores``). The bundled
 supervised model itself took photo textures from every sequence outside fold 1, so folds 2 and 3
 hold out the fine-tuning only.
 
 Aggregate: DAVIS J = mean over the 10 sequences of their per-pair J, Sintel = mean EPE over the
-3 scenes x 2 passes; "better" as in selfsup_finetune.py (lower Sintel EPE and higher DAVIS J).
+3 scenes x 2 passes; "better" as in ``eval.held_out.is_better`` (lower Sintel EPE and higher DAVIS J).
 
     python benchmarks/selfsup_crossval.py --folds 2 --runs runs/crossval --out /tmp/fold2.json  # one fold per core
     python benchmarks/selfsup_crossval.py --runs runs/crossval --out benchmarks/selfsup_crossval.json
@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.selfsup_finetune import held_out_scores
 from jointperception.config import ExperimentConfig, load_config
 from jointperception.data.paths import shared_data_root
 from jointperception.data.real import davis_sequences, sintel_pairs
+from jointperception.eval.held_out import held_out_scores, mean_sintel_epe
 from jointperception.models.weights import DEFAULT_MODEL_PATH
 from jointperception.train.selfsup_trainer import WEIGHTS_NAME, train_selfsup
 
@@ -66,11 +66,6 @@ def check_folds_cover(root: Path) -> None:
         matches = [scene for scene in scenes if scene in pair.name]
         if len(matches) != 1:
             raise SystemExit(f"{root / 'sintel'}: pair {pair.name} matches the fold scenes {matches}, not exactly one")
-
-
-def mean_sintel_epe(scores: dict) -> float:
-    """Mean of a held_out_scores result's clean and final Sintel EPE (px)."""
-    return (scores["sintel_clean_epe"] + scores["sintel_final_epe"]) / 2
 
 
 def aggregate(folds: dict[int, dict]) -> dict[str, dict[str, float]]:

@@ -45,16 +45,11 @@ import torch
 
 from jointperception.config import ExperimentConfig, load_config
 from jointperception.data.paths import shared_data_root
-from jointperception.data.real import sintel_pairs
-from jointperception.eval.davis_eval import per_pair, score_sequences
-from jointperception.eval.flow_eval import score_flow_pairs
+from jointperception.eval.held_out import HELD_OUT_DAVIS, HELD_OUT_SINTEL, held_out_scores, is_better
 from jointperception.models.weights import DEFAULT_MODEL_PATH
-from jointperception.runtime.pipeline import PerceptionPipeline
 from jointperception.train.checkpoint import LAST_NAME, load_checkpoint
 from jointperception.train.selfsup_trainer import WEIGHTS_NAME, train_selfsup
 
-HELD_OUT_DAVIS = ("blackswan", "cows", "kite-surf")
-HELD_OUT_SINTEL = "market_5"
 ROWS = {
     "UL": {"occlusion_estimation": False, "temporal_consistency": False, "segmentation_mask": False},
     "UL+OE": {"occlusion_estimation": True, "temporal_consistency": False, "segmentation_mask": False},
@@ -70,26 +65,6 @@ TEACHER_ROWS = {
 }
 
 
-def held_out_scores(model_path: Path, root: Path, motion_model: Path | None = None,
-                    davis: tuple[str, ...] = HELD_OUT_DAVIS, sintel: str = HELD_OUT_SINTEL,
-                    refine: bool = True) -> dict[str, float]:
-    """Sintel EPE (clean, final) on the held-out scene ``sintel`` and DAVIS J mean on the held-out
-    sequences ``davis``; ``motion_model``: a MotionLayerNet file fused in place of the bundled one;
-    ``refine``: the pipeline's flow refinement (runtime.flow_refinement)."""
-    pipeline = PerceptionPipeline.from_model_file(model_path, "torch", "cpu", (320, 240), motion_model=motion_model,
-                                                  refine=refine)
-    predictors = {"ours": lambda a, b: pipeline.infer_pair(a, b).flow}
-    scores = {}
-    for pass_name in ("clean", "final"):
-        pairs = [p for p in sintel_pairs(root / "sintel", (pass_name,)) if sintel in p.name]
-        scores[f"sintel_{pass_name}_epe"] = score_flow_pairs(pairs, predictors)["ours"]["epe_all"]
-    davis = score_sequences(root / "davis2016", {"ours": per_pair(lambda a, b: pipeline.infer_pair(a, b).mask)},
-                            list(davis))["ours"]
-    scores["davis_j"] = davis["j_mean"]
-    scores["davis_per_sequence_j"] = davis["per_sequence_j"]
-    return scores
-
-
 def row_config(base: ExperimentConfig, flags: dict[str, bool], steps: int, seed: int | None = None) -> ExperimentConfig:
     """``base`` with the selfsup ``flags``, ``steps`` optimizer steps and (when given) another seed."""
     seed = base.train.seed if seed is None else seed
@@ -97,13 +72,6 @@ def row_config(base: ExperimentConfig, flags: dict[str, bool], steps: int, seed:
                               selfsup=dataclasses.replace(base.selfsup, **flags))
     cfg.validate()
     return cfg
-
-
-def is_better(after: dict[str, float], before: dict[str, float]) -> bool:
-    """``after`` beats ``before`` on both held-out figures: lower mean Sintel EPE, higher DAVIS J."""
-    mean_epe = (after["sintel_clean_epe"] + after["sintel_final_epe"]) / 2
-    before_epe = (before["sintel_clean_epe"] + before["sintel_final_epe"]) / 2
-    return mean_epe < before_epe and after["davis_j"] > before["davis_j"]
 
 
 def format_table(results: dict) -> str:

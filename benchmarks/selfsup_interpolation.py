@@ -1,6 +1,6 @@
 """Weight-space interpolation between the bundled supervised model and a self-supervised fine-tune
 (WiSE-FT, Wortsman et al. 2022): theta = (1 - alpha) theta_bundled + alpha theta_finetuned, scored
-on the held-out sets of benchmarks/selfsup_finetune.py (alpha 0 is "before", 1 the fine-tune).
+on the held-out sets of benchmarks/selfsup_finetune.py (eval.held_out) (alpha 0 is "before", 1 the fine-tune).
 
     python benchmarks/selfsup_interpolation.py --finetuned runs/recipes/selfsup_refined_teacher_no_tc/selfsup.safetensors \
         --alphas 0.5 --models runs/interpolation --out benchmarks/selfsup_interpolation.json
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.selfsup_finetune import held_out_scores, is_better
 from jointperception.data.paths import shared_data_root
+from jointperception.eval.held_out import held_out_scores, is_better
 from jointperception.models.weights import DEFAULT_MODEL_PATH, load_model, save_weights
 
 
