@@ -97,6 +97,14 @@ def test_onnxruntime_matches_torch_on_a_rendered_pair(
     assert np.ptp(out["mask_prob"]) > 1e-3 and np.ptp(out["occlusion_prob"]) > 1e-3
 
 
+def test_exported_correlation_is_one_gather_not_a_slice_per_displacement(exported: SimpleNamespace) -> None:
+    """models.flow_branch.local_correlation lowers to Gather + Mul + ReduceSum while exporting
+    (7 x 7 displacements would otherwise be 49 Slice, Mul and ReduceSum nodes each)."""
+    for path in (exported.static, exported.dynamic):
+        ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+        assert ops.count("Gather") >= 1 and ops.count("Slice") < 10 and ops.count("ReduceSum") < 10, path.name
+
+
 def test_parity_check_fails_for_a_different_network(exported: SimpleNamespace) -> None:
     report = parity_check(exported.static, lively_model(1), NETWORK_SIZE, threads=1)
     assert any(line.startswith("flow") for line in report.failures())

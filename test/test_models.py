@@ -6,6 +6,7 @@ from jointperception.config import ModelConfig
 from jointperception.errors import ConfigError
 from jointperception.models import build_model
 from jointperception.models.blocks import channel_softmax
+from jointperception.models.flow_branch import average_pyramid, local_correlation
 from jointperception.models.motionnet import MotionLayerNet
 from jointperception.models.perception import PerceptionModel, motion_stride_for
 
@@ -73,6 +74,33 @@ def test_unknown_width_is_a_config_error():
 def test_channel_softmax_equals_torch_softmax() -> None:
     logits = 30.0 * torch.randn(2, 5, 7, 9)  # large logits: the max shift keeps exp finite
     torch.testing.assert_close(channel_softmax(logits), torch.softmax(logits, dim=1))
+
+
+@pytest.mark.parametrize("exporting", [False, True], ids=["eager", "onnx-lowering"])
+def test_local_correlation_is_the_cosine_of_every_displaced_pair(exporting: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both lowerings of the cost volume against its definition, pixel by pixel, zero beyond the border."""
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: exporting)
+    generator = torch.Generator().manual_seed(3)
+    features1, features2 = (torch.randn(2, 5, 4, 6, generator=generator) for _ in range(2))
+    radius = 2
+    volume = local_correlation(features1, features2, radius)
+    assert volume.shape == (2, 25, 4, 6)
+    expected = torch.zeros_like(volume)
+    for d, (dy, dx) in enumerate((dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)):
+        for y in range(4):
+            for x in range(6):
+                if 0 <= y + dy < 4 and 0 <= x + dx < 6:
+                    expected[:, d, y, x] = torch.nn.functional.cosine_similarity(
+                        features1[:, :, y, x], features2[:, :, y + dy, x + dx], dim=1)
+    torch.testing.assert_close(volume, expected)
+
+
+def test_average_pyramid_equals_pooling_the_image_by_each_stride() -> None:
+    image = torch.randn(2, 3, 32, 64)
+    pyramid = average_pyramid(image, 8)
+    assert sorted(pyramid) == [2, 4, 8]
+    for stride, level in pyramid.items():
+        torch.testing.assert_close(level, torch.nn.functional.avg_pool2d(image, stride))
 
 
 @pytest.mark.parametrize("width,stride", [(96, 1), (160, 1), (320, 2), (480, 4), (640, 4), (1280, 8), (8192, 32)])
