@@ -27,11 +27,11 @@ def affine_design(xs: np.ndarray, ys: np.ndarray, height: int, width: int) -> np
     return np.stack([np.ones_like(x), x, y], axis=1)
 
 
-def _weighted_ridge_lstsq(design: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """argmin_theta sum_i w_i |P_i theta - f_i|^2 + RIDGE |theta|^2: (N,3), (N,2), (N,) -> (3, 2),
-    by its 3x3 normal equations (P^T W P + RIDGE I) theta = P^T W f."""
-    weighted = design * weights[:, None]
-    return np.linalg.solve(weighted.T @ design + RIDGE * np.eye(3), weighted.T @ target)
+def _weighted_ridge_lstsq(design_t: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """argmin_theta sum_i w_i |P_i theta - f_i|^2 + RIDGE |theta|^2: P^T (3, N), f (N, 2), w (N,) ->
+    (3, 2), by its 3x3 normal equations (P^T W P + RIDGE I) theta = P^T W f."""
+    weighted_t = design_t * weights
+    return np.linalg.solve(weighted_t @ design_t.T + RIDGE * np.eye(3), weighted_t @ target)
 
 
 def fit_dominant_affine(flow: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
@@ -50,16 +50,17 @@ def fit_dominant_affine(flow: np.ndarray, valid: np.ndarray) -> np.ndarray | Non
     if rows.size < 3:
         return None
     target = flow[rows, cols].astype(np.float64)
-    design = affine_design(cols.astype(np.float64), rows.astype(np.float64), height, width)
+    design_t = np.ascontiguousarray(affine_design(cols.astype(np.float64), rows.astype(np.float64), height, width).T)
     theta = np.zeros((3, 2))
     theta[0] = np.median(target, axis=0)
     for _ in range(IRLS_ITERATIONS):
-        residual = np.linalg.norm(target - design @ theta, axis=1)
+        error = target - (theta.T @ design_t).T
+        residual = np.sqrt(np.einsum("ij,ij->i", error, error))  # |error| per site (np.linalg.norm's sum, in one pass)
         scale = max(1.4826 * float(np.median(residual)), MIN_SCALE)
-        weights = np.clip(1.0 - (residual / (TUKEY_C * scale)) ** 2, 0.0, None) ** 2
+        weights = np.square(np.maximum(1.0 - np.square(residual * (1.0 / (TUKEY_C * scale))), 0.0))
         if weights.sum() < 3:
             break
-        theta, previous = _weighted_ridge_lstsq(design, target, weights), theta
+        theta, previous = _weighted_ridge_lstsq(design_t, target, weights), theta
         if np.abs(theta - previous).max() < FIT_TOLERANCE:
             break
     return theta
