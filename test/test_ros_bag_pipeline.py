@@ -53,13 +53,15 @@ def _finish(children: RosChildren, name: str) -> None:
     assert code == 0, f"{name} exited with {code}: {children.log_tail(name)}"
 
 
-@pytest.fixture(scope="module")
-def node_run(tmp_path_factory: pytest.TempPathFactory, model_file: Path) -> tuple[Path, Path]:
-    """(sample bag, recorded bag) of one lock-step run through the node."""
+@pytest.fixture(scope="module", params=[False, True], ids=["one-thread", "pipelined"])
+def node_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, model_file: Path) -> tuple[Path, Path]:
+    """(sample bag, recorded bag) of one lock-step run through the node, with one worker thread
+    or the two-stage (pipelined) worker."""
     root = tmp_path_factory.mktemp("pipeline")
     sample, recorded = _record_sample(root / "sample"), root / "recorded"
     node_args = ["--ros-args", "-p", f"model:={model_file}", "-p", "threads:=1", "-p", "backend:=torch", "-p", "network_width:=96",
-                 "-p", "network_height:=64", "-p", "diagnostics_period_s:=0.2", "-r", f"image:={TOPIC}"]
+                 "-p", "network_height:=64", "-p", "diagnostics_period_s:=0.2", "-p", f"pipelined:={str(request.param).lower()}",
+                 "-r", f"image:={TOPIC}"]
     with RosChildren(pick_domain_id(), root / "logs") as children:
         children.start("node", "jointperception.ros.perception_node", node_args)
         from_node = [*(f"{NODE}/{name}" for name in COMPARED), "/diagnostics"]

@@ -87,7 +87,8 @@ class PerceptionLifecycleNode(LifecycleNode):
         except JointPerceptionError as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
-        self.worker = PerceptionWorker(self, pipeline, self.create_lifecycle_publisher, image_qos(self._param("qos")))
+        self.worker = PerceptionWorker(self, pipeline, self.create_lifecycle_publisher, image_qos(self._param("qos")),
+                                       self._param("pipelined"))
         self.get_logger().info(f"configured: {self.worker.summary()}, qos {self._param('qos')}")
         return super().on_configure(state)
 

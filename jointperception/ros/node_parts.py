@@ -51,6 +51,9 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
                                   floats=(0.0, 1000.0))),
     "reset_gap_s": (1.0, describe("forget the previous frame after a stamp gap this long; 0 = never",
                                   floats=(0.0, 3600.0))),
+    "pipelined": (False, describe("two worker threads: the network of the newest pair runs while the pair before is "
+                                  "finished and published (more frames per second, each a little later); false: one "
+                                  "thread", True)),
     "diagnostics_period_s": (1.0, describe("period of /diagnostics", True, floats=(0.05, 60.0))),
     **{f"publish_{name}": (True, describe(_TOGGLE.format(name))) for name in
        ("mask", "flow", "occlusion", "motion_layers", "flow_color", "overlay", "camera_info")},

@@ -6,8 +6,8 @@ Topics (DESIGN §3), every output with the header of the newest input frame:
        previous frame, pixels), ``~/occlusion`` mono8 (pixels of the newest frame not visible in
        the previous one), ``~/motion_layers`` mono8, ``~/flow_color`` rgb8, ``~/overlay`` rgb8,
        ``~/camera_info`` (scaled to the output size = input size); ``/diagnostics`` at 1 Hz.
-The subscription callback only fills a latest-only slot; a worker thread (``PerceptionWorker``)
-converts, pairs and runs the network, so the executor never blocks. Outputs are computed only
+The subscription callback only fills a latest-only slot; worker threads (``PerceptionWorker``)
+convert, pair, run the network and publish, so the executor never blocks. Outputs are computed only
 when subscribed. ``perception_lifecycle_node`` is the managed variant of this node.
 """
 from __future__ import annotations
@@ -53,7 +53,8 @@ class PerceptionNode(Node):
             self.declare_parameter(name, default, descriptor)
         qos_name = self.get_parameter("qos").value
         qos = image_qos(qos_name)
-        self.worker = PerceptionWorker(self, load_pipeline(self), self.create_publisher, qos)
+        self.worker = PerceptionWorker(self, load_pipeline(self), self.create_publisher, qos,
+                                       self.get_parameter("pipelined").value)
         self.create_subscription(Image, "image", self.worker.on_image, qos)
         self.create_subscription(CameraInfo, "camera_info", self.worker.on_camera_info, qos)
         self.create_timer(self.get_parameter("diagnostics_period_s").value, self.worker.publish_diagnostics)

@@ -1,6 +1,15 @@
 """The part of the perception nodes that does the work, shared by ``perception_node`` and
-``perception_lifecycle_node``: a latest-only frame slot filled by the image callback, a worker
-thread that converts, pairs and runs the pipeline, the output publishers and /diagnostics.
+``perception_lifecycle_node``: a latest-only frame slot filled by the image callback, worker
+threads that convert, pair and run the pipeline, the output publishers and /diagnostics.
+
+One worker thread converts, pairs, runs the pipeline and publishes. With the parameter
+``pipelined`` there are two stages, each its own thread: the network thread takes the newest
+frame, converts and pairs it and runs ``PerceptionPipeline.run_network``; it hands the pass over
+(one at most waiting) to the publish thread, which runs ``finish`` and publishes. So the network of
+pair t + 1 runs while pair t is refined, segmented and published: more frames per second, each one
+later (on 2 CPU cores the two stages slow each other; README: node benchmark). Outputs are the
+same either way: each pass carries the settings it started with, and the mask memory is only
+touched by the publish thread, in frame order.
 
 The node owns the subscriptions and decides when the worker runs; the worker reads the live
 parameters (thresholds, pre-alignment, mask memory, rate limit, reset gap, publish toggles) from the node on every frame.
@@ -8,10 +17,12 @@ parameters (thresholds, pre-alignment, mask memory, rate limit, reset gap, publi
 from __future__ import annotations
 
 import copy
+import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
@@ -23,10 +34,23 @@ from std_msgs.msg import Header
 from jointperception.ros.convert import ImageConversionError, encode_image, image_msg_to_rgb
 from jointperception.ros.node_parts import FrameSlot, RunningStats, diagnostic_status
 from jointperception.runtime.mask_memory import MaskMemory
-from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
+from jointperception.runtime.pipeline import NetworkPass, PairOutputs, PerceptionPipeline
 from jointperception.runtime.stream import OUTPUT_ENCODINGS, PairFrame, output_image, pair_reset_reason
 
 CreatePublisher = Callable[..., Publisher]  # Node.create_publisher or create_lifecycle_publisher
+HANDOFF_POLL_S = 0.1  # how often a network thread waiting on the publish thread checks that it still runs
+
+
+@dataclass(frozen=True)
+class PendingPair:
+    """A pair between the two stages: the newest frame, its network pass, when the frame arrived
+    (time.monotonic()), and the mask memory's weight and whether it starts afresh here."""
+
+    frame: PairFrame
+    network_pass: NetworkPass
+    received: float
+    memory_weight: float
+    reset_memory: bool
 
 
 def scale_camera_info(info: CameraInfo, width: int, height: int, header: Header) -> CameraInfo:
@@ -58,19 +82,23 @@ class PerceptionWorker:
     """Pairs each frame with the previous one and publishes the pipeline outputs of the newest.
 
     ``create_publisher`` makes the output and /diagnostics publishers (``publishers`` lists them);
-    ``start`` / ``stop`` run and join the worker thread, which may be started again after a stop
-    (the pair state starts afresh; the counters carry on).
+    ``start`` / ``stop`` run and join the worker threads, which may be started again after a stop
+    (the pair state starts afresh; the counters carry on). ``pipelined``: two threads (network,
+    publish) or one doing both.
     """
 
     def __init__(self, node: Node, pipeline: PerceptionPipeline, create_publisher: CreatePublisher,
-                 qos: QoSProfile) -> None:
+                 qos: QoSProfile, pipelined: bool = False) -> None:
         self.node = node
         self.pipeline = pipeline
+        self.pipelined = pipelined
         self.error: BaseException | None = None
         self._stats = RunningStats()
         self._last_status: tuple[float, Counter[str]] = (time.monotonic(), Counter())
         self._slot = FrameSlot()
-        self._thread: threading.Thread | None = None
+        self._handoff: queue.Queue[PendingPair | None] = queue.Queue(maxsize=1)
+        self._threads: list[threading.Thread] = []
+        self._memory = MaskMemory(0.0)  # the published mask carried along the flow; publish stage only
         self._camera_info: CameraInfo | None = None
         self._logged_causes: set[str] = set()
         self._image_pubs = {name: create_publisher(Image, f"~/{name}", qos) for name in OUTPUT_ENCODINGS}
@@ -86,17 +114,25 @@ class PerceptionWorker:
 
     def start(self) -> None:
         self._slot = FrameSlot()
-        self._thread = threading.Thread(target=self._work, name="perception_worker", daemon=True)
-        self._thread.start()
+        self._handoff = queue.Queue(maxsize=1)
+        self._memory = MaskMemory(self._param("mask_memory"))
+        stages = [("perception_network", self._serve)]
+        if self.pipelined:
+            stages.append(("perception_publish", self._finish_handed_over))
+        self._threads = [threading.Thread(target=self._work, args=(stage,), name=name, daemon=True)
+                         for name, stage in stages]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop taking frames; the worker finishes the frame in hand before this returns."""
+        """Stop taking frames; the worker finishes the frames in hand before this returns."""
         self._slot.close()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return bool(self._threads) and all(thread.is_alive() for thread in self._threads)
 
     def on_image(self, msg: Image) -> None:
         """Executor thread: keep only the newest frame; a frame it replaces is a stale drop."""
@@ -115,11 +151,11 @@ class PerceptionWorker:
             self._logged_causes.add(cause)
             self.node.get_logger().warning(f"{text} [{cause}; logged once, counted in /diagnostics]")
 
-    def _work(self) -> None:
-        """Worker thread body. An error stops the node (exit code 1) rather than leave it deaf;
-        an error once the context is shut down (Ctrl-C while publishing) is the normal stop."""
+    def _work(self, stage: Callable[[], None]) -> None:
+        """Worker thread body running ``stage``. An error stops the node (exit code 1) rather than
+        leave it deaf; an error once the context is shut down (Ctrl-C while publishing) is the normal stop."""
         try:
-            self._serve()
+            stage()
         except Exception as exc:
             if not self.node.context.ok():
                 return
@@ -129,47 +165,80 @@ class PerceptionWorker:
             raise
 
     def _serve(self) -> None:
-        """Worker thread: take the newest frame, convert, pair with the previous one, publish."""
+        """Network stage: take the newest frame, convert, pair with the previous one, run the
+        network, hand the pass on (or finish it here when not pipelined)."""
         previous: PairFrame | None = None
-        memory = MaskMemory(self._param("mask_memory"))  # the published mask carried along the flow
+        reset_memory = True
         last_start = -float("inf")
-        while (item := self._slot.take()) is not None:
-            msg, received = item
-            max_rate = self._param("max_rate_hz")
-            if max_rate > 0 and received - last_start < 1.0 / max_rate:
-                self._stats.count("dropped: rate_limit")
-                continue
-            last_start = received
-            try:
-                rgb = image_msg_to_rgb(msg)
-            except ImageConversionError as exc:
-                self._stats.count(f"bad: {exc.cause}")
-                self._warn_once(exc.cause, f"skipping frame: {exc}")
-                continue
-            stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            frame = PairFrame(msg.header, msg.encoding, rgb, stamp_ns)
-            reason = pair_reset_reason(previous, frame, self._param("reset_gap_s"))
-            if reason is not None:
-                self._stats.count(f"pair resets: {reason}")
-                self._warn_once(reason, f"pair state reset ({reason}); the next output comes with the next frame")
-                memory.reset()
-            first = previous if reason is None else None
-            previous = frame
-            if first is not None:
-                memory.weight = self._param("mask_memory")
-                self._process(frame, first, memory, received)
+        try:
+            while (item := self._slot.take()) is not None:
+                msg, received = item
+                max_rate = self._param("max_rate_hz")
+                if max_rate > 0 and received - last_start < 1.0 / max_rate:
+                    self._stats.count("dropped: rate_limit")
+                    continue
+                last_start = received
+                try:
+                    rgb = image_msg_to_rgb(msg)
+                except ImageConversionError as exc:
+                    self._stats.count(f"bad: {exc.cause}")
+                    self._warn_once(exc.cause, f"skipping frame: {exc}")
+                    continue
+                stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                frame = PairFrame(msg.header, msg.encoding, rgb, stamp_ns)
+                reason = pair_reset_reason(previous, frame, self._param("reset_gap_s"))
+                if reason is not None:
+                    self._stats.count(f"pair resets: {reason}")
+                    self._warn_once(reason, f"pair state reset ({reason}); the next output comes with the next frame")
+                    reset_memory = True
+                first = previous if reason is None else None
+                previous = frame
+                if first is not None:
+                    pending = self._run_network(frame, first, received, reset_memory)
+                    reset_memory = False
+                    if not self.pipelined:
+                        self._finish(pending)
+                    elif not self._hand_over(pending):
+                        return
+        finally:
+            if self.pipelined:
+                self._hand_over(None)  # the publish stage ends after what is queued
 
-    def _process(self, current: PairFrame, previous: PairFrame, memory: MaskMemory, received: float) -> None:
-        """Outputs of ``current`` from infer_pair(current, previous, memory); flow: current -> previous."""
+    def _run_network(self, current: PairFrame, previous: PairFrame, received: float, reset_memory: bool) -> PendingPair:
+        """Network pass of (current, previous) with the live parameters; flow: current -> previous."""
         self.pipeline.mask_source = self._param("mask_source")
         self.pipeline.max_layers = self._param("num_layers")
         self.pipeline.mask_threshold = self._param("mask_threshold")
         self.pipeline.occlusion_threshold = self._param("occlusion_threshold")
         self.pipeline.prealign = self._param("prealign")
         self.pipeline.refine = self._param("refine_flow")
-        out = self.pipeline.infer_pair(current.rgb, previous.rgb, memory)
-        self._publish_outputs(current, out)
-        self._stats.record(latency_ms=(time.monotonic() - received) * 1000.0, inference_ms=out.latency_ms)
+        network_pass = self.pipeline.run_network(current.rgb, previous.rgb)
+        return PendingPair(current, network_pass, received, self._param("mask_memory"), reset_memory)
+
+    def _hand_over(self, pending: PendingPair | None) -> bool:
+        """Queue ``pending`` (None: the end) for the publish stage, waiting while one is queued;
+        False when the publish stage has stopped."""
+        while True:
+            try:
+                self._handoff.put(pending, timeout=HANDOFF_POLL_S)
+                return True
+            except queue.Full:
+                if not all(thread.is_alive() for thread in self._threads[1:]):
+                    return False
+
+    def _finish_handed_over(self) -> None:
+        """Publish stage: finish and publish every pass the network stage hands over, in order."""
+        while (pending := self._handoff.get()) is not None:
+            self._finish(pending)
+
+    def _finish(self, pending: PendingPair) -> None:
+        """Outputs of the pending pair's newest frame (mask memory included), published."""
+        if pending.reset_memory:
+            self._memory.reset()
+        self._memory.weight = pending.memory_weight
+        out = self.pipeline.finish(pending.network_pass, self._memory)
+        self._publish_outputs(pending.frame, out)
+        self._stats.record(latency_ms=(time.monotonic() - pending.received) * 1000.0, inference_ms=out.latency_ms)
 
     def _wanted(self, name: str) -> bool:
         return self._param(f"publish_{name}") and self._image_pubs[name].get_subscription_count() > 0

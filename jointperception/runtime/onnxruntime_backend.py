@@ -55,11 +55,14 @@ def check_available(device: str, threads: int) -> None:
         raise InputError(f"onnxruntime threads must be >= 1, got {threads}")
 
 
-def open_session(path: Path, device: str, threads: int, allow_spinning: bool = True) -> Any:
+def open_session(path: Path, device: str, threads: int, allow_spinning: bool = True,
+                 profile_prefix: Path | None = None) -> Any:
     """InferenceSession over ``path`` with ``threads`` intra-op threads, 1 inter-op thread,
     sequential execution and every graph optimisation. ``allow_spinning`` False makes idle
     worker threads sleep at once instead of busy-waiting (better on a CPU shared with others). On the CPU the graph is first given
     ``unblock_thin_resizes`` (1-2 channel upsampling outside the NCHWc layout; same maths).
+    ``profile_prefix``: record ONNX Runtime's per-kernel profile (``session.end_profiling()``
+    writes it to a JSON file whose name starts with this prefix).
 
     Raises InputError when the device's execution provider is unavailable, ModelFileError when
     ONNX Runtime rejects the file.
@@ -74,6 +77,9 @@ def open_session(path: Path, device: str, threads: int, allow_spinning: bool = T
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
     device_id = _cuda_device_id(device)
     providers: list[Any] = ["CPUExecutionProvider"]
     if device_id is not None:

@@ -8,7 +8,9 @@ post: variational refinement of the flow on the network grid (``runtime.flow_ref
       (``runtime.motion_layers``; in a stream also carried along the flow by ``runtime.mask_memory``)
       on the network grid; crop the padding, bilinear upsample to (H, W) (nearest for layer ids),
       scale flow u by W/W_net and v by H/H_net, threshold.
-The ROS node, ``predict``, ``replay`` and ``bench`` all call ``infer_pair``.
+The ROS node, ``predict``, ``replay`` and ``bench`` all call ``infer_pair``, which is
+``finish(run_network(...))``: the node runs the two halves in two threads, so the network of the
+newest pair overlaps the post-processing of the one before (ros/perception_worker.py).
 """
 from __future__ import annotations
 
@@ -48,7 +50,33 @@ class PairOutputs:
     flow: np.ndarray  # (H, W, 2) float32, pixels, first -> second
     occlusion: np.ndarray  # (H, W) bool, pixels of first not visible in second
     layers: np.ndarray  # (H, W) uint8 motion-layer ids, 0 = background (the largest layer)
-    latency_ms: float  # wall time of infer_pair: pre + backend + post
+    latency_ms: float  # wall time from run_network to the end of finish: pre + backend + post (+ any wait between)
+
+
+@dataclass(frozen=True)
+class PostSettings:
+    """The pipeline settings a pair is finished with, taken when its network pass starts."""
+
+    mask_threshold: float
+    occlusion_threshold: float
+    mask_source: str
+    max_layers: int | None
+    refine: bool
+
+
+@dataclass(frozen=True)
+class NetworkPass:
+    """A frame pair through pre-processing and the backend (``PerceptionPipeline.run_network``),
+    waiting for ``PerceptionPipeline.finish``; arrays on the network grid, not shared with anyone."""
+
+    first_net: np.ndarray  # (h, w, 3) uint8, the first frame at the network size
+    second_net: np.ndarray  # (h, w, 3) uint8, the second frame at the network size (not shifted)
+    shift: tuple[int, int]  # (dx, dy) px, the pre-alignment taken out of the second frame
+    raw: dict[str, np.ndarray]  # backend outputs (1, C, h_pad, w_pad) of the (pre-aligned) pair
+    mirrored: dict[str, np.ndarray] | None  # the same of the mirrored pair, unmirrored (flip_average)
+    camera_size: tuple[int, int]  # (W, H) of the frames
+    settings: PostSettings
+    start: float  # time.perf_counter() when the pass began
 
 
 def padded_size(network_size: tuple[int, int]) -> tuple[int, int]:
@@ -201,53 +229,70 @@ class PerceptionPipeline:
         ``memory``: carry the stream's last published mask along the flow into this one
         (``runtime.mask_memory``); only for pairs (newest, previous) where ``second`` is the frame
         the memory saw last."""
+        return self.finish(self.run_network(first, second), memory)
+
+    def run_network(self, first: np.ndarray, second: np.ndarray) -> NetworkPass:
+        """The first half of ``infer_pair``: checks, resize, pre-alignment, pre-processing and the
+        backend (twice with ``flip_average``). Raises InputError for frames ``check_frame`` rejects."""
         start = time.perf_counter()
         check_frame(first, "first frame")
         check_frame(second, "second frame")
         if first.shape != second.shape:
             raise InputError(f"frames differ in size: first {first.shape}, second {second.shape}")
-        camera_size = (first.shape[1], first.shape[0])
         first_net, second_net = (resize_to_network(frame, self.network_size) for frame in (first, second))
         dx, dy = dominant_translation(first_net, second_net) if self.prealign else (0, 0)
         aligned_net = shift_frame(second_net, dx, dy)
         raw = self.backend.infer(preprocess(first_net, self.network_size), preprocess(aligned_net, self.network_size))
+        mirrored = None
+        if self.flip_average:
+            mirrored = unmirror_outputs(self.backend.infer(
+                preprocess(np.ascontiguousarray(first_net[:, ::-1]), self.network_size),
+                preprocess(np.ascontiguousarray(aligned_net[:, ::-1]), self.network_size),
+            ), self.network_size[0])
+        settings = PostSettings(self.mask_threshold, self.occlusion_threshold, self.mask_source, self.max_layers,
+                                self.refine)
+        return NetworkPass(first_net, second_net, (dx, dy), raw, mirrored, (first.shape[1], first.shape[0]), settings,
+                           start)
+
+    def finish(self, network_pass: NetworkPass, memory: MaskMemory | None = None) -> PairOutputs:
+        """The second half of ``infer_pair``: motion layers, flow refinement, the published mask
+        (and its memory), camera-size outputs; the pass's own settings, not the pipeline's now."""
+        settings, raw, camera_size = network_pass.settings, dict(network_pass.raw), network_pass.camera_size
         width, height = self.network_size
         ids, moving = split_layers(raw["layer_prob"], height, width)
-        if self.max_layers is not None:
-            ids[ids >= self.max_layers] = 0  # ids rank layers by area: keep the K - 1 largest moving ones
-        if self.flip_average:
+        if settings.max_layers is not None:
+            ids[ids >= settings.max_layers] = 0  # ids rank layers by area: keep the K - 1 largest moving ones
+        if network_pass.mirrored is not None:
             # probabilities and flow (not thresholded masks) of the pair and its mirror are averaged;
             # layer ids are arbitrary per pass, so the layers come from the unmirrored pass and only
             # their background-independent moving probability is averaged
-            mirrored = self.backend.infer(
-                preprocess(np.ascontiguousarray(first_net[:, ::-1]), self.network_size),
-                preprocess(np.ascontiguousarray(aligned_net[:, ::-1]), self.network_size),
-            )
-            restored = unmirror_outputs(mirrored, width)
+            restored = network_pass.mirrored
             moving = 0.5 * (moving + split_layers(restored["layer_prob"], height, width)[1])
             raw = {name: 0.5 * (value + restored[name]) for name, value in raw.items() if name != "layer_prob"}
-        if dx or dy or self.refine:  # a new array: the backend's may be its own buffer, and the refinement writes in place
+        dx, dy = network_pass.shift
+        if dx or dy or settings.refine:  # a new array: the refinement writes in place
             raw["flow"] = raw["flow"] + np.array([dx, dy], dtype=np.float32)[None, :, None, None]  # undo the pre-alignment
-        if self.refine:
+        if settings.refine:
             raw["flow"][0, :, :height, :width] = refine_flow(
-                first_net, second_net, raw["flow"][0, :, :height, :width].transpose(1, 2, 0)).transpose(2, 0, 1)
-        residual = residual_mask(raw["flow"], height, width) if self.mask_source in RESIDUAL_SOURCES else None
-        fused = fuse_mask_probability(raw["mask_prob"], moving, residual, self.mask_source)
+                network_pass.first_net, network_pass.second_net,
+                raw["flow"][0, :, :height, :width].transpose(1, 2, 0)).transpose(2, 0, 1)
+        residual = residual_mask(raw["flow"], height, width) if settings.mask_source in RESIDUAL_SOURCES else None
+        fused = fuse_mask_probability(raw["mask_prob"], moving, residual, settings.mask_source)
         if memory is not None:
             fused = fused.copy()
             fused[0, 0, :height, :width] = memory.update(
                 fused[0, 0, :height, :width], raw["flow"][0, :, :height, :width].transpose(1, 2, 0),
-                raw["occlusion_prob"][0, 0, :height, :width] > self.occlusion_threshold, self.mask_source)
+                raw["occlusion_prob"][0, 0, :height, :width] > settings.occlusion_threshold, settings.mask_source)
         mask_probability = restore_probability(fused, self.network_size, camera_size)
         occlusion_probability = restore_probability(raw["occlusion_prob"], self.network_size, camera_size)
         return PairOutputs(
-            mask=mask_probability > self.mask_threshold,
+            mask=mask_probability > settings.mask_threshold,
             mask_probability=mask_probability,
             segmentation_probability=restore_probability(raw["mask_prob"], self.network_size, camera_size),
             moving_probability=restore_probability(moving, self.network_size, camera_size),
             residual_probability=None if residual is None else restore_probability(residual, self.network_size, camera_size),
             flow=restore_flow(raw["flow"], self.network_size, camera_size),
-            occlusion=occlusion_probability > self.occlusion_threshold,
-            layers=cv2.resize(ids, camera_size, interpolation=cv2.INTER_NEAREST) if ids.shape != first.shape[:2] else ids,
-            latency_ms=(time.perf_counter() - start) * 1000.0,
+            occlusion=occlusion_probability > settings.occlusion_threshold,
+            layers=cv2.resize(ids, camera_size, interpolation=cv2.INTER_NEAREST) if ids.shape[::-1] != camera_size else ids,
+            latency_ms=(time.perf_counter() - network_pass.start) * 1000.0,
         )
