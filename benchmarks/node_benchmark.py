@@ -10,7 +10,13 @@ on loopback with the shared-memory profile. After the warm-up, for the measured 
 Targets (issue #5): >= 20 fps processed, p99 <= 100 ms. Prints the figures, writes
 benchmarks/node_benchmark.json; no asserts.
 
+This 2-core machine's run-to-run spread is as large as most effects, so ``--rounds N`` repeats
+the measurement with fresh processes, and each ``--variant`` adds a configuration (extra node
+parameters) measured in the same rounds, interleaved with the base one: the JSON keeps every
+round of every configuration and a summary (medians, rounds meeting both targets).
+
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/node_benchmark.py [--duration 20 --warmup 5] [--param NAME:=VALUE]
+        [--rounds 3] [--variant NAME:=VALUE[,NAME:=VALUE]]
 """
 from __future__ import annotations
 
@@ -46,16 +52,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--backend", default="auto", help="the node's backend (auto, torch, onnxruntime)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                         help="another node parameter, e.g. refine_flow:=false (repeatable)")
+    parser.add_argument("--rounds", type=int, default=1, help="measurements of every configuration, interleaved")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:=VALUE[,NAME:=VALUE]",
+                        help="another configuration: the base parameters plus these (repeatable)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"), help="JSON result")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    return args
 
 
-def run_graph(args: argparse.Namespace, bag: Path, recorded: Path, logs: Path) -> float:
-    """Node, recorder and looping player; returns the wall time the player ran."""
+def run_graph(args: argparse.Namespace, params: list[str], bag: Path, recorded: Path, logs: Path) -> float:
+    """Node (with the extra ``params``), recorder and looping player; returns the wall time the player ran."""
     width, height = args.network_size.split("x")
     node_args = ["--ros-args", "-p", f"threads:={args.threads}", "-p", f"backend:={args.backend}",
                  "-p", f"network_width:={width}", "-p", f"network_height:={height}",
-                 "-p", "diagnostics_period_s:=0.5", *(part for param in args.param for part in ("-p", param)),
+                 "-p", "diagnostics_period_s:=0.5", *(part for param in params for part in ("-p", param)),
                  "-r", f"image:={TOPIC}"]
     with RosChildren(pick_domain_id(), logs) as children:
         node = children.start("perception_node", "jointperception.ros.perception_node", node_args)
@@ -108,15 +120,46 @@ def measure(args: argparse.Namespace, recorded: Path) -> dict[str, object]:
     }
 
 
+def summary(rounds: list[dict[str, object]]) -> dict[str, object]:
+    """Medians over the rounds of one configuration and how many rounds met each target."""
+    return {
+        "rounds": len(rounds),
+        "processed_fps_median": float(np.median([r["processed_fps"] for r in rounds])),
+        "latency_p99_ms_median": float(np.median([r["latency_ms"]["p99"] for r in rounds])),
+        "rounds_meeting": {key: sum(r["targets"][key] for r in rounds) for key in ("fps>=20", "p99<=100ms")},
+        "rounds_meeting_both": sum(all(r["targets"].values()) for r in rounds),
+    }
+
+
+def print_round(name: str, figures: dict[str, object]) -> None:
+    latency = figures["latency_ms"]
+    print(f"[{name}] processed {figures['processed_fps']:.1f} fps ({figures['outputs_in_window']} outputs; input "
+          f"reaching the node {figures['input_fps_at_node']:.1f} fps); latency p50 {latency['p50']:.1f}, "
+          f"p90 {latency['p90']:.1f}, p99 {latency['p99']:.1f} ms (input stamp -> output received); drops "
+          f"{figures['diagnostics_window']['dropped frames']} (node /diagnostics), {figures['missing_stamps']} "
+          "missing stamps; " + ", ".join(f"{key} {'holds' if ok else 'MISSED'}" for key, ok in figures["targets"].items()))
+
+
 def main() -> None:
     args = parse_args()
+    configurations = {"base": list(args.param)}
+    for variant in args.variant:
+        configurations[variant] = [*args.param, *variant.split(",")]
     load_before = os.getloadavg()
+    rounds: dict[str, list[dict[str, object]]] = {name: [] for name in configurations}
+    print(f"node, {args.input_size} at {args.rate_hz:g} fps in, network {args.network_size}, {args.threads} threads, "
+          f"{args.duration:g} s after {args.warmup:g} s warm-up, {args.rounds} round(s) (load before {load_before[0]:.1f})")
     with tempfile.TemporaryDirectory(prefix="jointperception-node-bench-") as tmp:
-        bag, recorded = Path(tmp) / "input", Path(tmp) / "recorded"
+        bag = Path(tmp) / "input"
         if cli_main(["record-sample", "--out", str(bag), "--frames", "16", "--size", args.input_size]) != 0:
             raise SystemExit("record-sample failed")
-        played_s = run_graph(args, bag, recorded, Path(tmp) / "logs")
-        figures = measure(args, recorded)
+        for index in range(args.rounds):
+            for name, params in configurations.items():
+                run = Path(tmp) / f"round{index}-{len(rounds[name])}-{'-'.join(params) or 'base'}".replace(":=", "=")
+                played_s = run_graph(args, params, bag, run / "recorded", run / "logs")
+                figures = {"player_s": played_s, **measure(args, run / "recorded")}
+                rounds[name].append(figures)
+                print_round(name, figures)
     result = {
         "config": {"input_size": args.input_size, "rate_hz": args.rate_hz, "network_size": args.network_size,
                    "model": "bundled", "backend": args.backend, "threads": args.threads,
@@ -124,20 +167,15 @@ def main() -> None:
                    "dds": "Fast DDS, config/fastdds_shm.xml"},
         "machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
                     "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
-        "player_s": played_s, **figures,
+        "configurations": {name: {"parameters": params, "summary": summary(rounds[name]), "rounds": rounds[name]}
+                           for name, params in configurations.items()},
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    latency = figures["latency_ms"]
-    print(f"node, {args.input_size} at {args.rate_hz:g} fps in, network {args.network_size}, {args.threads} threads, "
-          f"{args.duration:g} s after {args.warmup:g} s warm-up (load before {load_before[0]:.1f})")
-    print(f"processed:  {figures['processed_fps']:.1f} fps ({figures['outputs_in_window']} outputs; "
-          f"input reaching the node {figures['input_fps_at_node']:.1f} fps)")
-    print(f"latency:    p50 {latency['p50']:.1f} ms, p90 {latency['p90']:.1f} ms, p99 {latency['p99']:.1f} ms "
-          "(input stamp -> output received)")
-    print(f"drops:      {figures['diagnostics_window']['dropped frames']} (node /diagnostics), "
-          f"{figures['missing_stamps']} missing stamps")
-    for name, holds in figures["targets"].items():
-        print(f"target {name}: {'holds' if holds else 'MISSED'}")
+    for name, entry in result["configurations"].items():
+        total = entry["summary"]
+        print(f"[{name}] median over {total['rounds']} round(s): {total['processed_fps_median']:.1f} fps, p99 "
+              f"{total['latency_p99_ms_median']:.1f} ms; both targets (fps>=20, p99<=100ms) met in "
+              f"{total['rounds_meeting_both']} of {total['rounds']}")
     print(f"wrote {args.out}")
 
 

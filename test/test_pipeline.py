@@ -131,6 +131,22 @@ def test_mask_memory_filters_only_the_published_mask(pipeline: PerceptionPipelin
         np.testing.assert_allclose(getattr(kept[1], cue), getattr(plain[1], cue), atol=1e-6, err_msg=cue)
 
 
+def test_a_network_pass_is_finished_with_the_settings_it_started_with(pipeline: PerceptionPipeline) -> None:
+    """run_network snapshots the settings: the node's network thread may change them for the next
+    pair while the publish thread finishes this one."""
+    pipe = PerceptionPipeline(pipeline.backend, network_size=NETWORK_SIZE, mask_threshold=0.1)
+    first, second = _frames(48, 96, seed=6)
+    expected = pipe.infer_pair(first, second)
+    network_pass = pipe.run_network(first, second)
+    pipe.mask_threshold, pipe.mask_source, pipe.refine = 1.0, "segmentation", False
+    finished = pipe.finish(network_pass)
+    assert expected.mask.any()  # threshold 1.0 would have cleared it
+    np.testing.assert_array_equal(finished.mask, expected.mask)
+    np.testing.assert_array_equal(finished.flow, expected.flow)
+    assert finished.residual_probability is not None  # the fused source's cue, not the segmentation source's
+    assert not pipe.finish(pipe.run_network(first, second)).mask.any()  # a new pass takes the new settings
+
+
 def test_results_are_fresh_arrays(pipeline: PerceptionPipeline) -> None:
     first, second = _frames(48, 96, seed=4)  # equal to the network size: no resize copies
     a = pipeline.infer_pair(first, second)
