@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -165,44 +165,48 @@ class PerceptionWorker:
             raise
 
     def _serve(self) -> None:
-        """Network stage: take the newest frame, convert, pair with the previous one, run the
-        network, hand the pass on (or finish it here when not pipelined)."""
-        previous: PairFrame | None = None
-        reset_memory = True
-        last_start = -float("inf")
+        """Network stage: the network pass of every pair, handed on (or finished here when not pipelined)."""
         try:
-            while (item := self._slot.take()) is not None:
-                msg, received = item
-                max_rate = self._param("max_rate_hz")
-                if max_rate > 0 and received - last_start < 1.0 / max_rate:
-                    self._stats.count("dropped: rate_limit")
-                    continue
-                last_start = received
-                try:
-                    rgb = image_msg_to_rgb(msg)
-                except ImageConversionError as exc:
-                    self._stats.count(f"bad: {exc.cause}")
-                    self._warn_once(exc.cause, f"skipping frame: {exc}")
-                    continue
-                stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-                frame = PairFrame(msg.header, msg.encoding, rgb, stamp_ns)
-                reason = pair_reset_reason(previous, frame, self._param("reset_gap_s"))
-                if reason is not None:
-                    self._stats.count(f"pair resets: {reason}")
-                    self._warn_once(reason, f"pair state reset ({reason}); the next output comes with the next frame")
-                    reset_memory = True
-                first = previous if reason is None else None
-                previous = frame
-                if first is not None:
-                    pending = self._run_network(frame, first, received, reset_memory)
-                    reset_memory = False
-                    if not self.pipelined:
-                        self._finish(pending)
-                    elif not self._hand_over(pending):
-                        return
+            for pending in self._network_passes():
+                if not self.pipelined:
+                    self._finish(pending)
+                elif not self._hand_over(pending):
+                    return
         finally:
             if self.pipelined:
                 self._hand_over(None)  # the publish stage ends after what is queued
+
+    def _network_passes(self) -> Iterator[PendingPair]:
+        """Take the newest frame, convert, pair with the previous one and run the network, until
+        the slot closes; bad frames, rate-limit drops and pair resets are counted here."""
+        previous: PairFrame | None = None
+        reset_memory = True
+        last_start = -float("inf")
+        while (item := self._slot.take()) is not None:
+            msg, received = item
+            max_rate = self._param("max_rate_hz")
+            if max_rate > 0 and received - last_start < 1.0 / max_rate:
+                self._stats.count("dropped: rate_limit")
+                continue
+            last_start = received
+            try:
+                rgb = image_msg_to_rgb(msg)
+            except ImageConversionError as exc:
+                self._stats.count(f"bad: {exc.cause}")
+                self._warn_once(exc.cause, f"skipping frame: {exc}")
+                continue
+            stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            frame = PairFrame(msg.header, msg.encoding, rgb, stamp_ns)
+            reason = pair_reset_reason(previous, frame, self._param("reset_gap_s"))
+            if reason is not None:
+                self._stats.count(f"pair resets: {reason}")
+                self._warn_once(reason, f"pair state reset ({reason}); the next output comes with the next frame")
+                reset_memory = True
+            first = previous if reason is None else None
+            previous = frame
+            if first is not None:
+                yield self._run_network(frame, first, received, reset_memory)
+                reset_memory = False
 
     def _run_network(self, current: PairFrame, previous: PairFrame, received: float, reset_memory: bool) -> PendingPair:
         """Network pass of (current, previous) with the live parameters; flow: current -> previous."""
