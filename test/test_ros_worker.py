@@ -30,7 +30,7 @@ from jointperception.runtime.pipeline import PerceptionPipeline  # noqa: E402
 
 FRAMES = 24
 SEND_GAP_S = 0.004  # spin between frames: the probe's subscription takes outputs as they come
-MASK_TOPIC = "/jointperception_node/mask"
+NODE = "/jointperception_node"
 # matches the node's sensor-data publisher; deep enough that a busy test thread loses no output
 OUTPUT_QOS = QoSProfile(depth=FRAMES, reliability=ReliabilityPolicy.BEST_EFFORT)
 
@@ -51,11 +51,12 @@ def test_free_running_outputs_equal_the_offline_pipeline_pair_by_pair(
                      Parameter("pipelined", value=pipelined)]
         node = PerceptionNode(context=probe.context, parameter_overrides=overrides)
         probe.executor.add_node(node)
-        masks: dict[tuple[int, int], np.ndarray] = {}
-        probe.node.create_subscription(Image, MASK_TOPIC, lambda msg: masks.setdefault(stamp_key(msg.header.stamp),
-                                                                                      decode_msg(msg)),
-                                       OUTPUT_QOS)
-        assert probe.spin_until(lambda: node.count_subscribers(MASK_TOPIC) > 0, WAIT)
+        received: dict[str, dict[tuple[int, int], np.ndarray]] = {"mask": {}, "flow": {}}
+        for name, outputs in received.items():
+            probe.node.create_subscription(Image, f"{NODE}/{name}", lambda msg, into=outputs: into.setdefault(
+                stamp_key(msg.header.stamp), decode_msg(msg)), OUTPUT_QOS)
+        masks, flows = received["mask"], received["flow"]
+        assert probe.spin_until(lambda: all(node.count_subscribers(f"{NODE}/{name}") for name in received), WAIT)
 
         frames = {}
         for index in range(FRAMES):
@@ -63,10 +64,10 @@ def test_free_running_outputs_equal_the_offline_pipeline_pair_by_pair(
             frames[stamp_key(stamp)] = frame = random_frame(index)
             node.worker.on_image(Image(header=Header(stamp=stamp, frame_id="cam"), **vars(encode_image(frame, "rgb8"))))
             if index == 1:  # the first output proves the path to the probe matched both ways; then free-running
-                assert probe.spin_until(lambda: masks, WAIT)
+                assert probe.spin_until(lambda: masks and flows, WAIT)
             probe.spin_for(SEND_GAP_S)
         last = stamp_key(stamp_msg(1.0 + 0.01 * (FRAMES - 1)))
-        assert probe.spin_until(lambda: last in masks, WAIT), "the newest frame is never dropped"
+        assert probe.spin_until(lambda: last in masks and last in flows, WAIT), "the newest frame is never dropped"
     finally:
         if node is not None:
             node.destroy_node()
@@ -77,5 +78,8 @@ def test_free_running_outputs_equal_the_offline_pipeline_pair_by_pair(
     assert len(stamps) >= 3, f"{len(stamps)} outputs of {FRAMES} frames"
     offline = PerceptionPipeline.from_model_file(model, backend="torch", network_size=(96, 64))
     for previous, current in zip(stamps, stamps[1:]):  # each output pairs with the output before it
-        expected = offline.infer_pair(frames[current], frames[previous]).mask.astype(np.uint8) * 255
-        np.testing.assert_array_equal(masks[current], expected, err_msg=f"frame {current} with {previous}")
+        expected = offline.infer_pair(frames[current], frames[previous])
+        np.testing.assert_array_equal(masks[current], expected.mask.astype(np.uint8) * 255,
+                                      err_msg=f"mask of frame {current} with {previous}")
+        np.testing.assert_allclose(flows[current], expected.flow, atol=1e-3, rtol=0,
+                                   err_msg=f"flow of frame {current} with {previous}")
