@@ -9,8 +9,9 @@ post: variational refinement of the flow on the network grid (``runtime.flow_ref
       on the network grid; crop the padding, bilinear upsample to (H, W) (nearest for layer ids),
       scale flow u by W/W_net and v by H/H_net, threshold.
 The ROS node, ``predict``, ``replay`` and ``bench`` all call ``infer_pair``, which is
-``finish(run_network(...))``: the node runs the two halves in two threads, so the network of the
-newest pair overlaps the post-processing of the one before (ros/perception_worker.py).
+``finish(run_network(...))``: with ``pipelined`` the node runs the two halves in two threads, so
+the network of the newest pair overlaps the post-processing of the one before
+(ros/perception_worker.py).
 """
 from __future__ import annotations
 
@@ -270,7 +271,7 @@ class PerceptionPipeline:
             moving = 0.5 * (moving + split_layers(restored["layer_prob"], height, width)[1])
             raw = {name: 0.5 * (value + restored[name]) for name, value in raw.items() if name != "layer_prob"}
         dx, dy = network_pass.shift
-        if dx or dy or settings.refine:  # a new array: the refinement writes in place
+        if dx or dy or settings.refine:  # a new array: the refinement writes in place, the pass stays as it was
             raw["flow"] = raw["flow"] + np.array([dx, dy], dtype=np.float32)[None, :, None, None]  # undo the pre-alignment
         if settings.refine:
             raw["flow"][0, :, :height, :width] = refine_flow(
