@@ -154,8 +154,8 @@ def main() -> None:
         if cli_main(["record-sample", "--out", str(bag), "--frames", "16", "--size", args.input_size]) != 0:
             raise SystemExit("record-sample failed")
         for index in range(args.rounds):
-            for name, params in configurations.items():
-                run = Path(tmp) / f"round{index}-{len(rounds[name])}-{'-'.join(params) or 'base'}".replace(":=", "=")
+            for number, (name, params) in enumerate(configurations.items()):
+                run = Path(tmp) / f"round{index}-configuration{number}"
                 played_s = run_graph(args, params, bag, run / "recorded", run / "logs")
                 figures = {"player_s": played_s, **measure(args, run / "recorded")}
                 rounds[name].append(figures)
