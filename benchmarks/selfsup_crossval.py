@@ -33,21 +33,14 @@ import torch
 from jointperception.config import ExperimentConfig, load_config
 from jointperception.data.paths import shared_data_root
 from jointperception.data.real import davis_sequences, sintel_pairs
-from jointperception.eval.held_out import held_out_scores, mean_sintel_epe
+from jointperception.eval.held_out import CROSSVAL_FOLDS, held_out_scores, mean_sintel_epe
 from jointperception.models.weights import DEFAULT_MODEL_PATH
 from jointperception.train.selfsup_trainer import WEIGHTS_NAME, train_selfsup
-
-# fold -> (held-out DAVIS sequences, held-out Sintel scene); fold 1 is the recipes' fixed split
-FOLDS = {
-    1: (("blackswan", "cows", "kite-surf"), "market_5"),
-    2: (("bmx-trees", "car-roundabout", "dance-twirl"), "alley_1"),
-    3: (("drift-straight", "goat", "motocross-jump", "parkour"), "cave_2"),
-}
 
 
 def fold_config(recipe: ExperimentConfig, fold: int) -> ExperimentConfig:
     """``recipe`` with fold ``fold``'s sequences and scene held out of the video and the textures."""
-    davis, sintel = FOLDS[fold]
+    davis, sintel = CROSSVAL_FOLDS[fold]
     holdout = (*davis, f"*{sintel}*")
     cfg = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, photo_holdout=holdout),
                               selfsup=dataclasses.replace(recipe.selfsup, holdout=holdout))
@@ -56,12 +49,12 @@ def fold_config(recipe: ExperimentConfig, fold: int) -> ExperimentConfig:
 
 
 def check_folds_cover(root: Path) -> None:
-    """Exit with a message unless FOLDS name every DAVIS sequence and Sintel scene under ``root``
+    """Exit with a message unless CROSSVAL_FOLDS names every DAVIS sequence and Sintel scene under ``root``
     exactly once (a changed data set would otherwise leave sequences out of the aggregate)."""
-    davis = [name for names, _ in FOLDS.values() for name in names]
+    davis = [name for names, _ in CROSSVAL_FOLDS.values() for name in names]
     if sorted(davis) != davis_sequences(root / "davis2016"):
         raise SystemExit(f"{root / 'davis2016'}: sequences {davis_sequences(root / 'davis2016')} are not the folds' {sorted(davis)}")
-    scenes = [scene for _, scene in FOLDS.values()]
+    scenes = [scene for _, scene in CROSSVAL_FOLDS.values()]
     for pair in sintel_pairs(root / "sintel"):
         matches = [scene for scene in scenes if scene in pair.name]
         if len(matches) != 1:
@@ -97,7 +90,7 @@ def format_table(folds: dict[int, dict], total: dict | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", type=Path, default=Path("config/train_selfsup_refined_teacher.yaml"))
-    parser.add_argument("--folds", nargs="*", type=int, default=list(FOLDS), choices=list(FOLDS))
+    parser.add_argument("--folds", nargs="*", type=int, default=list(CROSSVAL_FOLDS), choices=list(CROSSVAL_FOLDS))
     parser.add_argument("--runs", type=Path, default=Path("runs/crossval"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/selfsup_crossval.json"))
     args = parser.parse_args()
@@ -107,7 +100,7 @@ def main() -> None:
     recipe = load_config(args.recipe)
     folds: dict[int, dict] = {}
     for fold in args.folds:
-        davis, sintel = FOLDS[fold]
+        davis, sintel = CROSSVAL_FOLDS[fold]
         run_dir = args.runs / f"fold{fold}"
         result = train_selfsup(fold_config(recipe, fold), run_dir, resume="auto")
         if result.signal is not None:  # interrupted: last.pt is written, a rerun continues the fold
@@ -117,7 +110,7 @@ def main() -> None:
                        "before": held_out_scores(DEFAULT_MODEL_PATH, root, davis=davis, sintel=sintel),
                        "after": held_out_scores(run_dir / WEIGHTS_NAME, root, davis=davis, sintel=sintel)}
         print(format_table(folds, None), flush=True)
-    total = aggregate(folds) if len(folds) == len(FOLDS) else None
+    total = aggregate(folds) if len(folds) == len(CROSSVAL_FOLDS) else None
     results = {"machine": f"{platform.machine()} 1 thread", "recipe": str(args.recipe),
                "folds": {str(fold): scores for fold, scores in folds.items()}, "all": total}
     args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

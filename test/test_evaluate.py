@@ -1,15 +1,18 @@
 """`jointperception eval` end to end on the synthetic validation split with the bundled (trained)
 model: the table, the JSON, the flip-average option, a missing real-data folder, and the DAVIS
-suite (every mask source, the streaming result with its mask memory) on generated sequences."""
+suite (every mask source, the streaming result with its mask memory) on generated sequences; and the
+held-out scorers of the self-supervised benchmarks (``eval.held_out``) on the same sequences."""
 from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 
 from jointperception.cli import main
+from jointperception.eval.held_out import held_out_mask_sources, held_out_scores
 from jointperception.runtime.mask_memory import DEFAULT_MEMORY_WEIGHT
 from jointperception.runtime.motion_layers import MASK_SOURCES
 
@@ -67,10 +70,17 @@ def test_missing_real_data_folder_skips_the_real_suites(tmp_path: Path, capsys: 
 
 @pytest.fixture(scope="module")
 def davis_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two generated sequences (5 frames, 320x240) moved into the DAVIS-2016 layout eval reads."""
+    """Two generated sequences (5 frames, 320x240) moved into the DAVIS-2016 layout eval reads,
+    and the first pair of the first one, with its flow, as the Sintel scene "synth_0" (both passes)."""
     root = tmp_path_factory.mktemp("real")
     generated = root / "generated"
     assert main(["generate", "--out", str(generated), "--sequences", "2", "--frames", "5", "--seed", "3"]) == 0
+    for pass_name in ("clean", "final"):
+        pair = root / "sintel" / f"{pass_name}_synth_0_0000"
+        pair.mkdir(parents=True)
+        for index, name in ((0, "frame1.png"), (1, "frame2.png")):
+            shutil.copy(generated / "JPEGImages" / "240p" / "synth_00000" / f"{index:05d}.png", pair / name)
+        shutil.copy(generated / "Flow" / "240p" / "synth_00000" / "00000.flo", pair / "flow.flo")
     for folder in ("JPEGImages", "Annotations"):
         (root / "davis2016" / folder).mkdir(parents=True)
         (generated / folder / "240p").rename(root / "davis2016" / folder / "480p")
@@ -95,3 +105,18 @@ def test_bad_mask_memory_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["eval", "--suites", "synthetic", "--mask-memory", "1.5", "--out", str(tmp_path / "x.json")]) != 0
     assert "mask memory weight must be in [0, 0.95], got 1.5" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_held_out_mask_sources_score_every_mask_and_agree_with_held_out_scores(davis_root: Path) -> None:
+    sequences = ("synth_00000", "synth_00001")
+    scores = held_out_scores(None, davis_root, davis=sequences, sintel="synth_0")
+    by_mask = held_out_mask_sources(None, davis_root, davis=sequences, sintel="synth_0")
+    assert set(by_mask["davis_j_by_mask"]) == {*MASK_SOURCES, "fused_stream"}
+    for result in by_mask["davis_j_by_mask"].values():
+        assert set(result["per_sequence_j"]) == set(sequences) and 0.0 <= result["j"] <= 1.0
+    # the per-pair fused mask is the one held_out_scores scores, through the same pipeline
+    assert by_mask["davis_j_by_mask"]["fused"]["j"] == pytest.approx(scores["davis_j"], abs=1e-9)
+    assert by_mask["davis_j_by_mask"]["fused"]["j"] > 0.5  # the trained model finds the generated movers
+    for pass_name in ("clean", "final"):
+        epe = by_mask[f"sintel_{pass_name}_epe"]
+        assert epe == pytest.approx(scores[f"sintel_{pass_name}_epe"]) and 0.0 < epe < 2.0
