@@ -1,8 +1,9 @@
 """Before/after scores of a self-supervised fine-tune on the sequences held out from it, shared by
-benchmarks/selfsup_finetune.py, selfsup_crossval.py and selfsup_interpolation.py: Sintel EPE of the
-held-out scene (clean and final) and per-pair fused DAVIS J of the held-out sequences, through the
-runtime pipeline at 320x240 (torch backend); and, per held-out sequence, the J of every mask the
-pipeline can publish (``held_out_mask_sources``), to see which part of the mask a fine-tune moves."""
+the benchmarks selfsup_finetune.py, selfsup_crossval.py, selfsup_interpolation.py and
+selfsup_mask_sources.py: Sintel EPE of the held-out scene (clean and final) and per-pair fused DAVIS
+J of the held-out sequences, through the runtime pipeline at 320x240 (torch backend); and, per
+held-out sequence, the J of every mask the pipeline can publish (``held_out_mask_sources``), to see
+which part of the mask a fine-tune moves."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,13 +25,13 @@ CROSSVAL_FOLDS = {
 }
 
 
-def held_out_scores(model_path: Path, root: Path, motion_model: Path | None = None,
+def held_out_scores(model_path: Path | None, root: Path, motion_model: Path | None = None,
                     davis: tuple[str, ...] = HELD_OUT_DAVIS, sintel: str = HELD_OUT_SINTEL,
                     refine: bool = True) -> dict:
     """{"sintel_clean_epe", "sintel_final_epe": px on the scene ``sintel``, "davis_j": J mean and
-    "davis_per_sequence_j" on the sequences ``davis``}; ``root``: the shared data folder;
-    ``motion_model``: a MotionLayerNet file fused in place of the bundled one; ``refine``: the
-    pipeline's flow refinement (runtime.flow_refinement)."""
+    "davis_per_sequence_j" on the sequences ``davis``} of the model file ``model_path`` (None: the
+    bundled one); ``root``: the shared data folder; ``motion_model``: a MotionLayerNet file fused in
+    place of the bundled one; ``refine``: the pipeline's flow refinement (runtime.flow_refinement)."""
     pipeline = PerceptionPipeline.from_model_file(model_path, "torch", "cpu", (320, 240), motion_model=motion_model,
                                                   refine=refine)
     scores = sintel_scene_epe(pipeline, root, sintel)
@@ -51,7 +52,7 @@ def sintel_scene_epe(pipeline: PerceptionPipeline, root: Path, sintel: str) -> d
     return scores
 
 
-def held_out_mask_sources(model_path: Path, root: Path, davis: tuple[str, ...] = HELD_OUT_DAVIS,
+def held_out_mask_sources(model_path: Path | None, root: Path, davis: tuple[str, ...] = HELD_OUT_DAVIS,
                           sintel: str = HELD_OUT_SINTEL, memory_weight: float = DEFAULT_MEMORY_WEIGHT) -> dict:
     """``sintel_scene_epe`` of ``sintel`` and "davis_j_by_mask": {name: {"j": J mean (as DAVIS:
     over sequences), "per_sequence_j": {sequence: J}}} on the sequences ``davis``, for name in
