@@ -14,10 +14,12 @@ import pytest
 
 from jointperception.cli import EXIT_USER_ERROR, main
 from jointperception.config import ModelConfig
+from jointperception.data.bags import BagImageWriter
 from jointperception.data.formats import read_flo, read_mask, write_image, write_mask
 from jointperception.data.synthetic import render_sequence
 from jointperception.models import build_model
 from jointperception.models.weights import save_weights
+from jointperception.ros.compressed import EncodedCompressedImage
 
 HEIGHT, WIDTH = 50, 70  # not multiples of 32, and different from the network size
 NETWORK = ["--network-size", "64x48"]
@@ -99,6 +101,71 @@ def test_predict_video(tmp_path: Path, frames: np.ndarray, model_file: Path) -> 
     assert _stems(out / "flow", ".flo") == stems - {"00003"}
     assert read_flo(out / "flow" / "00000.flo").shape == (HEIGHT, WIDTH, 2)
     assert json.loads((out / "summary.json").read_text())["backend"] in ("onnxruntime", "torch")  # auto on CPU
+
+
+def _write_bag(path: Path, frames: np.ndarray, topic: str, storage: str, codec: str | None = None) -> list[int]:
+    """``frames`` on ``topic``: rgb8 Images, or CompressedImages of ``codec``; -> header stamps (ns)."""
+    stamps = [1_700_000_000_000_000_000 + i * 33_333_333 for i in range(len(frames))]
+    with BagImageWriter(path, storage=storage) as writer:
+        for stamp, frame in zip(stamps, frames):
+            if codec is None:
+                writer.write(topic, stamp, frame, "rgb8")
+            else:
+                writer.write_compressed(topic, stamp, frame, codec)
+    return stamps
+
+
+@pytest.mark.parametrize("storage, codec", [("mcap", None), ("sqlite3", "png")])
+def test_predict_bag_topic_matches_the_same_frames_from_a_folder(
+    frame_folder: Path, frames: np.ndarray, tmp_path: Path, model_file: Path, storage: str, codec: str | None
+) -> None:
+    topic = "/cam/image_raw" if codec is None else "/cam/image_raw/compressed"
+    bag = tmp_path / "bag"
+    stamps = _write_bag(bag, frames, topic, storage, codec)
+    assert _predict(frame_folder, tmp_path / "from_folder", model_file, "--backend", "torch") == 0
+    assert _predict(bag, tmp_path / "from_bag", model_file, "--backend", "torch", "--topic", topic) == 0
+    stems = [f"{i:05d}_{stamp}" for i, stamp in enumerate(stamps)]
+    out = tmp_path / "from_bag"
+    assert _stems(out / "mask", ".png") == set(stems)
+    assert _stems(out / "flow", ".flo") == set(stems[:-1])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["topic"] == topic and [f["stem"] for f in summary["frames"]] == stems
+    for i, stem in enumerate(stems):  # lossless frames: the very same outputs as from the PNG folder
+        np.testing.assert_array_equal(read_mask(out / "mask" / f"{stem}.png"),
+                                      read_mask(tmp_path / "from_folder" / "mask" / f"img_{i:03d}.png"))
+    np.testing.assert_array_equal(read_flo(out / "flow" / f"{stems[0]}.flo"),
+                                  read_flo(tmp_path / "from_folder" / "flow" / "img_000.flo"))
+
+
+def test_predict_jpeg_bag_with_its_only_camera_topic(frames: np.ndarray, tmp_path: Path, model_file: Path) -> None:
+    bag = tmp_path / "bag"
+    _write_bag(bag, frames, "/cam/image_raw/compressed", "mcap", "jpeg")
+    storage_file = next(bag.glob("*.mcap"))
+    assert _predict(storage_file, tmp_path / "out", model_file) == 0  # a bare .mcap file, --topic not needed
+    assert len(list((tmp_path / "out" / "mask").iterdir())) == len(frames)
+
+
+def test_bag_input_errors_name_the_fix(frames: np.ndarray, frame_folder: Path, tmp_path: Path, model_file: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    bag = tmp_path / "left_only"
+    stamps = _write_bag(bag, frames, "/left/image_raw", "mcap")
+    _expect_user_error(capsys, _predict(frame_folder, tmp_path / "o1", model_file, "--topic", "/x"),
+                       "--topic applies to a rosbag2 bag")
+    _expect_user_error(capsys, _predict(bag, tmp_path / "o2", model_file, "--topic", "/right/image_raw"),
+                       "no topic '/right/image_raw'", "/left/image_raw")
+
+    broken = tmp_path / "broken"
+    with BagImageWriter(broken) as writer:
+        writer.write_compressed("/cam/image_raw/compressed", stamps[0], frames[0], "png")
+        writer.write_compressed("/cam/image_raw/compressed", stamps[1], frames[1], "png")
+        writer.write_fields("/cam/image_raw/compressed", stamps[2],
+                            EncodedCompressedImage("rgb8; png compressed bgr8", b"\x89PNG not really"))
+        writer.write("/cam/depth", stamps[0], frames[0][..., 0], "mono8")
+    _expect_user_error(capsys, _predict(broken, tmp_path / "o3", model_file),
+                       "give --topic", "/cam/depth, /cam/image_raw/compressed")
+    code = _predict(broken, tmp_path / "o4", model_file, "--topic", "/cam/image_raw/compressed")
+    _expect_user_error(capsys, code, "message 2", str(stamps[2]), "corrupt_data")
+    assert len(list((tmp_path / "o4" / "mask").iterdir())) == 1  # the pair before the bad frame was written
 
 
 def _expect_user_error(capsys: pytest.CaptureFixture[str], code: int, *needles: str) -> None:

@@ -12,12 +12,13 @@ import pytest
 
 from jointperception.cli import main
 from jointperception.config import ModelConfig
-from jointperception.data.bags import BagImageWriter, bag_topics, read_image_messages
+from jointperception.data.bags import BagImageWriter, bag_topics, read_image_messages, record_rgb
 from jointperception.data.formats import write_image
 from jointperception.eval.metrics import flow_errors, jaccard
 from jointperception.eval.replay import ReplaySettings, replay_bag
 from jointperception.models import build_model
 from jointperception.models.weights import save_weights
+from jointperception.ros.compressed import EncodedCompressedImage
 from jointperception.ros.convert import EncodedImage, decode_image, image_to_rgb
 from jointperception.runtime.mask_memory import MaskMemory
 from jointperception.runtime.pipeline import PerceptionPipeline
@@ -175,6 +176,41 @@ def test_replay_pairs_like_the_node(tmp_path: Path, model_file: Path) -> None:
     assert result.gt == {}
     sizes = [decode_image(*r[2:]).shape for r in read_image_messages(tmp_path / "out", f"{PREFIX}/mask")]
     assert sizes == [(48, 64)] * 3 + [(64, 96)]
+
+
+def test_png_compressed_sample_replays_like_the_raw_one(replayed: tuple[Path, Path, Path], model_file: Path,
+                                                       tmp_path: Path) -> None:
+    """record-sample --compression png -> replay of TOPIC/compressed: the very outputs and GT scores
+    of the raw sample (same scene, lossless), the input topic copied as CompressedImage; a corrupt
+    JPEG in the middle is counted and skipped, and the frame after it still pairs."""
+    raw_sample, raw_out, raw_report = replayed
+    sample, out = tmp_path / "sample", tmp_path / "run" / "out_bag"
+    assert main(["record-sample", "--out", str(sample), "--frames", "6", "--size", "96x64",
+                 "--compression", "png"]) == 0
+    compressed = f"{TOPIC}/compressed"
+    assert bag_topics(sample)[compressed].msgtype == "sensor_msgs/msg/CompressedImage"
+    assert main(["replay", str(sample), "--topic", compressed, "--out", str(out), "--model", str(model_file),
+                 "--network-size", "96x64"]) == 0
+    assert bag_topics(out)[compressed] == bag_topics(sample)[compressed]
+    for name in ("mask", "flow", "motion_layers"):
+        ours, theirs = _frames(out, f"{PREFIX}/{name}"), _frames(raw_out, f"{PREFIX}/{name}")
+        assert len(ours) == len(theirs) == 5
+        for (stamp, _, array), (raw_stamp, _, raw_array) in zip(ours, theirs):
+            assert stamp == raw_stamp
+            np.testing.assert_array_equal(array, raw_array)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["gt"] == json.loads((raw_report / "metrics.json").read_text())["gt"]
+
+    frames = [record_rgb(r) for r in read_image_messages(sample, compressed)][:3]
+    broken = tmp_path / "broken"
+    with BagImageWriter(broken) as writer:
+        for index, frame in enumerate(frames):
+            writer.write_compressed(compressed, round((10.0 + 0.1 * index) * 1e9), frame, "jpeg")
+            if index == 1:
+                writer.write_fields(compressed, round(10.15e9), EncodedCompressedImage("jpeg", b"\xff\xd8 cut"))
+    pipeline = PerceptionPipeline.from_model_file(model_file, "torch", "cpu", NETWORK)
+    result = replay_bag(pipeline, broken, tmp_path / "broken_out", ReplaySettings(topic=compressed, samples=0))
+    assert result.counts == {"received": 4, "processed": 2, "bad: corrupt_data": 1}
 
 
 def test_cli_errors_are_one_line_with_exit_code_2(replayed: tuple[Path, Path, Path], model_file: Path,

@@ -5,7 +5,7 @@ The engine is written into the engine cache (``--cache-dir``, default
 precision, input shape), where the tensorrt backend finds it, and copied to ``--out`` when
 given. This command always builds; the runtime reuses, and the kept timing cache makes a
 rebuild quick. INT8 calibrates on consecutive frame pairs of a folder, a video or a rosbag2 bag
-(``--topic``, needed when the bag has several image topics), preprocessed like the pipeline.
+(``--topic``, needed when the bag has several camera topics; Image or CompressedImage), preprocessed like the pipeline.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from jointperception.commands.predict import parse_size
-from jointperception.data.bags import IMAGE_TYPE, bag_topics, read_image_messages
+from jointperception.data.bags import camera_topic, is_bag, read_image_messages, record_rgb
 from jointperception.data.sources import open_frames
 from jointperception.errors import InputError, ModelFileError
 from jointperception.export.engine_cache import (
@@ -33,7 +33,7 @@ from jointperception.export.onnx import read_onnx_model
 from jointperception.export.onnx_cache import cached_onnx
 from jointperception.export.tensorrt import build_engine, import_tensorrt, runtime_spec
 from jointperception.models.weights import DEFAULT_MODEL_PATH
-from jointperception.ros.convert import ImageConversionError, image_to_rgb
+from jointperception.ros.convert import ImageConversionError
 from jointperception.runtime.pipeline import padded_size, preprocess
 from jointperception.runtime.tensorrt_backend import ENGINE_SUFFIXES
 
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="engine precision (default fp32)")
     parser.add_argument("--calibration", type=Path, default=None, metavar="FOLDER|VIDEO|BAG",
                         help="int8 calibration frames: image folder, video file or rosbag2 bag folder")
-    parser.add_argument("--topic", default=None, help="image topic of the calibration bag")
+    parser.add_argument("--topic", default=None, help="camera topic (Image or CompressedImage) of the calibration bag")
     parser.add_argument("--calibration-pairs", type=int, default=DEFAULT_PAIRS,
                         help=f"consecutive frame pairs to calibrate on (default {DEFAULT_PAIRS})")
     parser.add_argument("--size", type=parse_size, default=None, metavar="WxH",
@@ -61,22 +61,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cuda", help="cuda or cuda:N (default cuda)")
 
 
-def is_bag(path: Path) -> bool:
-    """A rosbag2 bag is a folder holding metadata.yaml."""
-    return path.is_dir() and (path / "metadata.yaml").is_file()
-
-
 def _bag_frames(bag: Path, topic: str | None, count: int) -> list[np.ndarray]:
-    if topic is None:
-        images = [name for name, info in sorted(bag_topics(bag).items()) if info.msgtype == IMAGE_TYPE]
-        if len(images) != 1:
-            raise InputError(f"{bag}: give --topic; the bag's image topics: {', '.join(images) or 'none'}")
-        topic = images[0]
+    """The first ``count`` decodable frames of the bag's camera topic; bad frames are skipped with a warning."""
+    topic = camera_topic(bag, topic)
     frames: list[np.ndarray] = []
     with closing(read_image_messages(bag, topic)) as records:
         for record in records:
             try:
-                frames.append(image_to_rgb(*record[2:]))
+                frames.append(record_rgb(record))
             except ImageConversionError as exc:
                 LOG.warning("%s: skipping the %s frame at stamp %d: %s", bag, topic, record.stamp_ns, exc)
             if len(frames) == count:
@@ -92,10 +84,8 @@ def read_calibration_frames(path: Path, topic: str | None, count: int) -> list[n
     """
     if is_bag(path):
         frames = _bag_frames(path, topic, count)
-    elif topic is not None:
-        raise InputError(f"--topic applies to a rosbag2 bag; {path} is not one (no metadata.yaml)")
     else:
-        with closing(iter(open_frames(path))) as source:
+        with closing(iter(open_frames(path, topic))) as source:
             frames = [frame for _stem, frame in itertools.islice(source, count)]
     if len(frames) < 2:
         raise InputError(f"{path}: calibration needs at least 2 frames, found {len(frames)}")

@@ -1,4 +1,5 @@
-"""``jointperception predict``: masks, flow, occlusion and motion layers for a folder or video."""
+"""``jointperception predict``: masks, flow, occlusion and motion layers for a folder, a video or a
+camera topic of a rosbag2 bag (Image or CompressedImage; stems "<index>_<stamp ns>")."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,7 @@ import numpy as np
 
 from jointperception.commands.stage_options import add_stage_arguments, stage_settings
 from jointperception.data.formats import read_mask
-from jointperception.data.sources import open_frames
+from jointperception.data.sources import BagFrames, open_frames
 from jointperception.errors import InputError
 from jointperception.models.weights import DEFAULT_MODEL_PATH, load_model
 from jointperception.runtime.backends import BACKEND_NAMES, PRECISIONS, TorchBackend
@@ -18,7 +19,7 @@ from jointperception.runtime.pipeline import PerceptionPipeline
 from jointperception.runtime.predict_files import predict_to_folder
 from jointperception.train.online_finetune import FinetuneSettings, finetune_segmentation
 
-HELP = "predict mask, flow, occlusion and layers for every frame of a folder or video"
+HELP = "predict mask, flow, occlusion and layers for every frame of a folder, a video or a rosbag2 camera topic"
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -30,7 +31,10 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", required=True, type=Path, help="folder of frames (sorted by name) or a video file")
+    parser.add_argument("--input", required=True, type=Path,
+                        help="folder of frames (sorted by name), a video file or a rosbag2 bag (folder, .mcap or .db3)")
+    parser.add_argument("--topic", default=None,
+                        help="camera topic of a bag input, sensor_msgs/Image or CompressedImage (default: the bag's only one)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (flow/, mask/, occlusion/, layers/)")
     parser.add_argument("--model", type=Path, default=None, help="model file (default: the bundled model)")
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto", help="inference backend")
@@ -101,8 +105,10 @@ def finetuned_pipeline(args: argparse.Namespace, source: Iterable[tuple[str, np.
 
 
 def run(args: argparse.Namespace) -> int:
-    source = open_frames(args.input)
+    source = open_frames(args.input, args.topic)
     metadata: dict[str, object] = {"input": str(args.input)}
+    if isinstance(source, BagFrames):
+        metadata["topic"] = source.topic
     if args.first_mask is None:
         pipeline = PerceptionPipeline.from_model_file(
             args.model, args.backend, args.device, args.network_size, flip_average=args.flip_average,

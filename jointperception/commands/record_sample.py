@@ -4,7 +4,8 @@ Sources: a folder of images (sorted by name), a video file, or ``synthetic`` (a 
 its bag also holds GT topics stamped like the frames: /gt/mask mono8 255 = moving, for every
 frame; /gt/flow 32FC2 and /gt/occlusion mono8 for every frame but the first, in the convention of
 the node's ~/flow and ~/occlusion: frame t -> frame t-1 on frame t pixels). Frame i is stamped
-start + i / rate.
+start + i / rate. With ``--compression jpeg|png`` the frames are sensor_msgs/CompressedImage on
+``<topic>/compressed`` (image_transport's name for the compressed transport); GT stays raw.
 """
 from __future__ import annotations
 
@@ -40,7 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"frame size (default: the source's; synthetic {SYNTHETIC_SIZE[0]}x{SYNTHETIC_SIZE[1]})")
     parser.add_argument("--storage", choices=tuple(STORAGES), default="mcap", help="rosbag2 storage plugin")
     parser.add_argument("--topic", default="/camera/image_raw", help="image topic")
-    parser.add_argument("--encoding", choices=("rgb8", "bgr8"), default="rgb8", help="image encoding")
+    parser.add_argument("--encoding", choices=("rgb8", "bgr8"), default="rgb8", help="image encoding (raw frames)")
+    parser.add_argument("--compression", choices=("none", "jpeg", "png"), default="none",
+                        help="write the frames as CompressedImage on TOPIC/compressed (jpeg lossy, png lossless)")
+    parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality 1..100 (--compression jpeg)")
     parser.add_argument("--frame-id", default="camera", help="header frame_id")
     parser.add_argument("--rate", type=float, default=30.0, help="frames per second of the stamps")
     parser.add_argument("--start", type=float, default=1_700_000_000.0, help="stamp of the first frame (s)")
@@ -71,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--rate must be > 0, got {args.rate}")
     if args.frames is not None and args.frames < 1:
         raise InputError(f"--frames must be >= 1, got {args.frames}")
+    if not 1 <= args.jpeg_quality <= 100:
+        raise InputError(f"--jpeg-quality must be in 1..100, got {args.jpeg_quality}")
     if args.source == SYNTHETIC:  # rendered (and checked) before the bag is created
         width, height = args.size or SYNTHETIC_SIZE
         items = _synthetic(render_sequence(args.seed, args.frames or SYNTHETIC_FRAMES, height, width))
@@ -80,8 +86,12 @@ def run(args: argparse.Namespace) -> int:
     with BagImageWriter(args.out, storage=args.storage) as writer:
         for index, (rgb, gt) in enumerate(items):
             stamp_ns = start_ns + round(index * 1e9 / args.rate)
-            image = rgb[..., ::-1] if args.encoding == "bgr8" else rgb
-            writer.write(args.topic, stamp_ns, np.ascontiguousarray(image), args.encoding, args.frame_id)
+            if args.compression != "none":
+                writer.write_compressed(f"{args.topic}/compressed", stamp_ns, rgb, args.compression,
+                                        args.jpeg_quality, args.frame_id)
+            else:
+                image = rgb[..., ::-1] if args.encoding == "bgr8" else rgb
+                writer.write(args.topic, stamp_ns, np.ascontiguousarray(image), args.encoding, args.frame_id)
             for name, array in gt.items():
                 topic, encoding = GT_TOPICS[name]
                 writer.write(topic, stamp_ns, array, encoding, args.frame_id)

@@ -26,7 +26,7 @@ from jointperception.runtime.motion_layers import MASK_SOURCES
 from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
 from jointperception.viz import make_strip
 
-HELP = "run the perception pipeline over an image topic of a rosbag2 bag; write an output bag + report"
+HELP = "run the perception pipeline over a camera topic of a rosbag2 bag; write an output bag + report"
 
 
 def _probability(text: str) -> float:
@@ -40,7 +40,7 @@ def _probability(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = ReplaySettings()
     parser.add_argument("in_bag", type=Path, metavar="IN_BAG", help="rosbag2 bag (folder, .mcap or .db3)")
-    parser.add_argument("--topic", default=defaults.topic, help="sensor_msgs/Image input topic")
+    parser.add_argument("--topic", default=defaults.topic, help="camera topic: sensor_msgs/Image or CompressedImage (e.g. /camera/image_raw/compressed)")
     parser.add_argument("--out", required=True, type=Path, help="output bag folder (mcap; must not exist)")
     parser.add_argument("--report-dir", type=Path, default=None,
                         help="folder for metrics.json and report.html (default: the folder holding --out)")

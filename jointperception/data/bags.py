@@ -1,4 +1,5 @@
-"""rosbag2 I/O for sensor_msgs/Image topics with the ``rosbags`` library (no ROS install needed).
+"""rosbag2 I/O for camera topics with the ``rosbags`` library (no ROS install needed): camera
+frames are sensor_msgs/Image or sensor_msgs/CompressedImage (the ``compressed`` transport).
 
 Bags are real rosbag2 bags (a folder with metadata.yaml and .mcap or .db3 files, version 9):
 their CDR bytes equal rclpy's ``serialize_message`` except for alignment padding, zero here and
@@ -23,9 +24,12 @@ from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
 from jointperception.errors import DataFormatError, InputError
-from jointperception.ros.convert import EncodedImage, encode_image
+from jointperception.ros.compressed import EncodedCompressedImage, decode_compressed, encode_compressed
+from jointperception.ros.convert import EncodedImage, encode_image, image_to_rgb
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
+FRAME_TYPES = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)  # message types a camera topic may hold
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 BAG_VERSION = 9  # rosbag2 metadata version written by Jazzy
 # What rosbags and its sqlite driver raise on damaged files (found by flipping bytes of real bags):
@@ -53,6 +57,33 @@ class ImageRecord(NamedTuple):
     step: int
     is_bigendian: int
     data: np.ndarray
+
+
+class CompressedImageRecord(NamedTuple):
+    """One sensor_msgs/CompressedImage: header stamp (ns) and frame_id, format, data.
+
+    data: (N,) uint8 array; decode with ``jointperception.ros.compressed.decode_compressed``.
+    """
+
+    stamp_ns: int
+    frame_id: str
+    format: str
+    data: np.ndarray
+
+
+FrameRecord = ImageRecord | CompressedImageRecord
+
+
+def record_rgb(record: FrameRecord) -> np.ndarray:
+    """A camera frame of a bag -> (H, W, 3) uint8 RGB; raises ImageConversionError with a cause."""
+    if isinstance(record, CompressedImageRecord):
+        return decode_compressed(record.format, record.data)
+    return image_to_rgb(*record[2:])
+
+
+def record_encoding(record: FrameRecord) -> str:
+    """What a change of marks a new stream: the Image encoding, or the CompressedImage format."""
+    return record.format if isinstance(record, CompressedImageRecord) else record.encoding
 
 
 def _open_reader(bag_path: Path) -> Reader:
@@ -85,43 +116,73 @@ def _topics(reader: Reader) -> dict[str, TopicInfo]:
     return {topic: TopicInfo(info.msgtype or "?", info.msgcount) for topic, info in reader.topics.items()}
 
 
-def _check_image_topics(bag_path: Path, available: dict[str, TopicInfo], topics: Sequence[str]) -> None:
+def _check_image_topics(bag_path: Path, available: dict[str, TopicInfo], topics: Sequence[str],
+                        types: Sequence[str]) -> None:
     listing = ", ".join(f"{name} [{info.msgtype}]" for name, info in sorted(available.items())) or "none"
     for topic in topics:
         if topic not in available:
             raise DataFormatError(f"{bag_path}: no topic {topic!r} in the bag; topics: {listing}")
-        if available[topic].msgtype != IMAGE_TYPE:
-            raise DataFormatError(f"{bag_path}: topic {topic!r} holds {available[topic].msgtype}, not {IMAGE_TYPE}")
+        if available[topic].msgtype not in types:
+            raise DataFormatError(f"{bag_path}: topic {topic!r} holds {available[topic].msgtype}, "
+                                  f"not {' or '.join(types)}")
 
 
-def require_image_topics(bag_path: str | Path, topics: Sequence[str]) -> dict[str, TopicInfo]:
-    """``bag_topics``, after checking that each of ``topics`` is a sensor_msgs/Image topic of the
-    bag (else DataFormatError naming the bag and topic, listing the bag's topics)."""
+def require_image_topics(bag_path: str | Path, topics: Sequence[str],
+                         types: Sequence[str] = FRAME_TYPES) -> dict[str, TopicInfo]:
+    """``bag_topics``, after checking that each of ``topics`` is a topic of the bag holding one of
+    ``types`` (default: camera frames, Image or CompressedImage); else DataFormatError naming the
+    bag and topic, listing the bag's topics."""
     available = bag_topics(bag_path)
-    _check_image_topics(Path(bag_path), available, topics)
+    _check_image_topics(Path(bag_path), available, topics, types)
     return available
 
 
-def _record(raw: bytes | memoryview) -> ImageRecord:
-    msg = typestore().deserialize_cdr(raw, IMAGE_TYPE)
+def is_bag(path: str | Path) -> bool:
+    """A rosbag2 bag: a folder holding metadata.yaml, or one .mcap / .db3 storage file."""
+    path = Path(path)
+    if path.is_dir():
+        return (path / "metadata.yaml").is_file()
+    return path.is_file() and path.suffix in (".mcap", ".db3")
+
+
+def camera_topic(bag_path: str | Path, topic: str | None) -> str:
+    """``topic`` after checking it holds camera frames (Image or CompressedImage); None: the
+    bag's only camera topic. InputError when None is ambiguous, listing the camera topics;
+    DataFormatError as ``require_image_topics``."""
+    if topic is not None:
+        require_image_topics(bag_path, [topic])
+        return topic
+    topics = sorted(name for name, info in bag_topics(bag_path).items() if info.msgtype in FRAME_TYPES)
+    if len(topics) != 1:
+        raise InputError(f"{bag_path}: give --topic; the bag's camera topics (Image or CompressedImage): "
+                         f"{', '.join(topics) or 'none'}")
+    return topics[0]
+
+
+def _record(raw: bytes | memoryview, msgtype: str) -> FrameRecord:
+    msg = typestore().deserialize_cdr(raw, msgtype)
     stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    if msgtype == COMPRESSED_IMAGE_TYPE:
+        return CompressedImageRecord(stamp_ns, msg.header.frame_id, msg.format, msg.data)
     return ImageRecord(stamp_ns, msg.header.frame_id, msg.encoding, msg.height, msg.width, msg.step,
                        msg.is_bigendian, msg.data)
 
 
-def read_image_topics(bag_path: str | Path, topics: Sequence[str]) -> Iterator[tuple[str, int, ImageRecord]]:
-    """(topic, log time ns, ImageRecord) for every message of ``topics``, in log-time order (the
-    order a recorder received them; header stamps may differ, e.g. go back when a source loops).
+def read_image_topics(bag_path: str | Path, topics: Sequence[str],
+                      types: Sequence[str] = FRAME_TYPES) -> Iterator[tuple[str, int, FrameRecord]]:
+    """(topic, log time ns, ImageRecord or CompressedImageRecord) for every message of ``topics``,
+    in log-time order (the order a recorder received them; header stamps may differ, e.g. go
+    back when a source loops).
 
     Raises (on first use) DataFormatError naming the bag for a missing or corrupt bag or message,
     or when fewer messages than the metadata lists could be read (after the last one), and as
-    ``require_image_topics`` for a topic that is absent or not sensor_msgs/Image.
+    ``require_image_topics`` for a topic that is absent or holds none of ``types``.
     """
     bag_path = Path(bag_path)
     reader = _open_reader(bag_path)
     try:
         available = _topics(reader)
-        _check_image_topics(bag_path, available, topics)
+        _check_image_topics(bag_path, available, topics, types)
         connections = [c for c in reader.connections if c.topic in topics]
         if not connections:  # an empty filter would mean "every topic" to rosbags
             return
@@ -129,7 +190,7 @@ def read_image_topics(bag_path: str | Path, topics: Sequence[str]) -> Iterator[t
         try:
             for connection, log_time, raw in reader.messages(connections=connections):
                 read[connection.topic] += 1
-                yield connection.topic, log_time, _record(raw)
+                yield connection.topic, log_time, _record(raw, connection.msgtype)
         except _CORRUPT as exc:
             raise DataFormatError(f"{bag_path}: corrupt bag data ({type(exc).__name__}: {exc})") from exc
         for topic in topics:
@@ -140,15 +201,16 @@ def read_image_topics(bag_path: str | Path, topics: Sequence[str]) -> Iterator[t
         reader.close()
 
 
-def read_image_messages(bag_path: str | Path, topic: str) -> Iterator[ImageRecord]:
-    """ImageRecord (stamp_ns, frame_id, encoding, height, width, step, is_bigendian, data) of
-    every message on ``topic``, in log-time order; errors as ``read_image_topics``."""
+def read_image_messages(bag_path: str | Path, topic: str) -> Iterator[FrameRecord]:
+    """ImageRecord (stamp_ns, frame_id, encoding, height, width, step, is_bigendian, data) or
+    CompressedImageRecord (stamp_ns, frame_id, format, data) of every message on the camera topic
+    ``topic``, in log-time order; errors as ``read_image_topics``."""
     for _topic, _log_time, record in read_image_topics(bag_path, [topic]):
         yield record
 
 
 class BagImageWriter:
-    """Context manager writing sensor_msgs/Image messages to a new rosbag2 bag folder.
+    """Context manager writing sensor_msgs/Image and CompressedImage messages to a new rosbag2 bag folder.
 
     ``storage``: "mcap" or "sqlite3". A message is logged at ``log_time_ns`` (default: its header
     stamp); readers return messages in log-time order. The bag is
@@ -163,7 +225,7 @@ class BagImageWriter:
         if self.path.exists():
             raise InputError(f"{self.path}: output bag exists already; remove it or choose another path")
         self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=STORAGES[storage])
-        self._connections: dict[str, object] = {}
+        self._connections: dict[str, tuple[object, str]] = {}  # topic -> (connection, message type)
         self.counts: dict[str, int] = {}  # topic -> messages written
 
     def __enter__(self) -> Self:
@@ -177,27 +239,45 @@ class BagImageWriter:
                  traceback: TracebackType | None) -> None:
         self._writer.close()
 
-    def write_fields(self, topic: str, stamp_ns: int, fields: EncodedImage | ImageRecord, frame_id: str = "",
-                     log_time_ns: int | None = None) -> None:
-        """Write one Image stamped ``stamp_ns`` from its data fields (an EncodedImage or an ImageRecord)."""
+    def _write_message(self, topic: str, msgtype: str, log_time_ns: int, **fields: object) -> None:
         if topic not in self._connections:
-            self._connections[topic] = self._writer.add_connection(topic, IMAGE_TYPE, typestore=typestore())
+            self._connections[topic] = (self._writer.add_connection(topic, msgtype, typestore=typestore()), msgtype)
             self.counts[topic] = 0
+        connection, connection_type = self._connections[topic]
+        if connection_type != msgtype:
+            raise InputError(f"{self.path}: topic {topic} holds {connection_type}, cannot add a {msgtype}")
+        msg = typestore().types[msgtype](**fields)
+        self._writer.write(connection, int(log_time_ns), typestore().serialize_cdr(msg, msgtype))
+        self.counts[topic] += 1
+
+    def _header(self, stamp_ns: int, frame_id: str) -> object:
         types = typestore().types
         sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
-        stamp = types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
-        msg = types[IMAGE_TYPE](
-            header=types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id),
-            height=fields.height, width=fields.width, encoding=fields.encoding,
-            is_bigendian=int(fields.is_bigendian), step=fields.step,
-            data=np.frombuffer(fields.data, dtype=np.uint8),
-        )
-        log_time = int(stamp_ns if log_time_ns is None else log_time_ns)
-        self._writer.write(self._connections[topic], log_time, typestore().serialize_cdr(msg, IMAGE_TYPE))
-        self.counts[topic] += 1
+        return types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
+                                            frame_id=frame_id)
+
+    def write_fields(self, topic: str, stamp_ns: int,
+                     fields: EncodedImage | ImageRecord | EncodedCompressedImage | CompressedImageRecord,
+                     frame_id: str = "", log_time_ns: int | None = None) -> None:
+        """Write one message stamped ``stamp_ns`` from its data fields: an Image from an
+        EncodedImage or ImageRecord, a CompressedImage from an EncodedCompressedImage or
+        CompressedImageRecord. A topic keeps the type of its first message (else InputError)."""
+        header = self._header(stamp_ns, frame_id)
+        log_time = stamp_ns if log_time_ns is None else log_time_ns
+        data = np.frombuffer(fields.data, dtype=np.uint8)
+        if isinstance(fields, EncodedCompressedImage | CompressedImageRecord):
+            self._write_message(topic, COMPRESSED_IMAGE_TYPE, log_time, header=header, format=fields.format, data=data)
+            return
+        self._write_message(topic, IMAGE_TYPE, log_time, header=header, height=fields.height, width=fields.width,
+                            encoding=fields.encoding, is_bigendian=int(fields.is_bigendian), step=fields.step, data=data)
 
     def write(self, topic: str, stamp_ns: int, array: np.ndarray, encoding: str, frame_id: str = "",
               log_time_ns: int | None = None) -> None:
         """Write ``array`` as an Image: mono8 (H, W) uint8, rgb8 (H, W, 3) uint8, 32FC2 (H, W, 2)
         float32, ... (see ``encode_image``)."""
         self.write_fields(topic, stamp_ns, encode_image(array, encoding), frame_id, log_time_ns)
+
+    def write_compressed(self, topic: str, stamp_ns: int, rgb: np.ndarray, codec: str, jpeg_quality: int = 90,
+                         frame_id: str = "", log_time_ns: int | None = None) -> None:
+        """Write ``rgb`` (H, W, 3) uint8 as a CompressedImage, jpeg or png (see ``encode_compressed``)."""
+        self.write_fields(topic, stamp_ns, encode_compressed(rgb, codec, jpeg_quality), frame_id, log_time_ns)

@@ -1,4 +1,5 @@
-"""Frame sources: a folder of images (sorted by file name) or a video file.
+"""Frame sources: a folder of images (sorted by file name), a video file, or a camera topic of a
+rosbag2 bag (sensor_msgs/Image or CompressedImage, in log-time order).
 
 Iterating a source yields ``(stem, frame)`` with frame: (H, W, 3) uint8 RGB. Every iteration
 starts again from the first frame.
@@ -11,8 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from jointperception.data.bags import camera_topic, is_bag, read_image_messages, record_rgb, require_image_topics
 from jointperception.data.formats import read_image
 from jointperception.errors import DataFormatError, InputError
+from jointperception.ros.convert import ImageConversionError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"})
 
@@ -94,12 +97,56 @@ class VideoFrames:
             raise DataFormatError(f"{self.path}: video yields no frames")
 
 
-FrameSource = FolderFrames | VideoFrames
+class BagFrames:
+    """The frames of one camera topic of a rosbag2 bag (mcap or sqlite3), Image or CompressedImage,
+    in log-time order; stems are "<index>_<header stamp ns>" (e.g. "00003_1700000000100000000"),
+    so outputs sort by arrival and name the message they belong to.
+
+    ``topic`` None: the bag's only camera topic. Raises InputError (at construction) for an
+    ambiguous topic, and (while iterating) for a frame whose size differs from the first's;
+    DataFormatError naming the bag, topic and stamp for a corrupt bag or a frame that cannot be
+    decoded (with its cause).
+    """
+
+    def __init__(self, bag: Path, topic: str | None = None) -> None:
+        self.path = bag
+        self.topic = camera_topic(bag, topic)
+        self._count = require_image_topics(bag, [self.topic])[self.topic].count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
+        first_shape: tuple[int, ...] | None = None
+        for index, record in enumerate(read_image_messages(self.path, self.topic)):
+            try:
+                frame = record_rgb(record)
+            except ImageConversionError as exc:
+                raise DataFormatError(f"{self.path}: {self.topic} message {index} (stamp {record.stamp_ns}) "
+                                      f"cannot be read: {exc} [{exc.cause}]") from exc
+            if first_shape is None:
+                first_shape = frame.shape
+            elif frame.shape != first_shape:
+                raise InputError(
+                    f"{self.path}: {self.topic} message {index} is {frame.shape[1]}x{frame.shape[0]}, the first "
+                    f"{first_shape[1]}x{first_shape[0]}; one size per run"
+                )
+            yield f"{index:05d}_{record.stamp_ns}", frame
 
 
-def open_frames(path: str | Path) -> FrameSource:
-    """A folder of images or a video file -> a FrameSource; InputError if ``path`` does not exist."""
+FrameSource = FolderFrames | VideoFrames | BagFrames
+
+
+def open_frames(path: str | Path, topic: str | None = None) -> FrameSource:
+    """A folder of images, a video file or a rosbag2 bag (``topic``: its camera topic, None = the
+    only one) -> a FrameSource. InputError if ``path`` does not exist, or for a ``topic``
+    without a bag."""
     path = Path(path)
+    if is_bag(path):
+        return BagFrames(path, topic)
+    if topic is not None:
+        raise InputError(f"--topic applies to a rosbag2 bag; {path} is not one (a folder with metadata.yaml, "
+                         "or a .mcap / .db3 file)")
     if path.is_dir():
         return FolderFrames(path)
     if path.is_file():

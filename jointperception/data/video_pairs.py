@@ -31,12 +31,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from jointperception.data.bags import read_image_messages
+from jointperception.data.bags import read_image_messages, record_rgb
 from jointperception.data.formats import read_image
 from jointperception.data.sources import IMAGE_SUFFIXES, open_frames
 from jointperception.data.teacher import teacher_targets
 from jointperception.errors import ConfigError, InputError
-from jointperception.ros.convert import image_to_rgb
 from jointperception.runtime.prealign import dominant_translation, shift_frame
 
 
@@ -90,9 +89,8 @@ def video_sequence(video: str | Path, frame_size: tuple[int, int]) -> FrameSeque
 
 
 def bag_sequence(bag: str | Path, topic: str, frame_size: tuple[int, int]) -> FrameSequence:
-    """The sensor_msgs/Image messages of ``topic`` in a rosbag2 bag, in log-time order."""
-    frames = (image_to_rgb(r.encoding, r.height, r.width, r.step, r.is_bigendian, r.data)
-              for r in read_image_messages(bag, topic))
+    """The camera frames (Image or CompressedImage) of ``topic`` in a rosbag2 bag, in log-time order."""
+    frames = (record_rgb(record) for record in read_image_messages(bag, topic))
     return _sequence(Path(bag).name, frames, frame_size, f"{bag} {topic}")
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from rosbags.rosbag2 import Reader
 
-from jointperception.data.bags import bag_topics, read_image_topics, typestore
+from jointperception.data.bags import IMAGE_TYPE, bag_topics, read_image_topics, record_rgb, typestore
 from jointperception.errors import DataFormatError
 from jointperception.eval.replay import GroundTruthScorer, ReplayResult, ReplaySettings, output_topics
-from jointperception.ros.convert import decode_image, image_to_rgb
+from jointperception.ros.convert import decode_image
 from jointperception.runtime.pipeline import PairOutputs
 
 DIAGNOSTICS_TYPE = "diagnostic_msgs/msg/DiagnosticArray"
@@ -76,12 +76,13 @@ def score_node_run(in_bag: Path, recorded_bag: Path, settings: ReplaySettings,
     for topic, _log, record in read_image_topics(recorded_bag, [names[n] for n in SCORED_OUTPUTS]):
         recorded.setdefault(record.stamp_ns, {})[topic.rsplit("/", 1)[1]] = decode_image(*record[2:])
     in_topics = bag_topics(in_bag)
-    gt_kinds = {topic: kind for kind, topic in settings.gt_topics if topic in in_topics}
+    gt_kinds = {topic: kind for kind, topic in settings.gt_topics
+                if topic in in_topics and in_topics[topic].msgtype == IMAGE_TYPE}
     frames: dict[int, np.ndarray] = {}
     truth: dict[int, dict[str, np.ndarray]] = {}
     for topic, _log, record in read_image_topics(in_bag, [settings.topic, *gt_kinds]):
         if topic == settings.topic:
-            frames[record.stamp_ns] = image_to_rgb(*record[2:])
+            frames[record.stamp_ns] = record_rgb(record)
         else:
             truth.setdefault(record.stamp_ns, {})[gt_kinds[topic]] = decode_image(*record[2:])
 

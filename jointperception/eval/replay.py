@@ -1,4 +1,5 @@
-"""Replay an image topic of a rosbag2 bag through the node's pipeline, offline, frame by frame.
+"""Replay a camera topic (Image or CompressedImage) of a rosbag2 bag through the node's pipeline,
+offline, frame by frame.
 
 Every frame is converted like the node does, paired with the previous kept frame under the
 node's pair-reset rule, and ``infer_pair(newest, previous, memory)`` gives the outputs of the
@@ -21,6 +22,8 @@ from jointperception.data.bags import (
     IMAGE_TYPE,
     BagImageWriter,
     read_image_topics,
+    record_encoding,
+    record_rgb,
     require_image_topics,
 )
 from jointperception.errors import DataFormatError, InputError
@@ -30,7 +33,7 @@ from jointperception.eval.metrics import (
     jaccard,
     sequence_j_statistics,
 )
-from jointperception.ros.convert import ImageConversionError, decode_image, image_to_rgb
+from jointperception.ros.convert import ImageConversionError, decode_image
 from jointperception.runtime.mask_memory import DEFAULT_MEMORY_WEIGHT, MaskMemory
 from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
 from jointperception.runtime.stream import (
@@ -167,11 +170,11 @@ def replay_bag(pipeline: PerceptionPipeline, in_bag: str | Path, out_bag: str | 
             counts["received"] += 1
             writer.write_fields(topic, record.stamp_ns, record, record.frame_id, log_time)
             try:
-                rgb = image_to_rgb(*record[2:])
+                rgb = record_rgb(record)
             except ImageConversionError as exc:
                 counts[f"bad: {exc.cause}"] += 1
                 continue
-            frame = PairFrame(record.frame_id, record.encoding, rgb, record.stamp_ns)
+            frame = PairFrame(record.frame_id, record_encoding(record), rgb, record.stamp_ns)
             reason = pair_reset_reason(previous, frame, settings.reset_gap_s)
             if reason is not None:
                 counts[f"pair resets: {reason}"] += 1

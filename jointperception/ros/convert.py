@@ -1,4 +1,4 @@
-"""sensor_msgs/Image <-> numpy.
+"""sensor_msgs/Image <-> numpy (CompressedImage: ``compressed``).
 
 The decoding and encoding work on the fields of an Image message (encoding, height, width,
 step, is_bigendian, data) and import nothing from ROS, so they are tested without rclpy.
@@ -30,7 +30,10 @@ WRONG_STEP = "wrong_step"
 TRUNCATED_DATA = "truncated_data"
 EXCESS_DATA = "excess_data"
 NAN_VALUES = "nan_values"
-CAUSES = (UNSUPPORTED_ENCODING, ZERO_SIZE, ODD_WIDTH, WRONG_STEP, TRUNCATED_DATA, EXCESS_DATA, NAN_VALUES)
+UNSUPPORTED_FORMAT = "unsupported_format"  # a CompressedImage format that is no camera-image codec
+CORRUPT_DATA = "corrupt_data"  # CompressedImage bytes that do not decode
+CAUSES = (UNSUPPORTED_ENCODING, ZERO_SIZE, ODD_WIDTH, WRONG_STEP, TRUNCATED_DATA, EXCESS_DATA, NAN_VALUES,
+          UNSUPPORTED_FORMAT, CORRUPT_DATA)
 
 # encoding -> (numpy element type without byte order, channels)
 ENCODINGS: dict[str, tuple[str, int]] = {
