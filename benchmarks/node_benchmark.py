@@ -13,7 +13,9 @@ benchmarks/node_benchmark.json; no asserts.
 This 2-core machine's run-to-run spread is as large as most effects, so ``--rounds N`` repeats
 the measurement with fresh processes, and each ``--variant`` adds a configuration (extra node
 parameters) measured in the same rounds, interleaved with the base one: the JSON keeps every
-round of every configuration and a summary (medians, rounds meeting both targets).
+round of every configuration and a summary (medians, rounds meeting both targets). A
+configuration with ``image_transport:=compressed`` is fed the same scene as JPEG CompressedImages
+(quality 90) on /camera/image_raw/compressed.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/node_benchmark.py [--duration 20 --warmup 5] [--param NAME:=VALUE]
         [--rounds 3] [--variant NAME:=VALUE[,NAME:=VALUE]]
@@ -62,8 +64,11 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def run_graph(args: argparse.Namespace, params: list[str], bag: Path, recorded: Path, logs: Path) -> float:
-    """Node (with the extra ``params``), recorder and looping player; returns the wall time the player ran."""
+def run_graph(args: argparse.Namespace, params: list[str], bags: dict[str, Path], recorded: Path, logs: Path) -> float:
+    """Node (with the extra ``params``), recorder and looping player of the bag of the node's
+    image transport (``bags``: "raw" / "compressed" -> bag); returns the wall time the player ran."""
+    compressed = "image_transport:=compressed" in params
+    bag, topic = (bags["compressed"], f"{TOPIC}/compressed") if compressed else (bags["raw"], TOPIC)
     width, height = args.network_size.split("x")
     node_args = ["--ros-args", "-p", f"threads:={args.threads}", "-p", f"backend:={args.backend}",
                  "-p", f"network_width:={width}", "-p", f"network_height:={height}",
@@ -77,7 +82,7 @@ def run_graph(args: argparse.Namespace, params: list[str], bag: Path, recorded: 
                               120.0)
         started = time.monotonic()
         player = children.start("bag_player", "jointperception.ros.bag_player",
-                                [str(bag), "--topics", TOPIC, "--rate-hz", str(args.rate_hz), "--loop", "--restamp",
+                                [str(bag), "--topics", topic, "--rate-hz", str(args.rate_hz), "--loop", "--restamp",
                                  "--duration", str(args.warmup + args.duration + 2.0),
                                  "--wait-subscribers", "1", "--delay", "1.0"])
         while player.poll() is None and node.poll() is None:
@@ -150,13 +155,15 @@ def main() -> None:
     print(f"node, {args.input_size} at {args.rate_hz:g} fps in, network {args.network_size}, {args.threads} threads, "
           f"{args.duration:g} s after {args.warmup:g} s warm-up, {args.rounds} round(s) (load before {load_before[0]:.1f})")
     with tempfile.TemporaryDirectory(prefix="jointperception-node-bench-") as tmp:
-        bag = Path(tmp) / "input"
-        if cli_main(["record-sample", "--out", str(bag), "--frames", "16", "--size", args.input_size]) != 0:
-            raise SystemExit("record-sample failed")
+        bags = {"raw": Path(tmp) / "input", "compressed": Path(tmp) / "input_jpeg"}
+        for transport, bag in bags.items():
+            extra = ["--compression", "jpeg", "--jpeg-quality", "90"] if transport == "compressed" else []
+            if cli_main(["record-sample", "--out", str(bag), "--frames", "16", "--size", args.input_size, *extra]) != 0:
+                raise SystemExit("record-sample failed")
         for index in range(args.rounds):
             for number, (name, params) in enumerate(configurations.items()):
                 run = Path(tmp) / f"round{index}-configuration{number}"
-                played_s = run_graph(args, params, bag, run / "recorded", run / "logs")
+                played_s = run_graph(args, params, bags, run / "recorded", run / "logs")
                 figures = {"player_s": played_s, **measure(args, run / "recorded")}
                 rounds[name].append(figures)
                 print_round(name, figures)

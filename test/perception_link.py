@@ -11,11 +11,12 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
 from ros_helpers import Probe
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from jointperception.config import ModelConfig
 from jointperception.models import build_model
 from jointperception.models.weights import save_weights
+from jointperception.ros.compressed import encode_compressed
 from jointperception.ros.convert import decode_image, encode_image
 
 HEIGHT, WIDTH = 64, 96  # frame size the tests send unless they say otherwise
@@ -49,13 +50,20 @@ def decode_msg(msg: Image) -> np.ndarray:
 
 
 class Link:
-    """The probe's publishers into ``<camera>/image_raw`` and ``<camera>/camera_info``, and its
-    subscriptions to the outputs of node ``node`` (fully qualified name) and to /diagnostics."""
+    """The probe's publishers into ``<camera>/image_raw`` (``compression`` jpeg or png: CompressedImage
+    on ``<camera>/image_raw/compressed``) and ``<camera>/camera_info``, and its subscriptions to the
+    outputs of node ``node`` (fully qualified name) and to /diagnostics."""
 
-    def __init__(self, probe: Probe, node: str = "/jointperception_node", camera: str = "/cam") -> None:
+    def __init__(self, probe: Probe, node: str = "/jointperception_node", camera: str = "/cam",
+                 compression: str | None = None) -> None:
         self.probe = probe
         self.node_name = node
-        self.image_pub = probe.node.create_publisher(Image, f"{camera}/image_raw", qos_profile_sensor_data)
+        self.compression = compression
+        if compression is None:
+            self.image_pub = probe.node.create_publisher(Image, f"{camera}/image_raw", qos_profile_sensor_data)
+        else:
+            self.image_pub = probe.node.create_publisher(CompressedImage, f"{camera}/image_raw/compressed",
+                                                         qos_profile_sensor_data)
         self.info_pub = probe.node.create_publisher(CameraInfo, f"{camera}/camera_info", qos_profile_sensor_data)
         self.received: dict[str, list] = defaultdict(list)
         self.subs = [
@@ -82,8 +90,12 @@ class Link:
 
     def send(self, seconds: float, rgb: np.ndarray | None = None, encoding: str = "rgb8",
              fields: dict[str, object] | None = None) -> None:
-        """Publish a frame stamped ``seconds``: ``rgb`` encoded as ``encoding``, or raw Image ``fields``."""
-        msg = Image(**(vars(encode_image(rgb, encoding)) if fields is None else fields))
+        """Publish a frame stamped ``seconds``: ``rgb`` encoded as ``encoding`` (compressed by the
+        link's codec when it has one), or the message's ``fields``."""
+        if self.compression is not None:
+            msg = CompressedImage(**(vars(encode_compressed(rgb, self.compression)) if fields is None else fields))
+        else:
+            msg = Image(**(vars(encode_image(rgb, encoding)) if fields is None else fields))
         msg.header.stamp, msg.header.frame_id = stamp_msg(seconds), "cam_optical"
         self.image_pub.publish(msg)
 

@@ -1,7 +1,8 @@
 """bag_player -> perception_node -> bag_recorder as real processes over DDS on loopback.
 
-The node's outputs, played in lock-step from a synthetic bag, equal ``jointperception replay`` on
-the same bag with the same model and network size; the recorded bag is a real rosbag2 (mcap) bag;
+The node's outputs, played in lock-step from a synthetic bag (raw Images, or PNG CompressedImages
+to a node with ``image_transport:=compressed``), equal ``jointperception replay`` on the same bag
+with the same model and network size; the recorded bag is a real rosbag2 (mcap) bag;
 the player reads sqlite3 bags too; ``jointperception demo`` runs the whole pipeline end to end.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ros_helpers import pick_domain_id  # noqa: E402
 
 from jointperception.cli import main  # noqa: E402
 from jointperception.config import ModelConfig  # noqa: E402
-from jointperception.data.bags import bag_topics, read_image_messages  # noqa: E402
+from jointperception.data.bags import bag_topics, read_image_messages, record_rgb  # noqa: E402
 from jointperception.models import build_model  # noqa: E402
 from jointperception.models.weights import save_weights  # noqa: E402
 from jointperception.ros.convert import decode_image  # noqa: E402
@@ -53,36 +54,44 @@ def _finish(children: RosChildren, name: str) -> None:
     assert code == 0, f"{name} exited with {code}: {children.log_tail(name)}"
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["one-thread", "pipelined"])
-def node_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, model_file: Path) -> tuple[Path, Path]:
-    """(sample bag, recorded bag) of one lock-step run through the node, with one worker thread
-    or the two-stage (pipelined) worker."""
+# (pipelined worker, input compression) of each lock-step run
+NODE_RUNS = {"one-thread": (False, None), "pipelined": (True, None), "compressed-png": (False, "png")}
+
+
+@pytest.fixture(scope="module", params=list(NODE_RUNS))
+def node_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+             model_file: Path) -> tuple[Path, Path, str]:
+    """(sample bag, recorded bag, camera topic) of one lock-step run through the node: one worker
+    thread, the two-stage (pipelined) worker, or PNG-compressed frames on TOPIC/compressed."""
+    pipelined, compression = NODE_RUNS[request.param]
     root = tmp_path_factory.mktemp("pipeline")
-    sample, recorded = _record_sample(root / "sample"), root / "recorded"
+    extra = ["--compression", compression] if compression else []
+    sample, recorded = _record_sample(root / "sample", *extra), root / "recorded"
+    topic = f"{TOPIC}/compressed" if compression else TOPIC
     node_args = ["--ros-args", "-p", f"model:={model_file}", "-p", "threads:=1", "-p", "backend:=torch", "-p", "network_width:=96",
-                 "-p", "network_height:=64", "-p", "diagnostics_period_s:=0.2", "-p", f"pipelined:={str(request.param).lower()}",
-                 "-r", f"image:={TOPIC}"]
+                 "-p", "network_height:=64", "-p", "diagnostics_period_s:=0.2", "-p", f"pipelined:={str(pipelined).lower()}",
+                 "-p", f"image_transport:={'compressed' if compression else 'raw'}", "-r", f"image:={TOPIC}"]
     with RosChildren(pick_domain_id(), root / "logs") as children:
         children.start("node", "jointperception.ros.perception_node", node_args)
         from_node = [*(f"{NODE}/{name}" for name in COMPARED), "/diagnostics"]
         children.start("recorder", "jointperception.ros.bag_recorder",
-                       [str(recorded), "--topics", TOPIC, *from_node, "--idle-timeout", "30"])
+                       [str(recorded), "--topics", topic, *from_node, "--idle-timeout", "30"])
         children.wait_for_log("recorder", [f"bag_recorder: matched {topic}" for topic in from_node], WAIT)
         children.start("player", "jointperception.ros.bag_player",
-                       [str(sample), "--topics", TOPIC, "--wait-subscribers", "2", "--delay", "1.0",
+                       [str(sample), "--topics", topic, "--wait-subscribers", "2", "--delay", "1.0",
                         "--lockstep-topic", f"{NODE}/mask", "--lockstep-timeout", "60"])
         _finish(children, "player")
         assert "0 lock-step timeouts" in children.log_tail("player")
         assert children.stop("recorder") == 0, children.log_tail("recorder")
-    return sample, recorded
+    return sample, recorded, topic
 
 
-def test_node_outputs_equal_offline_replay(node_run: tuple[Path, Path], model_file: Path, tmp_path: Path) -> None:
-    sample, recorded = node_run
+def test_node_outputs_equal_offline_replay(node_run: tuple[Path, Path, str], model_file: Path, tmp_path: Path) -> None:
+    sample, recorded, topic = node_run
     replayed = tmp_path / "replay_bag"
-    assert main(["replay", str(sample), "--topic", TOPIC, "--out", str(replayed), "--model", str(model_file),
+    assert main(["replay", str(sample), "--topic", topic, "--out", str(replayed), "--model", str(model_file),
                  "--network-size", "96x64"]) == 0
-    input_stamps = sorted(_images(sample, TOPIC))
+    input_stamps = sorted(r.stamp_ns for r in read_image_messages(sample, topic))
     for name in COMPARED:
         node, offline = _images(recorded, f"{NODE}/{name}"), _images(replayed, f"{NODE}/{name}")
         assert sorted(node) == sorted(offline) == input_stamps[1:], name  # every frame but the first
@@ -93,14 +102,15 @@ def test_node_outputs_equal_offline_replay(node_run: tuple[Path, Path], model_fi
                 np.testing.assert_array_equal(node[stamp], expected)
 
 
-def test_recorded_bag_is_a_rosbag2_mcap_bag(node_run: tuple[Path, Path]) -> None:
-    sample, recorded = node_run
+def test_recorded_bag_is_a_rosbag2_mcap_bag(node_run: tuple[Path, Path, str]) -> None:
+    sample, recorded, topic = node_run
     assert (recorded / "metadata.yaml").is_file() and list(recorded.glob("*.mcap"))
     topics = bag_topics(recorded)
     assert topics["/diagnostics"].msgtype == "diagnostic_msgs/msg/DiagnosticArray"
     assert topics["/diagnostics"].count >= 1
-    assert topics[TOPIC].msgtype == "sensor_msgs/msg/Image" and topics[TOPIC].count == FRAMES
-    played, original = _images(recorded, TOPIC), _images(sample, TOPIC)
+    assert topics[topic] == bag_topics(sample)[topic] and topics[topic].count == FRAMES  # same message type
+    played = {r.stamp_ns: record_rgb(r) for r in read_image_messages(recorded, topic)}
+    original = {r.stamp_ns: record_rgb(r) for r in read_image_messages(sample, topic)}
     assert sorted(played) == sorted(original)  # header stamps unchanged
     for stamp, image in original.items():
         np.testing.assert_array_equal(played[stamp], image)

@@ -216,6 +216,8 @@ def test_parameters_are_validated_and_applied_on_set(link: Link) -> None:
     ("perception_node", "backend:=bogus", "backend must be one of"),
     ("lifecycle_node", "mask_threshold:=2.0", "mask_threshold out of range"),  # backend is checked on configure
     ("camera_source", "source:=/no/such/folder", "camera_source: error:"),
+    ("perception_node", "image_transport:=theora", "image_transport must be one of"),
+    ("camera_source", "compression:=gif", "compression must be jpeg or png"),
 ])
 def test_bad_startup_parameter_exits_with_code_2(domain_id: int, module: str, parameter: str, message: str) -> None:
     result = subprocess.run(

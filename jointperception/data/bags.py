@@ -145,6 +145,11 @@ def is_bag(path: str | Path) -> bool:
     return path.is_file() and path.suffix in (".mcap", ".db3")
 
 
+def camera_topics(bag_path: str | Path) -> list[str]:
+    """The bag's topics of camera frames (Image or CompressedImage), sorted by name."""
+    return sorted(name for name, info in bag_topics(bag_path).items() if info.msgtype in FRAME_TYPES)
+
+
 def camera_topic(bag_path: str | Path, topic: str | None) -> str:
     """``topic`` after checking it holds camera frames (Image or CompressedImage); None: the
     bag's only camera topic. InputError when None is ambiguous, listing the camera topics;
@@ -152,7 +157,7 @@ def camera_topic(bag_path: str | Path, topic: str | None) -> str:
     if topic is not None:
         require_image_topics(bag_path, [topic])
         return topic
-    topics = sorted(name for name, info in bag_topics(bag_path).items() if info.msgtype in FRAME_TYPES)
+    topics = camera_topics(bag_path)
     if len(topics) != 1:
         raise InputError(f"{bag_path}: give --topic; the bag's camera topics (Image or CompressedImage): "
                          f"{', '.join(topics) or 'none'}")

@@ -1,4 +1,5 @@
-"""``bag_player BAG``: publish the sensor_msgs/Image topics of a rosbag2 bag (mcap or sqlite3).
+"""``bag_player BAG``: publish the camera topics (sensor_msgs/Image and CompressedImage) of a
+rosbag2 bag (mcap or sqlite3).
 
 Messages keep their headers (``--restamp``: stamp = publish wall time) and go out in log-time
 order at the bag's timing scaled by ``--rate``, or at a fixed ``--rate-hz``; ``--ros-args -r
@@ -24,10 +25,17 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.utilities import remove_ros_args
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from jointperception.data.bags import IMAGE_TYPE, ImageRecord, bag_topics, read_image_topics, require_image_topics
+from jointperception.data.bags import (
+    COMPRESSED_IMAGE_TYPE,
+    CompressedImageRecord,
+    FrameRecord,
+    camera_topics,
+    read_image_topics,
+    require_image_topics,
+)
 from jointperception.errors import InputError, JointPerceptionError
 from jointperception.ros.common import QOS_CHOICES, image_qos
 from jointperception.ros.node_main import run_node
@@ -41,7 +49,8 @@ LINGER_S = 0.3  # at the end: time best-effort transports get before the publish
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bag_player", description=__doc__.splitlines()[0])
     parser.add_argument("bag", type=Path, help="rosbag2 bag (folder, .mcap or .db3)")
-    parser.add_argument("--topics", nargs="+", default=None, help="Image topics to play (default: all Image topics)")
+    parser.add_argument("--topics", nargs="+", default=None,
+                        help="camera topics to play, Image or CompressedImage (default: all of them)")
     pacing = parser.add_mutually_exclusive_group()
     pacing.add_argument("--rate", type=float, default=1.0, help="bag timing scaled by this factor (2 = twice as fast)")
     pacing.add_argument("--rate-hz", type=float, default=None, help="fixed message rate instead of the bag timing")
@@ -63,22 +72,28 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _image(record: ImageRecord, stamp: Time) -> Image:
+def _message(record: FrameRecord, stamp: Time) -> Image | CompressedImage:
+    """The message of a bag record, stamped ``stamp`` (array.array data: no per-byte check)."""
     header = Header(stamp=stamp, frame_id=record.frame_id)
+    data = array.array("B", record.data.tobytes())
+    if isinstance(record, CompressedImageRecord):
+        return CompressedImage(header=header, format=record.format, data=data)
     return Image(header=header, height=record.height, width=record.width, encoding=record.encoding,
-                 is_bigendian=record.is_bigendian, step=record.step, data=array.array("B", record.data.tobytes()))  # array.array: no per-byte check
+                 is_bigendian=record.is_bigendian, step=record.step, data=data)
 
 
 class BagPlayer(Node):
     """Publishes one pass of the bag per ``play_pass`` call; lock-step answers are kept by stamp."""
 
-    def __init__(self, args: argparse.Namespace, topics: list[str]) -> None:
+    def __init__(self, args: argparse.Namespace, topics: dict[str, str]) -> None:
+        """``topics``: topic -> message type name (sensor_msgs/msg/Image or CompressedImage)."""
         super().__init__("bag_player")
         self.args = args
-        self.topics = topics
+        self.topics = list(topics)
         qos = image_qos(args.qos)
-        self.publishers_by_topic = {topic: self.create_publisher(Image, topic, qos)
-                                    for topic in topics}
+        self.publishers_by_topic = {
+            topic: self.create_publisher(CompressedImage if msgtype == COMPRESSED_IMAGE_TYPE else Image, topic, qos)
+            for topic, msgtype in topics.items()}
         self._spinner = SingleThreadedExecutor()
         self._spinner.add_node(self)
         self.answered: set[tuple[int, int]] = set()
@@ -139,7 +154,7 @@ class BagPlayer(Node):
                 return False
             stamp = self.get_clock().now().to_msg() if self.args.restamp else \
                 Time(sec=record.stamp_ns // 1_000_000_000, nanosec=record.stamp_ns % 1_000_000_000)
-            self.publishers_by_topic[topic].publish(_image(record, stamp))
+            self.publishers_by_topic[topic].publish(_message(record, stamp))
             self.published += 1
             if self.args.lockstep_topic and topic == self.topics[0]:
                 self._lockstep(stamp, first_of_pass)
@@ -157,15 +172,14 @@ class BagPlayer(Node):
         self.answered.discard(key)
 
 
-def topics_to_play(args: argparse.Namespace) -> list[str]:
-    """``--topics`` after checking them, or every Image topic of the bag; errors name the bag."""
-    if args.topics is None:
-        topics = [name for name, info in bag_topics(args.bag).items() if info.msgtype == IMAGE_TYPE]
-        if not topics:
-            raise InputError(f"{args.bag}: no {IMAGE_TYPE} topic in the bag")
-        return topics
-    require_image_topics(args.bag, args.topics)
-    return list(args.topics)
+def topics_to_play(args: argparse.Namespace) -> dict[str, str]:
+    """Topic -> message type name of ``--topics`` after checking them, or of every camera topic of
+    the bag (Image or CompressedImage); errors name the bag."""
+    names = camera_topics(args.bag) if args.topics is None else list(args.topics)
+    if not names:
+        raise InputError(f"{args.bag}: no camera topic (sensor_msgs/Image or CompressedImage) in the bag")
+    available = require_image_topics(args.bag, names)
+    return {name: available[name].msgtype for name in names}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """``bag_recorder OUT --topics T[:TYPE] ...``: record topics into a new mcap rosbag2 bag.
 
-TYPE is Image, CameraInfo or DiagnosticArray (default: DiagnosticArray for /diagnostics,
-CameraInfo for a name ending in camera_info, else Image). Messages are written as received
+TYPE is Image, CompressedImage, CameraInfo or DiagnosticArray (default: DiagnosticArray for
+/diagnostics, CameraInfo for a name ending in camera_info, CompressedImage for one ending in
+/compressed, else Image). Messages are written as received
 (serialized bytes, headers unchanged) with the receive wall time as log time. Stops on
 SIGINT / SIGTERM, after ``--idle-timeout`` s without a message, or after ``--max-messages``,
 and closes the bag so it stays readable. It prints ``bag_recorder: matched TOPIC`` once a topic
@@ -22,7 +23,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.utilities import remove_ros_args
 from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from jointperception.data.bags import BAG_VERSION, typestore
 from jointperception.errors import InputError, JointPerceptionError
@@ -31,6 +32,7 @@ from jointperception.ros.common import QOS_CHOICES
 # short name -> (rclpy type, rosbag2 type name)
 MESSAGE_TYPES = {
     "Image": (Image, "sensor_msgs/msg/Image"),
+    "CompressedImage": (CompressedImage, "sensor_msgs/msg/CompressedImage"),
     "CameraInfo": (CameraInfo, "sensor_msgs/msg/CameraInfo"),
     "DiagnosticArray": (DiagnosticArray, "diagnostic_msgs/msg/DiagnosticArray"),
 }
@@ -49,7 +51,8 @@ def topic_type(spec: str) -> tuple[str, str]:
     topic, _, name = spec.partition(":")
     if not name:
         name = "DiagnosticArray" if topic == "/diagnostics" else \
-            "CameraInfo" if topic.endswith("camera_info") else "Image"
+            "CameraInfo" if topic.endswith("camera_info") else \
+            "CompressedImage" if topic.endswith("/compressed") else "Image"
     if name not in MESSAGE_TYPES:
         raise InputError(f"{spec}: type must be one of {', '.join(MESSAGE_TYPES)}")
     return topic, name

@@ -1,6 +1,10 @@
 """ROS 2 node ``camera_source``: frames of an image folder, a video file or a camera device as
 sensor_msgs/Image rgb8 on ``image_raw``, plus CameraInfo on ``camera_info`` when a calibration
 YAML (the camera_calibration format) is given. Stamps are the node clock at publish time.
+
+As an image_transport publisher does, it also offers the frames as sensor_msgs/CompressedImage
+(``compression`` jpeg or png) on ``image_raw/compressed`` (after remapping ``image_raw``),
+encoded only while someone subscribes there.
 """
 from __future__ import annotations
 
@@ -16,12 +20,13 @@ import yaml
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from jointperception.data.sources import open_frames
 from jointperception.errors import ConfigError, DataFormatError
-from jointperception.ros.common import describe, image_qos, qos_error
+from jointperception.ros.common import describe, image_qos, qos_error, transport_topic
+from jointperception.ros.compressed import encode_compressed
 from jointperception.ros.convert import encode_image
 from jointperception.ros.node_main import run_node
 
@@ -105,6 +110,8 @@ class CameraSource(Node):
         self.declare_parameter("frame_id", "camera", describe("header.frame_id of images and camera_info"))
         self.declare_parameter("calibration_file", "", describe("camera_calibration YAML; '' = no camera_info", True))
         self.declare_parameter("qos", "sensor_data", describe("sensor_data | reliable; depth 1", True))
+        self.declare_parameter("compression", "jpeg", describe("codec of image_raw/compressed: jpeg | png", True))
+        self.declare_parameter("jpeg_quality", 90, describe("JPEG quality of image_raw/compressed", ints=(1, 100)))
         self.source = self.get_parameter("source").value
         if not self.source:
             raise ConfigError("set the parameter source: an image folder, a video file or a camera device index")
@@ -115,12 +122,15 @@ class CameraSource(Node):
         self._frames = frames_of(self.source)
         qos = image_qos(self.get_parameter("qos").value)
         self._image_pub = self.create_publisher(Image, "image_raw", qos)
+        self._compressed_pub = self.create_publisher(CompressedImage, transport_topic(self, "image_raw", "compressed")[1], qos)
         self._info_pub = self.create_publisher(CameraInfo, "camera_info", qos)
         self._timer = self.create_timer(1.0 / self.get_parameter("rate_hz").value, self._tick)
 
     def _validate(self, parameters: list[Parameter]) -> SetParametersResult:
         for param in parameters:
             reason = qos_error(param.value) if param.name == "qos" else None
+            if param.name == "compression" and param.value not in ("jpeg", "png"):
+                reason = f"compression must be jpeg or png, got {param.value!r}"
             if reason is not None:
                 return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
@@ -141,6 +151,10 @@ class CameraSource(Node):
             return
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.get_parameter("frame_id").value)
         self._image_pub.publish(Image(header=header, **vars(encode_image(frame, "rgb8"))))
+        if self._compressed_pub.get_subscription_count() > 0:
+            encoded = encode_compressed(frame, self.get_parameter("compression").value,
+                                        self.get_parameter("jpeg_quality").value)
+            self._compressed_pub.publish(CompressedImage(header=header, **vars(encoded)))
         if self.calibration is not None:
             cal = self.calibration
             if (frame.shape[1], frame.shape[0]) != (cal.width, cal.height) and self.published == 0:

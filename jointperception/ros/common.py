@@ -1,10 +1,15 @@
-"""What both nodes share, without loading torch: image QoS and parameter descriptors."""
+"""What the nodes share, without loading torch: image QoS, image transports and parameter descriptors."""
 from __future__ import annotations
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
 
 QOS_CHOICES = ("sensor_data", "reliable")
+# image_transport's names: raw = sensor_msgs/Image on the base topic, compressed =
+# sensor_msgs/CompressedImage on <base topic>/compressed
+TRANSPORTS = ("raw", "compressed")
 
 
 def image_qos(name: str) -> QoSProfile:
@@ -16,6 +21,24 @@ def image_qos(name: str) -> QoSProfile:
 def qos_error(value: object) -> str | None:
     """Why ``value`` is not a QoS choice, or None."""
     return None if value in QOS_CHOICES else f"qos must be one of {QOS_CHOICES}, got {value!r}"
+
+
+def transport_topic(node: Node, base: str, transport: str) -> tuple[type, str]:
+    """(message type, topic) of ``transport`` for the image topic ``base`` of ``node``.
+
+    As image_transport does, the base name is resolved first (namespace and remaps, so
+    ``image:=/camera/image_raw`` also moves the compressed topic) and ``/compressed`` appended.
+    """
+    if transport == "raw":
+        return Image, base
+    if transport == "compressed":
+        return CompressedImage, f"{node.resolve_topic_name(base)}/compressed"
+    raise ValueError(f"image transport must be one of {TRANSPORTS}, got {transport!r}")
+
+
+def transport_error(value: object) -> str | None:
+    """Why ``value`` is not an image transport, or None."""
+    return None if value in TRANSPORTS else f"image_transport must be one of {TRANSPORTS}, got {value!r}"
 
 
 def describe(text: str, read_only: bool = False, floats: tuple[float, float] | None = None,

@@ -24,10 +24,10 @@ from rclpy.parameter import Parameter
 from rclpy.subscription import Subscription
 from rclpy.task import Future
 from rclpy.timer import Timer
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo
 
 from jointperception.errors import JointPerceptionError
-from jointperception.ros.common import image_qos
+from jointperception.ros.common import image_qos, transport_topic
 from jointperception.ros.node_main import run_node
 from jointperception.ros.node_parts import PARAMETERS, parameter_error
 from jointperception.ros.perception_node import load_pipeline
@@ -97,7 +97,8 @@ class PerceptionLifecycleNode(LifecycleNode):
         result = super().on_activate(state)
         qos = image_qos(self._param("qos"))
         self.worker.start()
-        self._inputs = [self.create_subscription(Image, "image", self.worker.on_image, qos),
+        msg_type, topic = transport_topic(self, "image", self._param("image_transport"))
+        self._inputs = [self.create_subscription(msg_type, topic, self.worker.on_image, qos),
                         self.create_subscription(CameraInfo, "camera_info", self.worker.on_camera_info, qos)]
         self._diagnostics_timer = self.create_timer(self._param("diagnostics_period_s"), self.worker.publish_diagnostics)
         return result

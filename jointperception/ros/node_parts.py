@@ -12,7 +12,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 
-from jointperception.ros.common import QOS_CHOICES, describe, qos_error
+from jointperception.ros.common import QOS_CHOICES, TRANSPORTS, describe, qos_error, transport_error
 from jointperception.ros.convert import CAUSES
 from jointperception.runtime.backends import BACKEND_NAMES, PRECISIONS
 from jointperception.runtime.mask_memory import DEFAULT_MEMORY_WEIGHT, MAX_MEMORY_WEIGHT
@@ -35,6 +35,9 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "network_height": (240, describe("network input height (frames are resized)", True, ints=(32, 4096))),
     "threads": (0, describe("CPU threads of torch and ONNX Runtime; 0 = their defaults", True, ints=(0, 256))),
     "qos": ("sensor_data", describe(f"image QoS, one of {QOS_CHOICES}; depth 1", True)),
+    "image_transport": ("raw", describe(f"input transport, one of {TRANSPORTS}: raw subscribes sensor_msgs/Image on "
+                                        "image, compressed sensor_msgs/CompressedImage (jpeg, png) on image/compressed "
+                                        "(after remapping image)", True)),
     "num_layers": (4, describe("K: motion layers published on ~/motion_layers (background + the K - 1 largest "
                                "moving layers; the bundled network has 4)", ints=(2, 255))),
     "mask_source": ("fused", describe(f"what ~/mask thresholds, one of {MASK_SOURCES} (runtime.motion_layers)")),
@@ -68,6 +71,8 @@ def parameter_error(name: str, value: object) -> str | None:
         return f"device must be cpu, cuda or cuda:N, got {value!r}"
     if name == "qos":
         return qos_error(value)
+    if name == "image_transport":
+        return transport_error(value)
     if name == "precision" and value not in PRECISIONS:
         return f"precision must be one of {PRECISIONS}, got {value!r}"
     if name == "mask_source" and value not in MASK_SOURCES:

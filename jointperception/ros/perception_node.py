@@ -1,7 +1,8 @@
 """ROS 2 node ``jointperception_node``: camera frames in; mask, flow, occlusion and motion layers out.
 
 Topics (DESIGN §3), every output with the header of the newest input frame:
-  in:  ``image`` (sensor_msgs/Image, remap it), ``camera_info`` (optional)
+  in:  ``image`` (sensor_msgs/Image, remap it; with ``image_transport:=compressed``
+       sensor_msgs/CompressedImage on ``image/compressed``), ``camera_info`` (optional)
   out: ``~/mask`` mono8, ``~/flow`` 32FC2 (per pixel of the newest frame: its displacement to the
        previous frame, pixels), ``~/occlusion`` mono8 (pixels of the newest frame not visible in
        the previous one), ``~/motion_layers`` mono8, ``~/flow_color`` rgb8, ``~/overlay`` rgb8,
@@ -19,9 +20,9 @@ import torch
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo
 
-from jointperception.ros.common import image_qos
+from jointperception.ros.common import image_qos, transport_topic
 from jointperception.ros.node_main import run_node
 from jointperception.ros.node_parts import PARAMETERS, parameter_error
 from jointperception.ros.perception_worker import PerceptionWorker
@@ -55,11 +56,13 @@ class PerceptionNode(Node):
         qos = image_qos(qos_name)
         self.worker = PerceptionWorker(self, load_pipeline(self), self.create_publisher, qos,
                                        self.get_parameter("pipelined").value)
-        self.create_subscription(Image, "image", self.worker.on_image, qos)
+        transport = self.get_parameter("image_transport").value
+        msg_type, topic = transport_topic(self, "image", transport)
+        self.create_subscription(msg_type, topic, self.worker.on_image, qos)
         self.create_subscription(CameraInfo, "camera_info", self.worker.on_camera_info, qos)
         self.create_timer(self.get_parameter("diagnostics_period_s").value, self.worker.publish_diagnostics)
         self.worker.start()
-        self.get_logger().info(f"{self.worker.summary()}, qos {qos_name}")
+        self.get_logger().info(f"{self.worker.summary()}, qos {qos_name}, input {transport} on {self.resolve_topic_name(topic)}")
 
     def _validate(self, parameters: list[Parameter]) -> SetParametersResult:
         """Reject what the descriptors cannot express: choices, device names, missing files."""

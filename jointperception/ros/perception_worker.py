@@ -24,13 +24,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
+from jointperception.ros.compressed import compressed_msg_to_rgb
 from jointperception.ros.convert import ImageConversionError, encode_image, image_msg_to_rgb
 from jointperception.ros.node_parts import FrameSlot, RunningStats, diagnostic_status
 from jointperception.runtime.mask_memory import MaskMemory
@@ -51,6 +53,14 @@ class PendingPair:
     received: float
     memory_weight: float
     reset_memory: bool
+
+
+def frame_msg_to_rgb(msg: Image | CompressedImage) -> tuple[np.ndarray, str]:
+    """A camera frame message -> ((H, W, 3) uint8 RGB, what marks its stream: the Image encoding or
+    the CompressedImage format); raises ImageConversionError with a cause."""
+    if isinstance(msg, CompressedImage):
+        return compressed_msg_to_rgb(msg), msg.format
+    return image_msg_to_rgb(msg), msg.encoding
 
 
 def scale_camera_info(info: CameraInfo, width: int, height: int, header: Header) -> CameraInfo:
@@ -134,7 +144,7 @@ class PerceptionWorker:
     def alive(self) -> bool:
         return bool(self._threads) and all(thread.is_alive() for thread in self._threads)
 
-    def on_image(self, msg: Image) -> None:
+    def on_image(self, msg: Image | CompressedImage) -> None:
         """Executor thread: keep only the newest frame; a frame it replaces is a stale drop."""
         self._stats.count("received")
         if self._slot.put((msg, time.monotonic())):
@@ -190,13 +200,13 @@ class PerceptionWorker:
                 continue
             last_start = received
             try:
-                rgb = image_msg_to_rgb(msg)
+                rgb, encoding = frame_msg_to_rgb(msg)
             except ImageConversionError as exc:
                 self._stats.count(f"bad: {exc.cause}")
                 self._warn_once(exc.cause, f"skipping frame: {exc}")
                 continue
             stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            frame = PairFrame(msg.header, msg.encoding, rgb, stamp_ns)
+            frame = PairFrame(msg.header, encoding, rgb, stamp_ns)
             reason = pair_reset_reason(previous, frame, self._param("reset_gap_s"))
             if reason is not None:
                 self._stats.count(f"pair resets: {reason}")
