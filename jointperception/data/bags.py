@@ -82,7 +82,7 @@ def record_rgb(record: FrameRecord) -> np.ndarray:
 
 
 def record_encoding(record: FrameRecord) -> str:
-    """What a change of marks a new stream: the Image encoding, or the CompressedImage format."""
+    """The stream's encoding: the Image encoding or the CompressedImage format (a change resets the pair)."""
     return record.format if isinstance(record, CompressedImageRecord) else record.encoding
 
 
@@ -116,24 +116,21 @@ def _topics(reader: Reader) -> dict[str, TopicInfo]:
     return {topic: TopicInfo(info.msgtype or "?", info.msgcount) for topic, info in reader.topics.items()}
 
 
-def _check_image_topics(bag_path: Path, available: dict[str, TopicInfo], topics: Sequence[str],
-                        types: Sequence[str]) -> None:
+def _check_image_topics(bag_path: Path, available: dict[str, TopicInfo], topics: Sequence[str]) -> None:
     listing = ", ".join(f"{name} [{info.msgtype}]" for name, info in sorted(available.items())) or "none"
     for topic in topics:
         if topic not in available:
             raise DataFormatError(f"{bag_path}: no topic {topic!r} in the bag; topics: {listing}")
-        if available[topic].msgtype not in types:
+        if available[topic].msgtype not in FRAME_TYPES:
             raise DataFormatError(f"{bag_path}: topic {topic!r} holds {available[topic].msgtype}, "
-                                  f"not {' or '.join(types)}")
+                                  f"not {' or '.join(FRAME_TYPES)}")
 
 
-def require_image_topics(bag_path: str | Path, topics: Sequence[str],
-                         types: Sequence[str] = FRAME_TYPES) -> dict[str, TopicInfo]:
-    """``bag_topics``, after checking that each of ``topics`` is a topic of the bag holding one of
-    ``types`` (default: camera frames, Image or CompressedImage); else DataFormatError naming the
-    bag and topic, listing the bag's topics."""
+def require_image_topics(bag_path: str | Path, topics: Sequence[str]) -> dict[str, TopicInfo]:
+    """``bag_topics``, after checking that each of ``topics`` is a camera topic of the bag (Image or
+    CompressedImage); else DataFormatError naming the bag and topic, listing the bag's topics."""
     available = bag_topics(bag_path)
-    _check_image_topics(Path(bag_path), available, topics, types)
+    _check_image_topics(Path(bag_path), available, topics)
     return available
 
 
@@ -173,21 +170,20 @@ def _record(raw: bytes | memoryview, msgtype: str) -> FrameRecord:
                        msg.is_bigendian, msg.data)
 
 
-def read_image_topics(bag_path: str | Path, topics: Sequence[str],
-                      types: Sequence[str] = FRAME_TYPES) -> Iterator[tuple[str, int, FrameRecord]]:
+def read_image_topics(bag_path: str | Path, topics: Sequence[str]) -> Iterator[tuple[str, int, FrameRecord]]:
     """(topic, log time ns, ImageRecord or CompressedImageRecord) for every message of ``topics``,
     in log-time order (the order a recorder received them; header stamps may differ, e.g. go
     back when a source loops).
 
     Raises (on first use) DataFormatError naming the bag for a missing or corrupt bag or message,
     or when fewer messages than the metadata lists could be read (after the last one), and as
-    ``require_image_topics`` for a topic that is absent or holds none of ``types``.
+    ``require_image_topics`` for a topic that is absent or holds no camera frames.
     """
     bag_path = Path(bag_path)
     reader = _open_reader(bag_path)
     try:
         available = _topics(reader)
-        _check_image_topics(bag_path, available, topics, types)
+        _check_image_topics(bag_path, available, topics)
         connections = [c for c in reader.connections if c.topic in topics]
         if not connections:  # an empty filter would mean "every topic" to rosbags
             return
