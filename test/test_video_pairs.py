@@ -132,6 +132,11 @@ def test_bag_source(tmp_path: Path) -> None:
             writer.write("/camera/image_raw", k * 100_000_000, frame, "rgb8")
     sequence = bag_sequence(tmp_path / "bag", "/camera/image_raw", SIZE)
     assert sequence.name == "bag" and all(np.array_equal(a, b) for a, b in zip(sequence.frames, frames))
+    with BagImageWriter(tmp_path / "png_bag", storage="sqlite3") as writer:  # CompressedImage, lossless
+        for k, frame in enumerate(frames):
+            writer.write_compressed("/camera/image_raw/compressed", k * 100_000_000, frame, "png")
+    compressed = bag_sequence(tmp_path / "png_bag", "/camera/image_raw/compressed", SIZE)
+    assert all(np.array_equal(a, b) for a, b in zip(compressed.frames, frames))
 
 
 def selfsup_config(data_root: Path, steps: int) -> dict:
