@@ -65,6 +65,14 @@ def test_colour_order_survives_what_other_encoders_write() -> None:
         assert rgb.shape == (8, 10, 3) and (rgb[..., 0] == 200).all() and (rgb[..., 1:] == 0).all()
 
 
+def test_mono_images_encode_losslessly_as_png() -> None:
+    ids = (np.arange(8 * 10) % 5).astype(np.uint8).reshape(8, 10)  # layer ids: every value must survive
+    encoded = encode_compressed(ids, "png")
+    assert encoded.format == "mono8; png compressed mono8"
+    np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(encoded.data, np.uint8), cv2.IMREAD_UNCHANGED), ids)
+    np.testing.assert_array_equal(decode_compressed(encoded.format, encoded.data)[..., 1], ids)
+
+
 def test_gray_16_bit_and_alpha_images_become_rgb() -> None:
     gray = np.arange(8 * 10, dtype=np.uint8).reshape(8, 10)
     rgb = decode_compressed("mono8; png compressed mono8", cv2.imencode(".png", gray)[1].tobytes())
@@ -110,7 +118,7 @@ def test_format_names_and_encoder_arguments(frame: np.ndarray) -> None:
         with pytest.raises(ImageConversionError):
             encode_compressed(frame, **bad)
     with pytest.raises(ImageConversionError):
-        encode_compressed(frame[..., 0], "png")
+        encode_compressed(frame[..., :2], "png")
     with pytest.raises(ImageConversionError):
         encode_compressed(frame.astype(np.float32), "png")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -32,7 +33,7 @@ from ros_helpers import Probe, pick_domain_id, probe_env, start_module, stop  # 
 from sensor_msgs.msg import CompressedImage  # noqa: E402
 
 from jointperception.data.formats import write_image  # noqa: E402
-from jointperception.ros.compressed import decode_compressed  # noqa: E402
+from jointperception.ros.compressed import decode_compressed, encode_compressed  # noqa: E402
 from jointperception.runtime.pipeline import PerceptionPipeline  # noqa: E402
 
 NAMESPACE = "/camc"
@@ -145,3 +146,33 @@ def test_camera_source_offers_compressed_frames_under_the_remapped_name(link: Li
         assert msg.format == "rgb8; png compressed bgr8" and msg.header.frame_id == "cam_src"
         decoded = decode_compressed(msg.format, msg.data)
         assert any(np.array_equal(decoded, frame) for frame in frames)
+
+
+def test_outputs_are_offered_compressed_while_subscribed(link: Link) -> None:
+    """~/<output>/compressed beside every image output but the flow: PNG masks and layer ids equal
+    the raw outputs exactly, the JPEG picture is the raw one encoded at output_jpeg_quality; same headers."""
+    received: dict[str, list[CompressedImage]] = {name: [] for name in ("mask", "motion_layers", "overlay")}
+    subscriptions = [link.probe.node.create_subscription(CompressedImage, f"{NODE}/{name}/compressed",
+                                                         received[name].append, qos_profile_sensor_data)
+                     for name in received]
+    assert link.probe.spin_until(lambda: all(s.get_publisher_count() > 0 for s in subscriptions), WAIT)
+    assert link.probe.node.count_publishers(f"{NODE}/flow/compressed") == 0
+
+    def compressed_for(stamp: tuple[int, int]) -> dict[str, CompressedImage] | None:
+        found = {name: [m for m in msgs if stamp_key(m.header.stamp) == stamp] for name, msgs in received.items()}
+        return {name: msgs[-1] for name, msgs in found.items()} if all(found.values()) else None
+
+    seconds, outputs = send_pair(link, 30.0, random_frame(24))
+    stamp = stamp_key(outputs["mask"].header.stamp)
+    assert link.probe.spin_until(lambda: compressed_for(stamp) is not None, WAIT)
+    compressed = compressed_for(stamp)
+    assert compressed["mask"].format == "mono8; png compressed mono8"
+    assert compressed["overlay"].format == "rgb8; jpeg compressed bgr8"
+    for name in ("mask", "motion_layers"):
+        decoded = cv2.imdecode(np.frombuffer(compressed[name].data, np.uint8), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(decoded, decode_msg(outputs[name]))
+    # the picture is the raw overlay as JPEG at the default quality (90): the same bytes as encoding it here
+    assert bytes(compressed["overlay"].data) == encode_compressed(decode_msg(outputs["overlay"]), "jpeg", 90).data
+    assert all(m.header.frame_id == "cam_optical" for m in compressed.values())
+    for subscription in subscriptions:
+        link.probe.node.destroy_subscription(subscription)

@@ -103,18 +103,23 @@ def compressed_msg_to_rgb(msg: Any) -> np.ndarray:
         raise ImageConversionError(CORRUPT_DATA, f"cv_bridge: {exc}") from exc
 
 
-def encode_compressed(rgb: np.ndarray, codec: str = "jpeg", jpeg_quality: int = 90) -> EncodedCompressedImage:
-    """(H, W, 3) uint8 RGB -> CompressedImage fields, as compressed_image_transport writes them
-    (format ``"rgb8; <codec> compressed bgr8"``). ``codec``: jpeg (lossy, ``jpeg_quality``
-    1..100) or png (lossless). Raises ImageConversionError for another array or codec."""
+def encode_compressed(image: np.ndarray, codec: str = "jpeg", jpeg_quality: int = 90) -> EncodedCompressedImage:
+    """(H, W, 3) uint8 RGB or (H, W) uint8 mono -> CompressedImage fields, as
+    compressed_image_transport writes them (format ``"rgb8; <codec> compressed bgr8"`` or
+    ``"mono8; <codec> compressed mono8"``). ``codec``: jpeg (lossy, ``jpeg_quality`` 1..100) or
+    png (lossless: masks and layer ids survive). Raises ImageConversionError for another array
+    or codec."""
     if codec not in ("jpeg", "png"):
         raise ImageConversionError(UNSUPPORTED_FORMAT, f"codec must be jpeg or png, got {codec!r}")
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
-        raise ImageConversionError(UNSUPPORTED_FORMAT, f"needs a non-empty (H, W, 3) uint8 array, got {rgb.dtype} {rgb.shape}")
+    colour = image.ndim == 3 and image.shape[2] == 3
+    if not (colour or image.ndim == 2) or image.dtype != np.uint8 or 0 in image.shape:
+        raise ImageConversionError(UNSUPPORTED_FORMAT, "needs a non-empty (H, W, 3) or (H, W) uint8 array, got "
+                                                       f"{image.dtype} {image.shape}")
     if not 1 <= jpeg_quality <= 100:
         raise ImageConversionError(UNSUPPORTED_FORMAT, f"jpeg_quality must be in 1..100, got {jpeg_quality}")
     params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if codec == "jpeg" else []
-    ok, encoded = cv2.imencode(CODECS[codec], cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    ok, encoded = cv2.imencode(CODECS[codec], cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if colour else image, params)
     if not ok:
-        raise ImageConversionError(UNSUPPORTED_FORMAT, f"OpenCV could not encode a {rgb.shape} frame as {codec}")
-    return EncodedCompressedImage(format=f"rgb8; {codec} compressed bgr8", data=encoded.tobytes())
+        raise ImageConversionError(UNSUPPORTED_FORMAT, f"OpenCV could not encode a {image.shape} image as {codec}")
+    image_format = f"rgb8; {codec} compressed bgr8" if colour else f"mono8; {codec} compressed mono8"
+    return EncodedCompressedImage(format=image_format, data=encoded.tobytes())

@@ -22,7 +22,7 @@ from jointperception.runtime.stream import RESET_REASONS
 DROP_REASONS = ("stale", "rate_limit")
 LATENCY_WINDOW = 300  # frames behind the latency percentiles
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
-_TOGGLE = "publish ~/{} (only computed while someone subscribes)"
+_TOGGLE = "publish ~/{0} and ~/{0}/compressed (only computed while someone subscribes)"
 # name -> (default, descriptor); config/perception.yaml lists the same names.
 PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "model": ("", describe("model file (.safetensors or trainer .pt); '' = bundled jointnet_tiny", True)),
@@ -58,6 +58,8 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
                                   "finished and published (more frames per second, each a little later); false: one "
                                   "thread", True)),
     "diagnostics_period_s": (1.0, describe("period of /diagnostics", True, floats=(0.05, 60.0))),
+    "output_jpeg_quality": (90, describe("JPEG quality of ~/flow_color/compressed and ~/overlay/compressed "
+                                         "(masks and layers are PNG, lossless)", ints=(1, 100))),
     **{f"publish_{name}": (True, describe(_TOGGLE.format(name))) for name in
        ("mask", "flow", "occlusion", "motion_layers", "flow_color", "overlay", "camera_info")},
 }

@@ -32,7 +32,7 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
-from jointperception.ros.compressed import compressed_msg_to_rgb
+from jointperception.ros.compressed import compressed_msg_to_rgb, encode_compressed
 from jointperception.ros.convert import ImageConversionError, encode_image, image_msg_to_rgb
 from jointperception.ros.node_parts import FrameSlot, RunningStats, diagnostic_status
 from jointperception.runtime.mask_memory import MaskMemory
@@ -40,6 +40,10 @@ from jointperception.runtime.pipeline import NetworkPass, PairOutputs, Perceptio
 from jointperception.runtime.stream import OUTPUT_ENCODINGS, PairFrame, output_image, pair_reset_reason
 
 CreatePublisher = Callable[..., Publisher]  # Node.create_publisher or create_lifecycle_publisher
+# outputs also offered as CompressedImage on ~/<name>/compressed (flow, 32FC2, has no image codec):
+# masks and layer ids lossless, the pictures as JPEG
+COMPRESSED_OUTPUT_CODECS = {"mask": "png", "occlusion": "png", "motion_layers": "png", "flow_color": "jpeg",
+                            "overlay": "jpeg"}
 HANDOFF_POLL_S = 0.1  # how often a network thread waiting on the publish thread checks that it still runs
 
 
@@ -112,9 +116,12 @@ class PerceptionWorker:
         self._camera_info: CameraInfo | None = None
         self._logged_causes: set[str] = set()
         self._image_pubs = {name: create_publisher(Image, f"~/{name}", qos) for name in OUTPUT_ENCODINGS}
+        self._compressed_pubs = {name: create_publisher(CompressedImage, f"~/{name}/compressed", qos)
+                                 for name in COMPRESSED_OUTPUT_CODECS}
         self._info_pub = create_publisher(CameraInfo, "~/camera_info", qos)
         self._diagnostics_pub = create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.publishers = [*self._image_pubs.values(), self._info_pub, self._diagnostics_pub]
+        self.publishers = [*self._image_pubs.values(), *self._compressed_pubs.values(), self._info_pub,
+                           self._diagnostics_pub]
 
     def summary(self) -> str:
         """One log line: model, backend, device, network size."""
@@ -254,14 +261,23 @@ class PerceptionWorker:
         self._publish_outputs(pending.frame, out)
         self._stats.record(latency_ms=(time.monotonic() - pending.received) * 1000.0, inference_ms=out.latency_ms)
 
-    def _wanted(self, name: str) -> bool:
-        return self._param(f"publish_{name}") and self._image_pubs[name].get_subscription_count() > 0
-
     def _publish_outputs(self, frame: PairFrame, out: PairOutputs) -> None:
+        """Every output someone subscribes to (raw, compressed or both), computed once."""
         for name, encoding in OUTPUT_ENCODINGS.items():
-            if self._wanted(name):  # visualisations are computed only for a subscriber
-                encoded = encode_image(output_image(name, frame.rgb, out), encoding)
-                self._image_pubs[name].publish(Image(header=frame.header, **vars(encoded)))
+            if not self._param(f"publish_{name}"):
+                continue
+            raw = self._image_pubs[name]
+            compressed = self._compressed_pubs.get(name)
+            raw_wanted = raw.get_subscription_count() > 0
+            compressed_wanted = compressed is not None and compressed.get_subscription_count() > 0
+            if not (raw_wanted or compressed_wanted):  # visualisations are computed only for a subscriber
+                continue
+            image = output_image(name, frame.rgb, out)
+            if raw_wanted:
+                raw.publish(Image(header=frame.header, **vars(encode_image(image, encoding))))
+            if compressed_wanted:
+                encoded = encode_compressed(image, COMPRESSED_OUTPUT_CODECS[name], self._param("output_jpeg_quality"))
+                compressed.publish(CompressedImage(header=frame.header, **vars(encoded)))
         info = self._camera_info
         if info is not None and self._param("publish_camera_info") and self._info_pub.get_subscription_count() > 0:
             height, width = frame.rgb.shape[:2]
