@@ -4,7 +4,9 @@
   ros2 launch jointperception camera.launch.py start_camera:=true video_file:=/path/clip.mp4 namespace:=cam1
 
 Outputs are <namespace>/jointperception_node/{mask,flow,occlusion,motion_layers,flow_color,overlay};
-one launch per camera, each in its own namespace, runs several cameras side by side.
+one launch per camera, each in its own namespace, runs several cameras side by side. A camera that
+publishes compressed frames: ``image_transport: compressed`` in params_file, and the node listens on
+<camera_topic>/compressed (camera_source offers that topic too).
 """
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition

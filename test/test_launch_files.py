@@ -140,16 +140,23 @@ def test_replay_launch_plays_the_bag_and_records_the_outputs() -> None:
     declared = _declared(tree)
     assert set(declared) == REPLAY_ARGUMENTS
     assert declared["bag"] is None  # required
-    def word(node: ast.AST) -> str:  # "text", or "$(name)" for LaunchConfiguration("name")
+    def word(node: ast.AST) -> str:  # "text", "$(name)" for LaunchConfiguration("name"), lists joined
+        if isinstance(node, ast.Name):  # a list of substitutions assigned in the file
+            node = next(n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                        and any(isinstance(t, ast.Name) and t.id == node.id for t in n.targets))
+        if isinstance(node, ast.List):
+            return "".join(word(part) for part in node.elts)
         name = _launch_configuration(node)
         return f"$({name})" if name else node.value if isinstance(node, ast.Constant) else ast.dump(node)
 
     commands = [[word(e) for e in _keyword(call, "cmd").elts] for call in _calls(tree, "ExecuteProcess")]
     play = next(c for c in commands if c[:3] == ["ros2", "bag", "play"])
     assert play[3] == "$(bag)" and play[play.index("--topics") + 1] == "$(camera_topic)"
+    assert play[play.index("--topics") + 2] == "$(camera_topic)/compressed"  # bags of CompressedImage
     record = next(c for c in commands if c[:3] == ["ros2", "bag", "record"])
     assert record[record.index("-o") + 1] == "$(output_bag)" and record[record.index("-s") + 1] == "mcap"
     assert record[record.index("--topics") + 1] == "$(camera_topic)"
+    assert record[record.index("--topics") + 2] == "$(camera_topic)/compressed"
 
 
 @pytest.mark.parametrize("which", ["camera", "replay"])
