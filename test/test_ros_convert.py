@@ -125,7 +125,7 @@ def _cause(encoding: str, height: int, width: int, step: int, data: bytes) -> st
     return info.value.cause
 
 
-@pytest.mark.parametrize("encoding", ["bayer_rggb8", "16UC3", "64FC1", "jpeg", "", "RGB8", "32FC2"])
+@pytest.mark.parametrize("encoding", ["bayer_rggb32", "16UC3", "64FC1", "jpeg", "", "RGB8", "32FC2"])
 def test_unsupported_encodings(encoding: str) -> None:
     assert _cause(encoding, HEIGHT, WIDTH, WIDTH * 8, bytes(HEIGHT * WIDTH * 8)) == "unsupported_encoding"
 
@@ -154,3 +154,23 @@ def test_encode_rejects_arrays_that_do_not_match_the_encoding() -> None:
         encode_image(np.zeros((HEIGHT, WIDTH, 3), dtype=np.float32), "32FC2")
     with pytest.raises(ImageConversionError):
         encode_image(np.zeros((0, WIDTH, 3), dtype=np.uint8), "rgb8")
+
+
+@pytest.mark.parametrize("tile", ["rggb", "bggr", "gbrg", "grbg"])
+@pytest.mark.parametrize("bits", [8, 16])
+def test_bayer_frames_are_demosaiced_by_their_tile(tile: str, bits: int) -> None:
+    """A flat colour seen through the named 2x2 filter tile comes back as that colour (inside the
+    frame; demosaicing guesses at the border), whatever the byte order of 16-bit data."""
+    colour = np.array([200, 100, 30])
+    scale = 257 if bits == 16 else 1
+    mosaic = np.zeros((8, 10), dtype=np.uint16 if bits == 16 else np.uint8)
+    for index, channel in enumerate(tile):
+        dy, dx = divmod(index, 2)
+        mosaic[dy::2, dx::2] = colour["rgb".index(channel)] * scale
+    encoding = f"bayer_{tile}{bits}"
+    for byteorder in ("<", ">"):
+        step, data = _padded(mosaic, 4, byteorder)
+        rgb = image_to_rgb(encoding, 8, 10, step, byteorder == ">", data)
+        assert rgb.shape == (8, 10, 3) and rgb.dtype == np.uint8
+        np.testing.assert_array_equal(rgb[2:-2, 2:-2], np.broadcast_to(colour, (4, 6, 3)))
+    assert encode_image(mosaic, encoding).encoding == encoding  # bags and tests can carry Bayer frames

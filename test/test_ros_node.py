@@ -239,7 +239,7 @@ def _bad_frames() -> list[tuple[str, dict[str, object]]]:
         return dict(encoding=encoding, height=height, width=width, step=step, data=data)
 
     return [
-        ("unsupported_encoding", fields("bayer_rggb8", bytes(HEIGHT * WIDTH), WIDTH)),
+        ("unsupported_encoding", fields("16SC1", bytes(HEIGHT * WIDTH * 2), WIDTH * 2)),
         ("unsupported_encoding", fields("16UC3", bytes(HEIGHT * WIDTH * 6), WIDTH * 6)),
         ("unsupported_encoding", fields("jpeg", b"\xff\xd8\xff\xe0" * 16, 64, height=1, width=64)),
         ("unsupported_encoding", fields("32FC2", flow.tobytes(), WIDTH * 8)),

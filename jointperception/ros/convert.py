@@ -1,7 +1,9 @@
 """sensor_msgs/Image <-> numpy (CompressedImage: ``compressed``).
 
-The decoding and encoding work on the fields of an Image message (encoding, height, width,
-step, is_bigendian, data) and import nothing from ROS, so they are tested without rclpy.
+Encodings: the colour and mono ones, 8UC1/8UC3, 32FC1, yuv422 (UYVY, YUYV) and Bayer (RGGB,
+BGGR, GBRG, GRBG; 8 and 16 bit). The decoding and encoding work on the fields of an Image
+message (encoding, height, width, step, is_bigendian, data) and import nothing from ROS, so they
+are tested without rclpy.
 ``image_msg_to_rgb`` reads those fields from any message-like object and prefers cv_bridge
 for the colour encodings when a ROS install provides it. Rows may be padded (``step`` larger
 than ``width`` times the pixel size); multi-byte values honour ``is_bigendian``.
@@ -51,12 +53,21 @@ ENCODINGS: dict[str, tuple[str, int]] = {
     "uyvy": ("u1", 2),
     "yuv422_yuy2": ("u1", 2),  # YUYV
     "yuyv": ("u1", 2),
+    # raw colour-filter-array frames (industrial cameras), demosaiced to RGB; name = 2x2 tile, row-major
+    **{f"bayer_{tile}{bits}": ("u1" if bits == 8 else "u2", 1) for tile in ("rggb", "bggr", "gbrg", "grbg")
+       for bits in (8, 16)},
 }
 _YUV_TO_RGB = {
     "yuv422": cv2.COLOR_YUV2RGB_UYVY,
     "uyvy": cv2.COLOR_YUV2RGB_UYVY,
     "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUYV,
     "yuyv": cv2.COLOR_YUV2RGB_YUYV,
+}
+_BAYER_TO_RGB = {
+    "rggb": cv2.COLOR_BayerRGGB2RGB,
+    "bggr": cv2.COLOR_BayerBGGR2RGB,
+    "gbrg": cv2.COLOR_BayerGBRG2RGB,
+    "grbg": cv2.COLOR_BayerGRBG2RGB,
 }
 _BRIDGE_ENCODINGS = frozenset({"rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16"})
 
@@ -117,8 +128,9 @@ def decode_image(encoding: str, height: int, width: int, step: int, is_bigendian
 def to_rgb(encoding: str, array: np.ndarray) -> np.ndarray:
     """A decoded image (see ``decode_image``) -> (H, W, 3) uint8 RGB.
 
-    mono16 is scaled by 255/65535; 32FC1 is read as intensity in [0, 1] (clipped). Raises
-    ImageConversionError for NaN/inf values and for 32FC2, which is not a camera image.
+    mono16 and 16-bit Bayer are scaled by 255/65535; 32FC1 is read as intensity in [0, 1]
+    (clipped); Bayer frames are demosaiced (OpenCV bilinear). Raises ImageConversionError for
+    NaN/inf values and for 32FC2, which is not a camera image.
     """
     if encoding == "32FC2":
         raise ImageConversionError(UNSUPPORTED_ENCODING, "32FC2 is a two-channel field, not a camera image")
@@ -126,6 +138,9 @@ def to_rgb(encoding: str, array: np.ndarray) -> np.ndarray:
         raise ImageConversionError(NAN_VALUES, f"{encoding} image holds NaN or infinite values")
     if encoding in _YUV_TO_RGB:
         return cv2.cvtColor(array, _YUV_TO_RGB[encoding])
+    if encoding.startswith("bayer_"):
+        rgb = cv2.cvtColor(array, _BAYER_TO_RGB[encoding[6:10]])
+        return rgb if rgb.dtype == np.uint8 else ((rgb.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     if encoding in ("bgr8", "bgra8"):
         return np.ascontiguousarray(array[..., 2::-1])
     if encoding in ("rgb8", "rgba8", "8UC3"):
