@@ -21,10 +21,12 @@ from jointperception.errors import ConfigError
 class ModelConfig:
     width: str = "tiny"  # tiny | small | base: channel widths of both branches
     fusion: str = "bidirectional"  # bidirectional | none (ablation: branches exchange no features)
+    flow_output_stride: int = 2  # finest flow-decoder level: 2 (SegFlow) | 4 (fast: no stride-2 level)
 
     def validate(self) -> None:
         _choice("model.width", self.width, ("tiny", "small", "base"))
         _choice("model.fusion", self.fusion, ("bidirectional", "none"))
+        _choice("model.flow_output_stride", self.flow_output_stride, (2, 4))
 
 
 @dataclass(frozen=True)
@@ -224,9 +226,9 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
 
-def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+def _choice(key: str, value: Any, allowed: tuple[Any, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{key}: must be one of {', '.join(allowed)}, got {value!r}")
+        raise ConfigError(f"{key}: must be one of {', '.join(map(str, allowed))}, got {value!r}")
 
 
 def _positive(key: str, value: float) -> None:

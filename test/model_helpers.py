@@ -8,10 +8,11 @@ from jointperception.models import build_model
 from jointperception.models.blocks import FlowPredictor
 
 
-def lively_model(seed: int) -> torch.nn.Module:
-    """Untrained JointNet whose flow heads predict pixels, not ~0, so parity checks are not trivial."""
+def lively_model(seed: int, cfg: ModelConfig | None = None) -> torch.nn.Module:
+    """Untrained JointNet (default ``cfg``: ModelConfig()) whose flow heads predict pixels, not ~0,
+    so parity checks are not trivial."""
     torch.manual_seed(seed)
-    model = build_model(ModelConfig())
+    model = build_model(cfg or ModelConfig())
     for module in model.modules():
         if isinstance(module, FlowPredictor):
             torch.nn.init.normal_(module.conv.weight, std=0.05)

@@ -1,14 +1,17 @@
 """Supervised losses: known values, weighting and branch selection."""
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from jointperception.losses.supervised import (
+    PYRAMID_WEIGHTS,
     balanced_cross_entropy,
     joint_loss,
     multiscale_epe,
     occlusion_bce,
+    pyramid_weights,
 )
 
 
@@ -71,3 +74,13 @@ def test_occlusion_bce_and_joint_loss_branches():
     assert "epe" not in seg_metrics and "loss_seg" not in flow_metrics
     assert math.isclose(flow_metrics["epe"], math.sqrt(2), rel_tol=1e-6)
     assert math.isclose(both.item(), seg_only.item() + flow_only.item(), rel_tol=1e-6)
+
+
+def test_pyramid_weights_follow_the_decoder_levels():
+    """Full decoder: matching, 1/32 .. 1/2, full; the fast variant drops the 1/2 weight, not the full one."""
+    assert pyramid_weights(7) == PYRAMID_WEIGHTS
+    assert pyramid_weights(6) == PYRAMID_WEIGHTS[:5] + PYRAMID_WEIGHTS[-1:]
+    assert pyramid_weights(1) == (1.0,)
+    for levels in (2, 8):
+        with pytest.raises(ValueError, match="pyramid"):
+            pyramid_weights(levels)

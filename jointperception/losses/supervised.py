@@ -17,6 +17,17 @@ FOREGROUND_RATIO_FLOOR = 0.05  # w is clamped to [floor, 1 - floor] so empty mas
 VALID_FRACTION = 0.5  # with a validity mask, a coarse pyramid cell counts when this share of it is valid
 
 
+def pyramid_weights(levels: int) -> tuple[float, ...]:
+    """PYRAMID_WEIGHTS for a JointNet pyramid of ``levels``: the matching flow, the decoder levels
+    from 1/32 down (the fast variant stops at 1/4), full resolution; a lone flow weighs 1."""
+    if levels == 1:
+        return (1.0,)
+    decoder_levels = levels - 2
+    if not 1 <= decoder_levels <= len(PYRAMID_WEIGHTS) - 2:
+        raise ValueError(f"a JointNet flow pyramid has 3..{len(PYRAMID_WEIGHTS)} levels, got {levels}")
+    return (PYRAMID_WEIGHTS[0], *PYRAMID_WEIGHTS[1 : 1 + decoder_levels], PYRAMID_WEIGHTS[-1])
+
+
 def balanced_cross_entropy(mask_logits: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
     """Class-balanced BCE (eq. 1) with w = |fg| / (|fg| + |bg|) per image.
 
@@ -105,8 +116,7 @@ def joint_loss(
         metrics.update(terms)
     if "flow" in branches:
         pyramid = outputs.get("flow_pyramid") or [outputs["flow"]]
-        weights = PYRAMID_WEIGHTS if len(pyramid) == len(PYRAMID_WEIGHTS) else (1.0,) * len(pyramid)
-        flow_loss, flow_terms = multiscale_epe(pyramid, batch["flow"], weights)
+        flow_loss, flow_terms = multiscale_epe(pyramid, batch["flow"], pyramid_weights(len(pyramid)))
         occ_loss, occ_terms = occlusion_bce(outputs["occlusion_logits"], batch["occlusion"])
         total = total + flow_weight * flow_loss + occlusion_weight * occ_loss
         metrics.update(flow_terms)

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from jointperception.losses.supervised import PYRAMID_WEIGHTS, balanced_cross_entropy, multiscale_epe
+from jointperception.losses.supervised import PYRAMID_WEIGHTS, balanced_cross_entropy, multiscale_epe, pyramid_weights
 
 
 def masked_multiscale_epe(
@@ -43,8 +43,7 @@ def teacher_loss(
     metrics: dict[str, float] = {}
     if flow_weight > 0:
         pyramid = outputs.get("flow_pyramid") or [outputs["flow"]]
-        weights = PYRAMID_WEIGHTS if len(pyramid) == len(PYRAMID_WEIGHTS) else (1.0,) * len(pyramid)
-        flow_loss, terms = masked_multiscale_epe(pyramid, flow, valid, weights)
+        flow_loss, terms = masked_multiscale_epe(pyramid, flow, valid, pyramid_weights(len(pyramid)))
         total = total + flow_weight * flow_loss
         metrics |= terms
     if mask_weight > 0:

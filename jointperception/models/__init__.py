@@ -7,9 +7,10 @@ from jointperception.models.motionnet import MotionLayerNet
 
 
 def build_model(cfg: ModelConfig) -> JointNet:
-    """JointNet of the configured width; ``fusion="none"`` is the no-feature-exchange ablation."""
+    """JointNet of the configured width; ``fusion="none"`` is the no-feature-exchange ablation;
+    ``flow_output_stride`` 4 ends the flow decoder one level early (the fast variant)."""
     cfg.validate()
-    return JointNet(WIDTHS[cfg.width], fusion=cfg.fusion == "bidirectional")
+    return JointNet(WIDTHS[cfg.width], fusion=cfg.fusion == "bidirectional", flow_output_stride=cfg.flow_output_stride)
 
 
 def build_motion_model(cfg: MotionConfig) -> MotionLayerNet:

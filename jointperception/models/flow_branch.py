@@ -144,16 +144,21 @@ class FlowEncoder(nn.Module):
 
 
 class FlowDecoder(nn.Module):
-    """Coarse-to-fine decoder with skip links, seg fusion, warping and a flow per scale."""
+    """Coarse-to-fine decoder with skip links, seg fusion, warping and a flow per scale, from stride
+    32 down to ``output_stride`` (2, or 4 for the fast variant: ``strides`` lists the levels)."""
 
-    def __init__(self, encoder_channels: dict[int, int], decoder_channels: dict[int, int], seg_channels: dict[int, int]):
+    def __init__(self, encoder_channels: dict[int, int], decoder_channels: dict[int, int], seg_channels: dict[int, int],
+                 output_stride: int = 2):
         super().__init__()
+        if output_stride not in DECODER_STRIDES:
+            raise ValueError(f"output_stride must be one of {DECODER_STRIDES}, got {output_stride}")
+        self.strides = tuple(stride for stride in DECODER_STRIDES if stride >= output_stride)
         self.inputs = nn.ModuleDict()
         self.fusions = nn.ModuleDict()
         self.predictors = nn.ModuleDict()
         self.upconvs = nn.ModuleDict()
         previous = None
-        for stride in DECODER_STRIDES:
+        for stride in self.strides:
             width = decoder_channels[stride]
             in_ch = encoder_channels[stride]
             if previous is not None:
@@ -179,7 +184,7 @@ class FlowDecoder(nn.Module):
         flows, features = [], {}
         x, flow = None, None
         pyramids = [average_pyramid(image, max(WARPED_STRIDES)) for image in (image1, image2)]
-        for stride in DECODER_STRIDES:
+        for stride in self.strides:
             skip = encoder_features[stride]
             if x is None:
                 x = skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from jointperception.errors import ConfigError, ModelFileError
 from jointperception.models import build_model, build_motion_model
 from jointperception.models.jointnet import JointNet
 from jointperception.models.motionnet import MotionLayerNet
+
+LOG = logging.getLogger(__name__)
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "jointnet_tiny.safetensors"
 # the motion-layer network reads flow only, so the bundled one serves any joint model
@@ -85,14 +88,28 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
 
 def initial_model(init_from: str, model_cfg: ModelConfig, key: str) -> JointNet:
     """The network a training run starts from: ``init_from`` "" -> a random ``model_cfg`` network;
-    "bundled" -> DEFAULT_MODEL_PATH; else that model file or trainer checkpoint. ConfigError naming
-    the config ``key`` when the file holds another ModelConfig; ModelFileError for a bad file."""
+    "bundled" -> DEFAULT_MODEL_PATH; else that model file or trainer checkpoint.
+
+    A file of the same network with another ``flow_output_stride`` starts the new one: every tensor
+    whose name and shape fit is carried over, the rest (e.g. the occlusion head on other features)
+    starts at random, and the log says which. ConfigError naming the config ``key`` when the file
+    holds another ModelConfig; ModelFileError for a bad file."""
     if not init_from:
         return build_model(model_cfg)
     model, file_cfg, _ = load_model(None if init_from == "bundled" else init_from)
-    if file_cfg != model_cfg:
+    if file_cfg == model_cfg:
+        return model
+    if dataclasses.replace(file_cfg, flow_output_stride=model_cfg.flow_output_stride) != model_cfg:
         raise ConfigError(f"{key}: {init_from} holds a {file_cfg}, the config asks for {model_cfg}")
-    return model
+    network = build_model(model_cfg)
+    wanted = network.state_dict()
+    carried = {name: tensor for name, tensor in model.state_dict().items()
+               if name in wanted and wanted[name].shape == tensor.shape}
+    network.load_state_dict(carried, strict=False)
+    fresh = sorted({name.rsplit(".", 2)[0] for name in wanted if name not in carried})
+    LOG.info("%s: %d of %d tensors from %s (flow_output_stride %d -> %d); new: %s", key, len(carried), len(wanted),
+             init_from, file_cfg.flow_output_stride, model_cfg.flow_output_stride, ", ".join(fresh) or "none")
+    return network
 
 
 def load_motion_model(path: str | Path = DEFAULT_MOTION_MODEL_PATH, device: str | torch.device = "cpu") -> tuple[MotionLayerNet, MotionConfig, dict[str, Any]]:
