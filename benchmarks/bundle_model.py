@@ -137,7 +137,9 @@ def main() -> None:
     lines = [
         f"# Model card: {args.out.name}",
         "",
-        f"JointNet `{model_cfg.width}` (fusion: {model_cfg.fusion}), SegFlow-style segmentation + flow + occlusion.",
+        f"JointNet `{model_cfg.width}` (fusion: {model_cfg.fusion}), SegFlow-style segmentation + flow + occlusion"
+        + (f"; the fast variant: flow decoder down to stride {model_cfg.flow_output_stride} "
+           "(`model.flow_output_stride`)." if model_cfg.flow_output_stride != 2 else "."),
         "Weights are safetensors (no pickle); the ModelConfig and this metadata are in the file header.",
         "",
         "## Training",
