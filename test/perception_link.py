@@ -2,15 +2,18 @@
 the node's /diagnostics status out, over real DDS from a ``Probe`` (see ros_helpers)."""
 from __future__ import annotations
 
+import subprocess
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
-from ros_helpers import Probe
+from ros_helpers import Probe, open_probe
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from jointperception.config import ModelConfig
@@ -117,6 +120,22 @@ class Link:
     def expect_count(self, key: str, at_least: int) -> None:
         assert self.probe.spin_until(lambda: self.count(key) >= at_least, WAIT), \
             f"diagnostics {key!r} stayed below {at_least}: {self.diagnostics}"
+
+
+@contextmanager
+def linked(started: tuple[subprocess.Popen, Path], domain_id: int, **link_options: object) -> Iterator[Link]:
+    """A Link (``link_options``: node, camera, compression) to the node process ``started`` =
+    (process, log), once every topic is matched; fails with the node's log when it does not answer.
+    The probe closes on exit."""
+    probe = open_probe(domain_id)
+    try:
+        link = Link(probe, **link_options)
+        process, log = started
+        connected = probe.spin_until(lambda: link.connected() or process.poll() is not None, WAIT)
+        assert connected and process.poll() is None, f"node not reachable; its log:\n{log.read_text()}"
+        yield link
+    finally:
+        probe.close()
 
 
 def send_pair(link: Link, first: float, frame: np.ndarray) -> tuple[float, dict[str, object]]:

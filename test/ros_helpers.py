@@ -83,3 +83,11 @@ class Probe:
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
+
+
+def open_probe(domain_id: int) -> Probe:
+    """A Probe in ``domain_id``, created with ``ros_env``'s DDS variables (``probe_env``), which are
+    taken out of this process's environment again once it exists."""
+    with pytest.MonkeyPatch.context() as patch:
+        probe_env(patch, domain_id)
+        return Probe(domain_id)

@@ -23,13 +23,14 @@ from perception_link import (  # noqa: E402
     WIDTH,
     Link,
     decode_msg,
+    linked,
     random_frame,
     save_untrained_model,
     send_pair,
     stamp_key,
 )
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from ros_helpers import Probe, pick_domain_id, probe_env, start_module, stop  # noqa: E402
+from ros_helpers import pick_domain_id, start_module, stop  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
 
 from jointperception.data.formats import write_image  # noqa: E402
@@ -64,15 +65,8 @@ def node(model_file: Path, domain_id: int, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def link(node, domain_id: int):
-    with pytest.MonkeyPatch.context() as patch:
-        probe_env(patch, domain_id)
-        probe = Probe(domain_id)
-    link = Link(probe, node=NODE, camera=NAMESPACE, compression="png")
-    process, log = node
-    connected = probe.spin_until(lambda: link.connected() or process.poll() is not None, WAIT)
-    assert connected and process.poll() is None, f"node not reachable; its log:\n{log.read_text()}"
-    yield link
-    probe.close()
+    with linked(node, domain_id, node=NODE, camera=NAMESPACE, compression="png") as link:
+        yield link
 
 
 def test_png_frames_give_the_outputs_of_the_decoded_frames(link: Link, node, model_file: Path) -> None:

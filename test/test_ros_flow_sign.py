@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("rclpy", reason="ROS 2 wheels (rclpy) not installed")
 
 from perception_link import WAIT, Link, decode_msg, send_pair  # noqa: E402
-from ros_helpers import Probe, pick_domain_id, probe_env, start_module, stop  # noqa: E402
+from ros_helpers import open_probe, pick_domain_id, start_module, stop  # noqa: E402
 
 from jointperception.data.synthetic import render_sequence  # noqa: E402
 
@@ -23,9 +23,7 @@ def test_flow_sign_and_size_on_a_known_translation(tmp_path) -> None:
         "-p", "diagnostics_period_s:=0.2", "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info",
     ], domain_id, tmp_path / "node.log")  # no model parameter: the bundled one
     try:
-        with pytest.MonkeyPatch.context() as patch:
-            probe_env(patch, domain_id)
-            probe = Probe(domain_id)
+        probe = open_probe(domain_id)
         try:
             link = Link(probe)
             assert probe.spin_until(lambda: link.connected() or node.poll() is not None, WAIT), \

@@ -31,7 +31,7 @@ from perception_link import (  # noqa: E402
 )
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from ros_helpers import Probe, pick_domain_id, probe_env, start_module, stop  # noqa: E402
+from ros_helpers import Probe, open_probe, pick_domain_id, start_module, stop  # noqa: E402
 
 NODE = "/jointperception_lifecycle_node"
 QUIET_S = 1.5  # how long a node that must not answer is given to answer anyway
@@ -83,9 +83,7 @@ def _running_node(domain_id: int, model: Path, log: Path) -> Iterator[tuple[subp
         "-p", f"model:={model}", "-p", "threads:=1", "-p", "backend:=torch", "-p", f"network_width:={WIDTH}",
         "-p", f"network_height:={HEIGHT}", "-p", "diagnostics_period_s:=0.2",
         "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info"], domain_id, log)
-    with pytest.MonkeyPatch.context() as patch:
-        probe_env(patch, domain_id)
-        probe = Probe(domain_id)
+    probe = open_probe(domain_id)
     try:
         yield process, probe
     finally:

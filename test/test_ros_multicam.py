@@ -12,7 +12,7 @@ pytest.importorskip("rclpy", reason="ROS 2 wheels (rclpy) not installed")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from perception_link import WAIT, Link, random_frame, save_untrained_model, send_pair  # noqa: E402
-from ros_helpers import Probe, pick_domain_id, probe_env, start_module, stop  # noqa: E402
+from ros_helpers import open_probe, pick_domain_id, start_module, stop  # noqa: E402
 
 # namespace -> (frame height, frame width, first stamp in seconds)
 CAMERAS = {"front": (64, 96, 100.0), "rear": (48, 80, 200.0)}
@@ -31,9 +31,7 @@ def links(tmp_path_factory: pytest.TempPathFactory):
             "-p", "diagnostics_period_s:=0.2"], domain_id, folder / f"{camera}.log")
         for camera in CAMERAS
     }
-    with pytest.MonkeyPatch.context() as patch:
-        probe_env(patch, domain_id)
-        probe = Probe(domain_id)
+    probe = open_probe(domain_id)
     try:
         links = {camera: Link(probe, node=f"/{camera}/jointperception_node", camera=f"/{camera}") for camera in CAMERAS}
         ready = probe.spin_until(lambda: all(link.connected() for link in links.values()), WAIT)

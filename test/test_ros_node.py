@@ -26,6 +26,7 @@ from perception_link import (  # noqa: E402
     Link,
     call_service,
     decode_msg,
+    linked,
     random_frame,
     save_untrained_model,
     send_pair,
@@ -36,9 +37,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from ros_helpers import (  # noqa: E402
     REPO,
-    Probe,
     pick_domain_id,
-    probe_env,
     ros_env,
     start_module,
     stop,
@@ -77,15 +76,8 @@ def node(model_file: Path, domain_id: int, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def link(node, domain_id: int):
-    with pytest.MonkeyPatch.context() as patch:
-        probe_env(patch, domain_id)
-        probe = Probe(domain_id)
-    link = Link(probe)
-    process, log = node
-    connected = probe.spin_until(lambda: link.connected() or process.poll() is not None, WAIT)
-    assert connected and process.poll() is None, f"node not reachable; its log:\n{log.read_text()}"
-    yield link
-    probe.close()
+    with linked(node, domain_id) as link:
+        yield link
 
 
 def test_outputs_carry_the_input_header_encoding_and_size(link: Link, model_file: Path) -> None:

@@ -1,4 +1,4 @@
-"""Frame sources: image folders and video files."""
+"""Frame sources: image folders, video files and camera topics of rosbag2 bags."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
+from jointperception.data.bags import BagImageWriter
 from jointperception.data.formats import write_image
-from jointperception.data.sources import FolderFrames, VideoFrames, open_frames
+from jointperception.data.sources import BagFrames, FolderFrames, VideoFrames, open_frames
 from jointperception.errors import DataFormatError, InputError
 
 H, W = 64, 96
@@ -44,6 +45,25 @@ def test_empty_folder_and_folder_without_images_raise(tmp_path: Path) -> None:
     (tmp_path / "readme.md").write_text("hello")
     with pytest.raises(InputError, match=str(tmp_path)):
         open_frames(tmp_path)
+
+
+def test_bag_frames_in_log_order_one_size_per_run(tmp_path: Path) -> None:
+    """Image and PNG CompressedImage frames read alike; a frame of another size stops the run,
+    naming that message and the first one."""
+    with BagImageWriter(tmp_path / "bag") as writer:
+        writer.write("/raw", 10, frame(1), "bgr8")
+        writer.write_compressed("/png", 10, frame(1), "png")
+        writer.write_compressed("/png", 20, frame(2), "png")
+        writer.write_compressed("/png", 30, frame(3, height=H + 2), "png")
+    raw = open_frames(tmp_path / "bag", "/raw")
+    assert isinstance(raw, BagFrames) and len(raw) == 1
+    assert [(stem, int(image[0, 0, 0])) for stem, image in raw] == [("00000_10", 254)]  # RGB bytes labelled bgr8: swapped
+    compressed = open_frames(tmp_path / "bag", "/png")
+    seen = []
+    with pytest.raises(InputError, match=r"/png message 2 \(stamp 30\): frame size 96x66 .*message 0 \(stamp 10\)"):
+        for stem, image in compressed:
+            seen.append((stem, int(image[0, 0, 0])))
+    assert seen == [("00000_10", 1), ("00001_20", 2)]
 
 
 def test_mixed_sizes_name_the_file(tmp_path: Path) -> None:

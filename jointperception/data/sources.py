@@ -6,7 +6,7 @@ starts again from the first frame.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
@@ -18,6 +18,19 @@ from jointperception.errors import DataFormatError, InputError
 from jointperception.ros.convert import ImageConversionError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"})
+
+
+def _one_size(frames: Iterable[tuple[str, np.ndarray, str]]) -> Iterator[tuple[str, np.ndarray]]:
+    """(stem, frame, where it came from) -> (stem, frame); InputError naming both places for a
+    frame whose size differs from the first frame's (one size per run)."""
+    first: tuple[tuple[int, ...], str] | None = None
+    for stem, frame, where in frames:
+        if first is None:
+            first = (frame.shape, where)
+        elif frame.shape != first[0]:
+            raise InputError(f"{where}: frame size {frame.shape[1]}x{frame.shape[0]} differs from the first "
+                             f"frame's {first[0][1]}x{first[0][0]} ({first[1]})")
+        yield stem, frame
 
 
 class FolderFrames:
@@ -46,17 +59,7 @@ class FolderFrames:
         return len(self.files)
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
-        first_shape: tuple[int, ...] | None = None
-        for file in self.files:
-            frame = read_image(file)
-            if first_shape is None:
-                first_shape = frame.shape
-            elif frame.shape != first_shape:
-                raise InputError(
-                    f"{file}: frame size {frame.shape[1]}x{frame.shape[0]} differs from the first "
-                    f"frame's {first_shape[1]}x{first_shape[0]} ({self.files[0].name})"
-                )
-            yield file.stem, frame
+        yield from _one_size((file.stem, read_image(file), str(file)) for file in self.files)
 
 
 class VideoFrames:
@@ -117,21 +120,16 @@ class BagFrames:
         return self._count
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
-        first_shape: tuple[int, ...] | None = None
+        yield from _one_size(self._frames())
+
+    def _frames(self) -> Iterator[tuple[str, np.ndarray, str]]:
         for index, record in enumerate(read_image_messages(self.path, self.topic)):
+            where = f"{self.path}: {self.topic} message {index} (stamp {record.stamp_ns})"
             try:
                 frame = record_rgb(record)
             except ImageConversionError as exc:
-                raise DataFormatError(f"{self.path}: {self.topic} message {index} (stamp {record.stamp_ns}) "
-                                      f"cannot be read: {exc} [{exc.cause}]") from exc
-            if first_shape is None:
-                first_shape = frame.shape
-            elif frame.shape != first_shape:
-                raise InputError(
-                    f"{self.path}: {self.topic} message {index} is {frame.shape[1]}x{frame.shape[0]}, the first "
-                    f"{first_shape[1]}x{first_shape[0]}; one size per run"
-                )
-            yield f"{index:05d}_{record.stamp_ns}", frame
+                raise DataFormatError(f"{where} cannot be read: {exc} [{exc.cause}]") from exc
+            yield f"{index:05d}_{record.stamp_ns}", frame, where
 
 
 FrameSource = FolderFrames | VideoFrames | BagFrames
