@@ -2,6 +2,7 @@
 CompressedImage topics in real rosbag2 bags."""
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,12 +22,14 @@ from jointperception.data.bags import (
 from jointperception.data.synthetic import render_sequence
 from jointperception.errors import InputError
 from jointperception.ros.compressed import (
+    MAX_PIXELS,
     compressed_msg_to_rgb,
+    declared_size,
     decode_compressed,
     encode_compressed,
     format_codec,
 )
-from jointperception.ros.convert import CORRUPT_DATA, UNSUPPORTED_FORMAT, ImageConversionError
+from jointperception.ros.convert import CORRUPT_DATA, OVERSIZED, UNSUPPORTED_FORMAT, ImageConversionError
 
 T0 = 1_700_000_000_000_000_000
 
@@ -101,6 +104,26 @@ def test_bad_messages_raise_with_a_cause(image_format: str, data: bytes, cause: 
     with pytest.raises(ImageConversionError) as from_msg:
         compressed_msg_to_rgb(SimpleNamespace(format=image_format, data=data))
     assert from_msg.value.cause == cause
+
+
+def test_headers_declaring_huge_images_are_refused_before_decoding(frame: np.ndarray) -> None:
+    """A few bytes of PNG or JPEG header can declare gigapixels; such data never reaches the decoder."""
+    height, width = frame.shape[:2]
+    for codec in ("png", "jpeg"):
+        assert declared_size(encode_compressed(frame, codec).data) == (width, height)
+    assert declared_size(b"not an image") is None
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + struct.pack(">II", 60000, 60000) + b"\x08\x02\x00\x00\x00" + bytes(4)
+    app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00" + bytes(9)
+    sof0 = b"\xff\xc0" + struct.pack(">HBHH", 17, 8, 65000, 65000) + bytes(12)
+    jpeg = b"\xff\xd8" + app0 + sof0 + b"\xff\xd9"
+    assert declared_size(png) == (60000, 60000) and declared_size(jpeg) == (65000, 65000)
+    assert 60000 * 60000 > MAX_PIXELS
+    for image_format, data in (("png", png), ("rgb8; jpeg compressed bgr8", jpeg)):
+        for decode in (lambda f, d: decode_compressed(f, d), lambda f, d: compressed_msg_to_rgb(SimpleNamespace(format=f, data=d))):
+            with pytest.raises(ImageConversionError) as caught:
+                decode(image_format, data)
+            assert caught.value.cause == OVERSIZED
+            assert "x".join(map(str, declared_size(data))) in str(caught.value)
 
 
 def test_truncated_jpeg_is_refused(frame: np.ndarray) -> None:

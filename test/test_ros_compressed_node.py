@@ -8,6 +8,7 @@ chosen stamps, bad compressed messages, and starts camera_source processes.
 """
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import cv2
@@ -87,12 +88,14 @@ def test_png_frames_give_the_outputs_of_the_decoded_frames(link: Link, node, mod
 def _bad_messages() -> list[tuple[str, dict[str, object]]]:
     """(cause, CompressedImage fields) of each kind of bad compressed input; causes repeat."""
     png = b"\x89PNG\r\n\x1a\n"
+    huge = png + b"\x00\x00\x00\x0dIHDR" + struct.pack(">II", 60000, 60000) + b"\x08\x02\x00\x00\x00" + bytes(4)
     return [
         ("corrupt_data", dict(format="rgb8; png compressed bgr8", data=png + b"cut short")),
         ("corrupt_data", dict(format="rgb8; jpeg compressed bgr8", data=b"")),
         ("corrupt_data", dict(format="jpeg", data=b"\xff\xd8\xff\xe0" * 16)),
         ("unsupported_format", dict(format="16UC1; compressedDepth png", data=png)),
         ("unsupported_format", dict(format="h264", data=b"\x00\x00\x00\x01" * 8)),
+        ("oversized", dict(format="png", data=huge)),
     ]
 
 

@@ -5,12 +5,14 @@ from ROS, so bags, ``predict`` and ``replay`` share it with the node. ``format``
 compressed_image_transport: ``"<encoding>; <codec> compressed <stored encoding>"`` (e.g.
 ``"rgb8; jpeg compressed bgr8"``), or just the codec (``"jpeg"``, ``"png"``); an empty format is
 read by the data's own signature. Depth images (``compressedDepth``) and video codecs are not
-camera frames and are refused. ``compressed_msg_to_rgb`` prefers cv_bridge when a ROS install
-provides it.
+camera frames and are refused. A PNG or JPEG whose header declares more than MAX_PIXELS is
+refused before decoding (a few bytes could otherwise make the decoder allocate gigabytes).
+``compressed_msg_to_rgb`` prefers cv_bridge when a ROS install provides it.
 """
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,7 @@ import numpy as np
 
 from jointperception.ros.convert import (
     CORRUPT_DATA,
+    OVERSIZED,
     UNSUPPORTED_FORMAT,
     ImageConversionError,
 )
@@ -31,6 +34,9 @@ except ImportError:  # cv_bridge comes with a ROS install, not with the pip whee
 # codec names a format may give -> the file suffix OpenCV encodes it by
 CODECS = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png", "tiff": ".tiff", "tif": ".tiff", "webp": ".webp", "bmp": ".bmp"}
 _WORDS = re.compile(r"[a-z0-9_]+")
+MAX_PIXELS = 100_000_000  # beyond any camera frame (8K is 33 Mpx)
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF0..SOF15, not DHT / JPG / DAC
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,23 @@ def format_codec(image_format: str) -> str | None:
     if image_format.strip():
         raise ImageConversionError(UNSUPPORTED_FORMAT, f"unsupported compressed format {image_format!r}; "
                                                        f"expected one of {', '.join(CODECS)}")
+    return None
+
+
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) a PNG (IHDR) or JPEG (first SOF segment) header declares, None for other
+    or unreadable data; reads the header only."""
+    if data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:2] != b"\xff\xd8":
+        return None
+    offset = 2
+    while offset + 9 <= len(data) and data[offset] == 0xFF:
+        marker = data[offset + 1]
+        if marker in _JPEG_FRAME_MARKERS:
+            height, width = struct.unpack(">HH", data[offset + 5 : offset + 9])
+            return width, height
+        offset += 2 + struct.unpack(">H", data[offset + 2 : offset + 4])[0]
     return None
 
 
@@ -82,10 +105,18 @@ def decode_compressed(image_format: str, data: Any) -> np.ndarray:
     buffer = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
     if buffer.size == 0:
         raise ImageConversionError(CORRUPT_DATA, f"compressed image ({image_format!r}) holds no data")
+    _check_declared_size(buffer[:65536].tobytes(), image_format)
     image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise ImageConversionError(CORRUPT_DATA, f"{buffer.size} bytes of {image_format!r} do not decode to an image")
     return _rgb_from_decoded(image, image_format)
+
+
+def _check_declared_size(header: bytes, image_format: str) -> None:
+    size = declared_size(header)
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise ImageConversionError(OVERSIZED, f"{image_format!r} header declares {size[0]}x{size[1]} pixels, "
+                                              f"more than {MAX_PIXELS} (not a camera frame)")
 
 
 def compressed_msg_to_rgb(msg: Any) -> np.ndarray:
@@ -97,6 +128,7 @@ def compressed_msg_to_rgb(msg: Any) -> np.ndarray:
     format_codec(msg.format)
     if len(msg.data) == 0:
         raise ImageConversionError(CORRUPT_DATA, f"compressed image ({msg.format!r}) holds no data")
+    _check_declared_size(bytes(msg.data[:65536]), msg.format)
     try:
         return CvBridge().compressed_imgmsg_to_cv2(msg, desired_encoding="rgb8")
     except (CvBridgeError, cv2.error) as exc:

@@ -34,8 +34,9 @@ EXCESS_DATA = "excess_data"
 NAN_VALUES = "nan_values"
 UNSUPPORTED_FORMAT = "unsupported_format"  # a CompressedImage format that is no camera-image codec
 CORRUPT_DATA = "corrupt_data"  # CompressedImage bytes that do not decode
+OVERSIZED = "oversized"  # a CompressedImage whose header declares more pixels than any camera frame
 CAUSES = (UNSUPPORTED_ENCODING, ZERO_SIZE, ODD_WIDTH, WRONG_STEP, TRUNCATED_DATA, EXCESS_DATA, NAN_VALUES,
-          UNSUPPORTED_FORMAT, CORRUPT_DATA)
+          UNSUPPORTED_FORMAT, CORRUPT_DATA, OVERSIZED)
 
 # encoding -> (numpy element type without byte order, channels)
 ENCODINGS: dict[str, tuple[str, int]] = {
