@@ -149,10 +149,11 @@ def test_player_rejects_a_missing_or_corrupt_bag_in_one_line(tmp_path: Path, con
     assert result.stderr.strip().count("\n") == 0 and str(bag) in result.stderr
 
 
-def test_demo_end_to_end(tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("compression", ["none", "jpeg"])
+def test_demo_end_to_end(tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str], compression: str) -> None:
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--model", str(model_file), "--frames", "4", "--size", "96x64",
-                 "--network-size", "96x64", "--domain-id", str(pick_domain_id())]) == 0
+                 "--network-size", "96x64", "--domain-id", str(pick_domain_id()), "--compression", compression]) == 0
     printed = capsys.readouterr().out
     for path in (out / "sample_bag", out / "node_bag", out / "metrics.json", out / "report.html", out / "logs"):
         assert path.exists() and str(path) in printed
@@ -164,5 +165,7 @@ def test_demo_end_to_end(tmp_path: Path, model_file: Path, capsys: pytest.Captur
     recorded = {topic.rsplit("/", 1)[1]: count for topic, count in metrics["output_topics"].items()}
     assert {name: recorded.get(name, 0) for name in ("mask", "flow", "occlusion", "motion_layers")} == \
         {"mask": 3, "flow": 3, "occlusion": 3, "motion_layers": 3}  # every output the recorder took, not only the timed one
+    topic = TOPIC if compression == "none" else f"{TOPIC}/compressed"
+    assert metrics["topic"] == topic and bag_topics(out / "node_bag")[topic].count == 4  # the recorder took every frame
     samples = list((out / "report_files").glob("sample_*.png"))
     assert samples and all(path.name in (out / "report.html").read_text() for path in samples)

@@ -1,6 +1,8 @@
 """``jointperception demo``: the ROS 2 pipeline over real DDS, from a synthetic bag to a report.
 
-1. ``record-sample``: a synthetic bag with GT topics (OUT/sample_bag, no download).
+1. ``record-sample``: a synthetic bag with GT topics (OUT/sample_bag, no download); with
+   ``--compression jpeg|png`` its frames are CompressedImages and the node runs with
+   ``image_transport:=compressed``.
 2. ``perception_node``, ``bag_recorder`` and ``bag_player`` as separate processes on loopback
    (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, a domain id of their own, the shared-memory Fast DDS
    profile); the player runs in lock-step with the node's mask (deterministic), or at the bag
@@ -46,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--domain-id", type=int, default=None,
                         help="ROS_DOMAIN_ID of the children (default: $ROS_DOMAIN_ID, else random)")
     parser.add_argument("--timeout", type=float, default=240.0, help="give up on the player after this many s")
+    parser.add_argument("--compression", choices=("none", "jpeg", "png"), default="none",
+                        help="frames as CompressedImage on /camera/image_raw/compressed, the node's image_transport compressed")
+
+
+def camera_topic(args: argparse.Namespace) -> str:
+    """The topic the frames travel on: TOPIC, or its /compressed topic."""
+    return TOPIC if args.compression == "none" else f"{TOPIC}/compressed"
 
 
 def _record_sample(args: argparse.Namespace, bag: Path) -> None:
@@ -53,7 +62,8 @@ def _record_sample(args: argparse.Namespace, bag: Path) -> None:
     record_sample.add_arguments(parser)
     width, height = args.size
     record_sample.run(parser.parse_args(["--out", str(bag), "--frames", str(args.frames), "--size",
-                                         f"{width}x{height}", "--seed", str(args.seed), "--topic", TOPIC]))
+                                         f"{width}x{height}", "--seed", str(args.seed), "--topic", TOPIC,
+                                         "--compression", args.compression]))
 
 
 def _failure(children: RosChildren, name: str, what: str) -> InputError:
@@ -66,16 +76,19 @@ def _run_graph(args: argparse.Namespace, children: RosChildren, sample_bag: Path
     model = ["-p", f"model:={args.model.resolve()}"] if args.model is not None else []  # none: bundled
     node_args = ["--ros-args", *model, "-p", "threads:=2", "-p", f"backend:={args.backend}",
                  "-p", f"network_width:={width}", "-p", f"network_height:={height}",
-                 "-p", f"diagnostics_period_s:={DIAGNOSTICS_PERIOD_S}", "-r", f"image:={TOPIC}"]
+                 "-p", f"diagnostics_period_s:={DIAGNOSTICS_PERIOD_S}", "-r", f"image:={TOPIC}",
+                 "-p", f"image_transport:={'raw' if args.compression == 'none' else 'compressed'}"]
     children.start("perception_node", "jointperception.ros.perception_node", node_args)
     outputs = output_topics(NODE)
     from_node = [*(outputs[n] for n in RECORDED_OUTPUTS), "/diagnostics"]
-    children.start("bag_recorder", "jointperception.ros.bag_recorder", [str(node_bag), "--topics", TOPIC, *from_node])
+    children.start("bag_recorder", "jointperception.ros.bag_recorder",
+                   [str(node_bag), "--topics", camera_topic(args), *from_node])
     # the node's outputs reach the recorder before the first frame goes out
     children.wait_for_log("bag_recorder", [f"bag_recorder: matched {topic}" for topic in from_node], args.timeout)
     pacing = ["--lockstep-topic", outputs["mask"]] if args.rate is None else ["--rate", str(args.rate)]
     player = children.start("bag_player", "jointperception.ros.bag_player",
-                            [str(sample_bag), "--topics", TOPIC, "--wait-subscribers", "2", "--delay", "1.0", *pacing])
+                            [str(sample_bag), "--topics", camera_topic(args), "--wait-subscribers", "2", "--delay", "1.0",
+                             *pacing])
     node = children.processes["perception_node"]
     deadline = time.monotonic() + args.timeout
     while player.poll() is None:
@@ -114,9 +127,9 @@ def run(args: argparse.Namespace) -> int:
     graph_s = time.monotonic() - started
 
     samples: list[Path] = []
-    result = score_node_run(sample_bag, node_bag, ReplaySettings(topic=TOPIC, output_prefix=NODE),
+    result = score_node_run(sample_bag, node_bag, ReplaySettings(topic=camera_topic(args), output_prefix=NODE),
                             lambda stamp, rgb, outputs: samples.append(write_sample_strip(out, stamp, rgb, outputs)))
-    facts = {"input_bag": str(sample_bag), "topic": TOPIC, "output_bag": str(node_bag),
+    facts = {"input_bag": str(sample_bag), "topic": camera_topic(args), "output_bag": str(node_bag),
              "model": str(args.model or "bundled"), "backend": args.backend, "network_size": "x".join(map(str, args.network_size)),
              "pacing": "lock-step" if args.rate is None else f"bag timing x {args.rate}",
              "ros_domain_id": domain_id, "graph_s": graph_s,
