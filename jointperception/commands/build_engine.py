@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _bag_frames(bag: Path, topic: str | None, count: int) -> list[np.ndarray]:
     """The first ``count`` decodable frames of the bag's camera topic; bad frames are skipped with a warning."""
-    topic = camera_topic(bag, topic)
+    topic, _info = camera_topic(bag, topic)
     frames: list[np.ndarray] = []
     with closing(read_image_messages(bag, topic)) as records:
         for record in records:

@@ -142,23 +142,28 @@ def is_bag(path: str | Path) -> bool:
     return path.is_file() and path.suffix in (".mcap", ".db3")
 
 
+def _camera_names(available: dict[str, TopicInfo]) -> list[str]:
+    return sorted(name for name, info in available.items() if info.msgtype in FRAME_TYPES)
+
+
 def camera_topics(bag_path: str | Path) -> list[str]:
     """The bag's topics of camera frames (Image or CompressedImage), sorted by name."""
-    return sorted(name for name, info in bag_topics(bag_path).items() if info.msgtype in FRAME_TYPES)
+    return _camera_names(bag_topics(bag_path))
 
 
-def camera_topic(bag_path: str | Path, topic: str | None) -> str:
-    """``topic`` after checking it holds camera frames (Image or CompressedImage); None: the
-    bag's only camera topic. InputError when None is ambiguous, listing the camera topics;
-    DataFormatError as ``require_image_topics``."""
-    if topic is not None:
-        require_image_topics(bag_path, [topic])
-        return topic
-    topics = camera_topics(bag_path)
-    if len(topics) != 1:
-        raise InputError(f"{bag_path}: give --topic; the bag's camera topics (Image or CompressedImage): "
-                         f"{', '.join(topics) or 'none'}")
-    return topics[0]
+def camera_topic(bag_path: str | Path, topic: str | None) -> tuple[str, TopicInfo]:
+    """(``topic``, its TopicInfo) after checking it holds camera frames (Image or CompressedImage);
+    None: the bag's only camera topic. Reads the bag's metadata once. InputError when None is
+    ambiguous, listing the camera topics; DataFormatError as ``require_image_topics``."""
+    available = bag_topics(bag_path)
+    if topic is None:
+        cameras = _camera_names(available)
+        if len(cameras) != 1:
+            raise InputError(f"{bag_path}: give --topic; the bag's camera topics (Image or CompressedImage): "
+                             f"{', '.join(cameras) or 'none'}")
+        topic = cameras[0]
+    _check_image_topics(Path(bag_path), available, [topic])
+    return topic, available[topic]
 
 
 def _record(raw: bytes | memoryview, msgtype: str) -> FrameRecord:

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from jointperception.data.bags import camera_topic, is_bag, read_image_messages, record_rgb, require_image_topics
+from jointperception.data.bags import camera_topic, is_bag, read_image_messages, record_rgb
 from jointperception.data.formats import read_image
 from jointperception.errors import DataFormatError, InputError
 from jointperception.ros.convert import ImageConversionError
@@ -113,8 +113,8 @@ class BagFrames:
 
     def __init__(self, bag: Path, topic: str | None = None) -> None:
         self.path = bag
-        self.topic = camera_topic(bag, topic)
-        self._count = require_image_topics(bag, [self.topic])[self.topic].count
+        self.topic, info = camera_topic(bag, topic)
+        self._count = info.count
 
     def __len__(self) -> int:
         return self._count
