@@ -18,7 +18,7 @@ from pathlib import Path
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.utilities import remove_ros_args
@@ -28,6 +28,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from jointperception.data.bags import BAG_VERSION, typestore
 from jointperception.errors import InputError, JointPerceptionError
 from jointperception.ros.common import QOS_CHOICES
+from jointperception.ros.node_main import normal_stops
 
 # short name -> (rclpy type, rosbag2 type name)
 MESSAGE_TYPES = {
@@ -116,17 +117,18 @@ def record(args: argparse.Namespace, topics: list[tuple[str, str]]) -> dict[str,
         raise InputError(f"{args.out}: cannot create the bag ({exc})") from exc
     recorder: BagRecorder | None = None
     try:
-        recorder = BagRecorder(writer, topics, args.qos)
-        print(f"bag_recorder: recording {', '.join(t for t, _ in topics)} to {args.out}", flush=True)
-        while rclpy.ok():
-            rclpy.spin_once(recorder, timeout_sec=0.05)
-            recorder.announce_matches()
-            if args.max_messages is not None and recorder.total >= args.max_messages:
-                break
-            if args.idle_timeout is not None and time.monotonic() - recorder.last_message > args.idle_timeout:
-                break
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass  # Ctrl-C or SIGTERM: a normal stop
+        with normal_stops():  # Ctrl-C or SIGTERM ends the recording like a stop condition
+            recorder = BagRecorder(writer, topics, args.qos)
+            executor = SingleThreadedExecutor()  # its own, not rclpy's global one a shutdown discards
+            executor.add_node(recorder)
+            print(f"bag_recorder: recording {', '.join(t for t, _ in topics)} to {args.out}", flush=True)
+            while rclpy.ok():
+                executor.spin_once(timeout_sec=0.05)
+                recorder.announce_matches()
+                if args.max_messages is not None and recorder.total >= args.max_messages:
+                    break
+                if args.idle_timeout is not None and time.monotonic() - recorder.last_message > args.idle_timeout:
+                    break
     finally:
         writer.close()
         if recorder is not None:

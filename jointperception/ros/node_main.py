@@ -7,7 +7,8 @@ when the node cannot start (a parameter of the wrong type or range, a bad model 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import rclpy
@@ -19,6 +20,21 @@ from rclpy.node import Node
 from jointperception.errors import JointPerceptionError
 
 NodeT = TypeVar("NodeT", bound=Node)
+
+
+@contextmanager
+def normal_stops() -> Iterator[None]:
+    """Ends the block quietly on a normal stop: Ctrl-C, SIGTERM (ExternalShutdownException), or
+    rclpy's signal handler shutting the context down between an executor's ok() check and its
+    wait set (RCLError "the given context is not valid"), but on that error only once the
+    context is really shut down; any other error propagates."""
+    try:
+        yield
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except rclpy_implementation.RCLError:
+        if rclpy.ok():
+            raise
 
 
 def run_node(
@@ -33,15 +49,9 @@ def run_node(
     node: NodeT | None = None
     exit_code = 0
     try:
-        node = create()
-        spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass  # Ctrl-C or SIGTERM: a normal stop
-    except rclpy_implementation.RCLError:
-        # rclpy's signal handler may shut the context down between the executor's ok() check and
-        # its wait set ("the given context is not valid"): also a normal stop, but only then
-        if rclpy.ok():
-            raise
+        with normal_stops():
+            node = create()
+            spin(node)
     except (JointPerceptionError, ParameterException) as exc:
         print(f"{program}: error: {exc}", file=sys.stderr)
         exit_code = 2
