@@ -18,6 +18,7 @@ import numpy as np
 import rclpy
 import yaml
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -171,8 +172,10 @@ class CameraSource(Node):
 def main(args: list[str] | None = None) -> int:
     """``camera_source --ros-args -p source:=PATH|INDEX``; exits 0 at the end of a non-looping source."""
     def spin_until_finished(node: CameraSource) -> None:
+        executor = SingleThreadedExecutor()  # its own: rclpy's global one is discarded by a shutdown racing this loop
+        executor.add_node(node)
         while rclpy.ok() and not node.finished:
-            rclpy.spin_once(node, timeout_sec=0.1)
+            executor.spin_once(timeout_sec=0.1)
 
     return run_node("camera_source", CameraSource, spin_until_finished, args=args)
 
