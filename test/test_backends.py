@@ -57,6 +57,26 @@ def test_onnxruntime_pipeline_matches_torch(setup: SimpleNamespace, network_size
         assert np.mean(getattr(ours, name) == getattr(reference, name)) >= 0.999, name
 
 
+def test_motion_layer_head_runs_alone_as_in_the_fused_graph(setup: SimpleNamespace) -> None:
+    """The split graph (runtime.onnx_layer_split): the head on the graph's own flow gives the fused
+    layers bit for bit, without ``layers`` the rest is unchanged, and ORT's head matches torch's."""
+    rng = np.random.default_rng(5)
+    a, b = (rng.standard_normal((1, 3, INPUT_SIZE[1], INPUT_SIZE[0])).astype(np.float32) for _ in range(2))
+    fused = setup.ort.infer(a, b)
+    joint = setup.ort.infer(a, b, layers=False)
+    assert set(joint) == {"mask_prob", "flow", "occlusion_prob"}
+    for name, value in joint.items():
+        np.testing.assert_array_equal(value, fused[name], err_msg=name)
+    np.testing.assert_array_equal(setup.ort.motion_layers(fused["flow"]), fused["layer_prob"])
+    other_flow = (fused["flow"] + rng.normal(0.0, 2.0, fused["flow"].shape)).astype(np.float32)
+    ours, reference = setup.ort.motion_layers(other_flow), setup.torch.motion_layers(other_flow)
+    assert ours.shape == fused["layer_prob"].shape and np.abs(ours - fused["layer_prob"]).max() > 1e-3
+    np.testing.assert_allclose(ours, reference, atol=1e-4)
+    torch_joint = setup.torch.infer(a, b, layers=False)
+    assert set(torch_joint) == set(joint)
+    np.testing.assert_allclose(torch_joint["flow"], setup.torch.infer(a, b)["flow"], atol=1e-6)
+
+
 def test_onnxruntime_outputs_are_fresh_arrays(setup: SimpleNamespace) -> None:
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((1, 3, INPUT_SIZE[1], INPUT_SIZE[0])).astype(np.float32) for _ in range(2))

@@ -8,6 +8,7 @@ from jointperception.runtime.motion_layers import (
     MASK_SOURCES,
     argmax_layers,
     fuse_mask_probability,
+    most_supported_component,
     order_by_area,
     residual_mask,
     split_layers,
@@ -69,10 +70,27 @@ def test_residual_mask_marks_the_mover() -> None:
     flow[0, 0] = 0.5  # the dominant motion: 0.5 px to the right everywhere ...
     flow[0, :, 16:40, 24:56] = [[[3.0]], [[-2.0]]]  # ... and one block moving its own way
     flow[0, :, 48:, :] = 100.0  # stride padding below the 48-row image: ignored
-    mask = residual_mask(flow, 48, 96)
+    mask = residual_mask(flow, 48, 96, np.zeros((1, 1, 64, 96), np.float32))
     assert mask.shape == (1, 1, 64, 96) and mask.dtype == np.float32
     assert mask[0, 0, 16:40, 24:56].all() and mask[0, 0, 48:].sum() == 0
     assert mask[0, 0, :48].sum() == 24 * 32
+
+
+def test_residual_mask_keeps_the_mover_the_other_cues_support() -> None:
+    flow = np.zeros((1, 2, 64, 96), np.float32)
+    flow[0, :, 4:44, 4:44] = 3.0  # a large region moving unlike the background ...
+    flow[0, :, 20:30, 60:80] = -3.0  # ... and a small one, the only one the other cues back
+    support = np.zeros((1, 1, 64, 96), np.float32)
+    support[0, 0, 20:30, 60:80] = 1.5
+    support[0, 0, 0, 0] = np.nan  # a NaN cue counts as no support
+    mask = residual_mask(flow, 64, 96, support)
+    assert mask[0, 0, 20:30, 60:80].all() and mask.sum() == 10 * 20
+    unsupported = residual_mask(flow, 64, 96, np.zeros_like(support))  # no support: the largest
+    assert unsupported[0, 0, 4:44, 4:44].all() and unsupported.sum() == 40 * 40
+
+
+def test_most_supported_component_of_an_empty_mask_is_empty() -> None:
+    assert not most_supported_component(np.zeros((8, 8), bool), np.ones((8, 8))).any()
 
 
 def test_sources_without_the_residual_cue_need_none() -> None:
@@ -83,7 +101,7 @@ def test_sources_without_the_residual_cue_need_none() -> None:
 
 def test_residual_mask_of_nan_flow_is_empty() -> None:
     flow = np.full((1, 2, 32, 32), np.nan, np.float32)
-    assert residual_mask(flow, 32, 32).sum() == 0
+    assert residual_mask(flow, 32, 32, np.ones((1, 1, 32, 32), np.float32)).sum() == 0
 
 
 def test_unknown_mask_source_is_refused() -> None:

@@ -11,7 +11,7 @@ from jointperception.models import build_model
 from jointperception.models.normalize import NETWORK_STRIDE, normalize_images
 from jointperception.runtime.backends import TorchBackend
 from jointperception.runtime.mask_memory import MaskMemory
-from jointperception.runtime.motion_layers import source_masks
+from jointperception.runtime.motion_layers import source_masks, split_layers
 from jointperception.runtime.pipeline import (
     PerceptionPipeline,
     padded_size,
@@ -206,6 +206,42 @@ def test_torch_backend_options_match_fp32(fp16: bool, channels_last: bool, toler
                       ("layer_prob", max(tolerance, 1e-4))):
         assert other[key].dtype == np.float32 and other[key].shape == reference[key].shape
         np.testing.assert_allclose(other[key], reference[key], atol=atol, err_msg=key)
+
+
+class RecordingBackend:
+    """The real backend, recording every flow its motion-layer head is given."""
+
+    def __init__(self, backend: TorchBackend) -> None:
+        self.backend, self.name, self.device, self.input_size = backend, backend.name, backend.device, None
+        self.head_flows: list[np.ndarray] = []
+
+    def infer(self, image1: np.ndarray, image2: np.ndarray, layers: bool = True) -> dict[str, np.ndarray]:
+        return self.backend.infer(image1, image2, layers)
+
+    def motion_layers(self, flow: np.ndarray) -> np.ndarray:
+        self.head_flows.append(flow.copy())
+        return self.backend.motion_layers(flow)
+
+
+def test_layers_come_from_the_refined_flow(pipeline: PerceptionPipeline) -> None:
+    """With the refinement on, the layers are the graph's layer head run on the refined flow (the
+    published one); with refined_layers off, the graph's own layers over its raw flow."""
+    recording = RecordingBackend(pipeline.backend)
+    first, second = _frames(48, 96, seed=7)
+    refined = PerceptionPipeline(recording, NETWORK_SIZE).infer_pair(first, second)
+    (head_flow,) = recording.head_flows
+    np.testing.assert_allclose(restore_flow(head_flow, NETWORK_SIZE, (96, 48)), refined.flow, atol=1e-6)
+    ids, _ = split_layers(pipeline.backend.motion_layers(head_flow), 48, 96)
+    np.testing.assert_array_equal(refined.layers, ids)
+    assert "layer_prob" not in PerceptionPipeline(recording, NETWORK_SIZE).run_network(first, second).raw
+
+    graph = PerceptionPipeline(recording, NETWORK_SIZE, refined_layers=False)
+    from_graph = graph.infer_pair(first, second)
+    assert len(recording.head_flows) == 1  # the head did not run again
+    np.testing.assert_array_equal(from_graph.flow, refined.flow)
+    raw = graph.run_network(first, second).raw
+    np.testing.assert_array_equal(from_graph.layers, split_layers(raw["layer_prob"], 48, 96)[0])
+    assert not np.array_equal(from_graph.layers, refined.layers), "the refinement should move some layer here"
 
 
 def test_max_layers_merges_the_smallest_moving_layers_into_background(pipeline: PerceptionPipeline) -> None:

@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         "mask_memory": args.mask_memory,
         "prealign": stages["prealign"],
         "refine_flow": stages["refine"],
+        "refined_layers": stages["refined_layers"],
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
     }
     if "synthetic" in args.suites:

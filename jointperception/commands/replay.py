@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     pipeline.mask_threshold = args.mask_threshold
     pipeline.occlusion_threshold = args.occlusion_threshold
     stages = stage_settings(args)
-    pipeline.prealign, pipeline.refine = stages["prealign"], stages["refine"]
+    pipeline.prealign, pipeline.refine, pipeline.refined_layers = stages["prealign"], stages["refine"], stages["refined_layers"]
     settings = ReplaySettings(topic=args.topic, output_prefix=args.output_prefix, reset_gap_s=args.reset_gap_s,
                               mask_memory=args.mask_memory, samples=args.samples)
     samples: list[Path] = []
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         "model": str(pipeline.model_path), "backend": pipeline.backend.name, "device": pipeline.backend.device,
         "network_size": "x".join(map(str, pipeline.network_size)), "mask_source": args.mask_source, "mask_threshold": args.mask_threshold,
         "occlusion_threshold": args.occlusion_threshold, "mask_memory": args.mask_memory,
-        "prealign": stages["prealign"], "refine_flow": stages["refine"], "reset_gap_s": args.reset_gap_s,
+        "prealign": stages["prealign"], "refine_flow": stages["refine"], "refined_layers": stages["refined_layers"], "reset_gap_s": args.reset_gap_s,
     }
     metrics = replay_metrics(result, facts)
     metrics_path = write_metrics(report_dir / "metrics.json", metrics)

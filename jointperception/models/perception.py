@@ -24,6 +24,8 @@ from jointperception.models.motionnet import MotionLayerNet
 
 INPUT_NAMES = ("image1", "image2")
 OUTPUT_NAMES = ("mask_prob", "flow", "occlusion_prob", "layer_prob")
+JOINT_OUTPUT_NAMES = OUTPUT_NAMES[:3]  # the outputs before the motion-layer head
+LAYER_INPUT_NAME, LAYER_OUTPUT_NAME = "flow", "layer_prob"  # the motion-layer head's input and output
 MOTION_GRID_WIDTH = 160  # width of the synthetic flow MotionLayerNet is trained on
 
 
@@ -38,6 +40,15 @@ def motion_stride_for(width: int) -> int:
 def motion_grid_flow(flow: torch.Tensor, stride: int) -> torch.Tensor:
     """flow (B, 2, H, W) pixels -> (B, 2, H / stride, W / stride) average-pooled, in pixels of that grid."""
     return flow if stride == 1 else F.avg_pool2d(flow, stride) / stride
+
+
+def layer_probabilities(motion_net: MotionLayerNet, flow: torch.Tensor, motion_stride: int | None = None) -> torch.Tensor:
+    """The fused graph's motion-layer head: flow (B, 2, H, W) pixels -> (B, K, H, W) softmax over
+    the K layers of ``motion_net`` run on the flow average-pooled by ``motion_stride`` (None:
+    ``motion_stride_for`` W), its logits upsampled to (H, W). The runtime also runs it alone, on
+    the refined flow (``runtime.pipeline``)."""
+    stride = motion_stride or motion_stride_for(flow.shape[-1])
+    return channel_softmax(motion_net(motion_grid_flow(flow, stride), output_size=flow.shape[-2:]))
 
 
 class PerceptionModel(nn.Module):
@@ -59,9 +70,15 @@ class PerceptionModel(nn.Module):
         self.motion_net = motion_net
         self.motion_stride = motion_stride
 
-    def forward(self, image1: torch.Tensor, image2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def joint_outputs(self, image1: torch.Tensor, image2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The graph without its motion-layer head: (mask_prob, flow, occlusion_prob)."""
         out = self.network(image1, image2)
-        flow = out["flow"]
-        stride = self.motion_stride or motion_stride_for(flow.shape[-1])
-        layer_prob = channel_softmax(self.motion_net(motion_grid_flow(flow, stride), output_size=flow.shape[-2:]))
-        return torch.sigmoid(out["mask_logits"]), flow, torch.sigmoid(out["occlusion_logits"]), layer_prob
+        return torch.sigmoid(out["mask_logits"]), out["flow"], torch.sigmoid(out["occlusion_logits"])
+
+    def layer_probabilities(self, flow: torch.Tensor) -> torch.Tensor:
+        """flow (B, 2, H, W) pixels -> layer_prob (B, K, H, W): ``layer_probabilities`` with this graph's motion net."""
+        return layer_probabilities(self.motion_net, flow, self.motion_stride)
+
+    def forward(self, image1: torch.Tensor, image2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        mask_prob, flow, occlusion_prob = self.joint_outputs(image1, image2)
+        return mask_prob, flow, occlusion_prob, self.layer_probabilities(flow)

@@ -47,6 +47,8 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
                                 "the flow (runtime.prealign: camera pans beyond the training range)")),
     "refine_flow": (True, describe("refine the network's flow variationally on the network grid before it is published "
                                    "and used by the mask (runtime.flow_refinement)")),
+    "refined_layers": (True, describe("with refine_flow: the motion layers from the refined flow (the graph's layer "
+                                      "head run again on it), not from the network's raw flow")),
     "mask_memory": (DEFAULT_MEMORY_WEIGHT, describe("weight of the last mask carried along the flow into the newest "
                                                     "(runtime.mask_memory); 0 = every frame on its own",
                                                     floats=(0.0, MAX_MEMORY_WEIGHT))),

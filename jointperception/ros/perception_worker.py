@@ -233,6 +233,7 @@ class PerceptionWorker:
         self.pipeline.occlusion_threshold = self._param("occlusion_threshold")
         self.pipeline.prealign = self._param("prealign")
         self.pipeline.refine = self._param("refine_flow")
+        self.pipeline.refined_layers = self._param("refined_layers")
         network_pass = self.pipeline.run_network(current.rgb, previous.rgb)
         return PendingPair(current, network_pass, received, self._param("mask_memory"), reset_memory)
 

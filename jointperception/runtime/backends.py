@@ -21,7 +21,7 @@ from jointperception.export.tensorrt import (
     TensorRTUnavailableError,
 )
 from jointperception.models.motionnet import MotionLayerNet
-from jointperception.models.perception import INPUT_NAMES, OUTPUT_NAMES, PerceptionModel
+from jointperception.models.perception import INPUT_NAMES, JOINT_OUTPUT_NAMES, OUTPUT_NAMES, PerceptionModel
 from jointperception.models.weights import (
     DEFAULT_MODEL_PATH,
     load_model,
@@ -51,11 +51,17 @@ class Backend(Protocol):
     device: str
     input_size: tuple[int, int] | None
 
-    def infer(self, image1: np.ndarray, image2: np.ndarray) -> dict[str, np.ndarray]:
+    def infer(self, image1: np.ndarray, image2: np.ndarray, layers: bool = True) -> dict[str, np.ndarray]:
         """image1, image2: (1, 3, h, w) float32 normalised -> fresh float32 arrays
         "mask_prob" (1, 1, h, w) in [0, 1] of image1; "flow" (1, 2, h, w) image1 -> image2, pixels
         at network resolution; "occlusion_prob" (1, 1, h, w) in [0, 1] of image1 w.r.t. image2;
-        "layer_prob" (1, K, h, w) softmax over K motion layers of image1."""
+        with ``layers``, "layer_prob" (1, K, h, w) softmax over K motion layers of image1 (without,
+        the backend may skip the motion-layer head)."""
+        ...
+
+    def motion_layers(self, flow: np.ndarray) -> np.ndarray:
+        """The graph's motion-layer head alone: flow (1, 2, h, w) float32 pixels at network resolution
+        -> fresh (1, K, h, w) float32 "layer_prob" (as ``infer`` gives for its own flow)."""
         ...
 
 
@@ -106,8 +112,8 @@ class TorchBackend:
         tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
         return tensor.to(device=self.device, dtype=self._dtype).contiguous(memory_format=self._memory_format)
 
-    def infer(self, image1: np.ndarray, image2: np.ndarray) -> dict[str, np.ndarray]:
-        """See ``Backend.infer``."""
+    def infer(self, image1: np.ndarray, image2: np.ndarray, layers: bool = True) -> dict[str, np.ndarray]:
+        """See ``Backend.infer``; a CUDA graph always holds the whole fused graph."""
         with torch.inference_mode():
             inputs = (self._tensor(image1), self._tensor(image2))
             if self.cuda_graphs:
@@ -115,9 +121,15 @@ class TorchBackend:
                     self._graph = CapturedGraph(self._model, inputs[0])
                 outputs = self._graph.run(*inputs)
             else:
-                outputs = self._model(*inputs)
+                outputs = self._model(*inputs) if layers else self._model.joint_outputs(*inputs)
+            names = OUTPUT_NAMES if layers else JOINT_OUTPUT_NAMES
             # .cpu() copies every output into new host memory: results never alias a later call's
-            return {name: value.float().cpu().numpy() for name, value in zip(OUTPUT_NAMES, outputs)}
+            return {name: value.float().cpu().numpy() for name, value in zip(names, outputs)}
+
+    def motion_layers(self, flow: np.ndarray) -> np.ndarray:
+        """See ``Backend.motion_layers``."""
+        with torch.inference_mode():
+            return self._model.layer_probabilities(self._tensor(flow)).float().cpu().numpy()
 
 
 class CapturedGraph:

@@ -7,9 +7,11 @@ layer, which is the background (the paper's rule); every other layer moves relat
 Published mask (``MASK_SOURCES``):
     segmentation  p = p_seg                         the segmentation branch alone
     motion        p = 1 - g_background              every non-background layer
-    residual      p = r                             r = 1 where the graph's flow moves unlike its robust
-                                                    dominant affine motion (residual > Otsu, largest
-                                                    component: eval.classical_segmentation), else 0
+    residual      p = r                             r = 1 where the flow moves unlike its robust dominant
+                                                    affine motion (residual > Otsu, as the classical
+                                                    reference: eval.classical_segmentation), in the one
+                                                    connected region the two other cues support most
+                                                    (largest sum of p_seg + 1 - g_background), else 0
     fused         p = (p_seg + 1 - g_background + r) / 3  the mean of the three (the default)
 and mask = p > threshold. With threshold 0.5, ``fused`` keeps a pixel when two of the three cues
 say it moves, or when one is certain and the other two are unsure. The residual cue keeps one
@@ -18,9 +20,10 @@ keep the others where the segmentation branch agrees with the layers.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
-from jointperception.eval.classical_segmentation import classical_motion_segmentation
+from jointperception.eval.classical_segmentation import dominant_motion
 
 MASK_SOURCES = ("fused", "segmentation", "motion", "residual")
 RESIDUAL_SOURCES = ("fused", "residual")  # the sources that need the residual cue (4 ms at 320x240)
@@ -60,13 +63,27 @@ def split_layers(layer_prob: np.ndarray, height: int, width: int) -> tuple[np.nd
     return ids, moving[None, None].astype(np.float32, copy=False)
 
 
-def residual_mask(flow: np.ndarray, height: int, width: int) -> np.ndarray:
-    """flow (1, 2, h_pad, w_pad) network pixels -> (1, 1, h_pad, w_pad) float32 in {0, 1}: the
-    dominant-motion residual rule on the unpadded flow at the network resolution (on the 2x pooled
-    motion grid it lost 0.05 DAVIS J). Non-finite flow is background (the rule ignores it)."""
+def most_supported_component(mask: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """mask (H, W) bool, support (H, W) float (NaN counts as 0) -> (H, W) bool: the 8-connected
+    component of ``mask`` with the largest summed support (ties: the larger one; none: all False)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return np.zeros(mask.shape, dtype=bool)
+    sums = np.bincount(labels.ravel(), weights=np.nan_to_num(support, nan=0.0).ravel(), minlength=count)[1:]
+    best = 1 + int(np.lexsort((stats[1:, cv2.CC_STAT_AREA], sums))[-1])
+    return labels == best
+
+
+def residual_mask(flow: np.ndarray, height: int, width: int, support: np.ndarray) -> np.ndarray:
+    """flow (1, 2, h_pad, w_pad) network pixels, support (1, 1, h_pad, w_pad) float (p_seg + 1 -
+    g_background) -> (1, 1, h_pad, w_pad) float32 in {0, 1}: the dominant-motion residual rule on
+    the unpadded flow at the network resolution (on the 2x pooled motion grid it lost 0.05 DAVIS J),
+    keeping the moving region ``support`` backs most rather than the classical reference's largest
+    one (README: motion layers from the refined flow). Non-finite flow is background (the rule
+    ignores it)."""
     field = flow[0, :, :height, :width].transpose(1, 2, 0)
     out = np.zeros((1, 1) + flow.shape[2:], dtype=np.float32)
-    out[0, 0, :height, :width] = classical_motion_segmentation(field)
+    out[0, 0, :height, :width] = most_supported_component(dominant_motion(field)[0], support[0, 0, :height, :width])
     return out
 
 

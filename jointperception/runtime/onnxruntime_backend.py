@@ -10,13 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from jointperception.errors import InputError, ModelFileError
 from jointperception.export.onnx import load_onnx_proto, read_onnx_model
 from jointperception.export.onnx_cache import cached_onnx
-from jointperception.models.perception import INPUT_NAMES, OUTPUT_NAMES
+from jointperception.models.perception import (
+    INPUT_NAMES,
+    JOINT_OUTPUT_NAMES,
+    LAYER_INPUT_NAME,
+    LAYER_OUTPUT_NAME,
+)
 from jointperception.runtime.onnx_cpu_layout import unblock_thin_resizes
 from jointperception.runtime.onnx_int8 import quantized_onnx
+from jointperception.runtime.onnx_layer_split import split_layer_head
 
 DEFAULT_THREADS = 2  # intra-op threads; set explicitly, never "all cores"
 PRECISIONS = ("fp32", "int8")
@@ -56,8 +63,9 @@ def check_available(device: str, threads: int) -> None:
 
 
 def open_session(path: Path, device: str, threads: int, allow_spinning: bool = True,
-                 profile_prefix: Path | None = None) -> Any:
-    """InferenceSession over ``path`` with ``threads`` intra-op threads, 1 inter-op thread,
+                 profile_prefix: Path | None = None, proto: onnx.ModelProto | None = None) -> Any:
+    """InferenceSession over ``path`` (or over ``proto``, a graph taken from it, when given; ``path``
+    then only names it in errors) with ``threads`` intra-op threads, 1 inter-op thread,
     sequential execution and every graph optimisation. ``allow_spinning`` False makes idle
     worker threads sleep at once instead of busy-waiting (better on a CPU shared with others). On the CPU the graph is first given
     ``unblock_thin_resizes`` (1-2 channel upsampling outside the NCHWc layout; same maths).
@@ -84,10 +92,9 @@ def open_session(path: Path, device: str, threads: int, allow_spinning: bool = T
     providers: list[Any] = ["CPUExecutionProvider"]
     if device_id is not None:
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": device_id}))
-    model: str | bytes = str(path)
     if device_id is None:
-        tuned, inserted = unblock_thin_resizes(load_onnx_proto(path))
-        model = tuned.SerializeToString() if inserted else model
+        proto = unblock_thin_resizes(proto if proto is not None else load_onnx_proto(path))[0]
+    model: str | bytes = str(path) if proto is None else proto.SerializeToString()
     rejected = (ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.InvalidGraph, ort_errors.InvalidProtobuf,
                 ort_errors.NoSuchFile, ort_errors.NotImplemented, ort_errors.RuntimeException)
     try:
@@ -141,10 +148,24 @@ class OnnxRuntimeBackend:
         self.input_size = info.input_size
         self.onnx_path = onnx_path
         self.metadata = info.metadata
-        self._session = open_session(onnx_path, device, threads, allow_spinning)
+        try:
+            joint, head = split_layer_head(load_onnx_proto(onnx_path))
+        except ValueError as exc:
+            raise ModelFileError(f"{onnx_path}: not a fused perception graph ({exc})") from None
+        self._session = open_session(onnx_path, device, threads, allow_spinning, proto=joint)
+        self._layer_session = open_session(onnx_path, device, threads, allow_spinning, proto=head)
 
-    def infer(self, image1: np.ndarray, image2: np.ndarray) -> dict[str, np.ndarray]:
-        """See ``runtime.backends.Backend.infer``; ORT allocates fresh output arrays per run."""
+    def infer(self, image1: np.ndarray, image2: np.ndarray, layers: bool = True) -> dict[str, np.ndarray]:
+        """See ``runtime.backends.Backend.infer``; the joint graph, then (``layers``) the motion-layer
+        head on its flow (``runtime.onnx_layer_split``). ORT allocates fresh output arrays per run."""
         images = (image1, image2)
         feeds = {name: np.ascontiguousarray(image, dtype=np.float32) for name, image in zip(INPUT_NAMES, images)}
-        return dict(zip(OUTPUT_NAMES, self._session.run(list(OUTPUT_NAMES), feeds)))
+        outputs = dict(zip(JOINT_OUTPUT_NAMES, self._session.run(list(JOINT_OUTPUT_NAMES), feeds)))
+        if layers:
+            outputs[LAYER_OUTPUT_NAME] = self.motion_layers(outputs[LAYER_INPUT_NAME])
+        return outputs
+
+    def motion_layers(self, flow: np.ndarray) -> np.ndarray:
+        """See ``runtime.backends.Backend.motion_layers``."""
+        feeds = {LAYER_INPUT_NAME: np.ascontiguousarray(flow, dtype=np.float32)}
+        return self._layer_session.run([LAYER_OUTPUT_NAME], feeds)[0]

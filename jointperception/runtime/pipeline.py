@@ -4,7 +4,8 @@ pre:  resize (H, W) -> network size, take the pair's dominant translation out of
       (``runtime.prealign``; added back to the flow after the backend), replicate-pad bottom/right
       to a multiple of NETWORK_STRIDE, normalise;  backend: network-resolution probabilities and flow;
 post: variational refinement of the flow on the network grid (``runtime.flow_refinement``), motion
-      layers (argmax, 0 = the largest layer) and the published mask's probability
+      layers (the graph's motion-layer head run again on the refined flow, ``refined_layers``; argmax,
+      0 = the largest layer) and the published mask's probability
       (``runtime.motion_layers``; in a stream also carried along the flow by ``runtime.mask_memory``)
       on the network grid; crop the padding, bilinear upsample to (H, W) (nearest for layer ids),
       scale flow u by W/W_net and v by H/H_net, threshold.
@@ -63,6 +64,11 @@ class PostSettings:
     mask_source: str
     max_layers: int | None
     refine: bool
+    refined_layers: bool  # the motion layers from the refined flow (only with ``refine``)
+
+    @property
+    def layers_from_refined_flow(self) -> bool:
+        return self.refine and self.refined_layers
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,7 @@ class PerceptionPipeline:
         max_layers: int | None = None,
         prealign: bool = True,
         refine: bool = True,
+        refined_layers: bool = True,
     ) -> None:
         width, height = network_size
         if width <= 0 or height <= 0:
@@ -196,6 +203,7 @@ class PerceptionPipeline:
         self.max_layers = max_layers  # K published layers: smaller moving layers merge into background (None: all)
         self.prealign = prealign  # take the pair's dominant translation out before the network (runtime.prealign)
         self.refine = refine  # refine the network's flow variationally (runtime.flow_refinement)
+        self.refined_layers = refined_layers  # with refine: the motion-layer head again, on the refined flow
 
     @classmethod
     def from_model_file(
@@ -211,6 +219,7 @@ class PerceptionPipeline:
         motion_model: str | Path | None = None,
         prealign: bool = True,
         refine: bool = True,
+        refined_layers: bool = True,
     ) -> PerceptionPipeline:
         """Pipeline over model file ``path`` (None = bundled DEFAULT_MODEL_PATH) on ``backend`` at
         ``precision`` (``create_backend``); ``threads``: ONNX Runtime intra-op threads (None = its
@@ -222,7 +231,7 @@ class PerceptionPipeline:
         built = create_backend(backend, model_path, device, input_size=padded_size(network_size), precision=precision,
                                motion_model=motion_model, **options)
         return cls(built, network_size, model_path=model_path, flip_average=flip_average, mask_source=mask_source,
-                   prealign=prealign, refine=refine)
+                   prealign=prealign, refine=refine, refined_layers=refined_layers)
 
     def infer_pair(self, first: np.ndarray, second: np.ndarray, memory: MaskMemory | None = None) -> PairOutputs:
         """first, second: (H, W, 3) uint8 RGB of equal size -> PairOutputs of ``first``.
@@ -243,15 +252,17 @@ class PerceptionPipeline:
         first_net, second_net = (resize_to_network(frame, self.network_size) for frame in (first, second))
         dx, dy = dominant_translation(first_net, second_net) if self.prealign else (0, 0)
         aligned_net = shift_frame(second_net, dx, dy)
-        raw = self.backend.infer(preprocess(first_net, self.network_size), preprocess(aligned_net, self.network_size))
+        settings = PostSettings(self.mask_threshold, self.occlusion_threshold, self.mask_source, self.max_layers,
+                                self.refine, self.refined_layers)
+        layers = not settings.layers_from_refined_flow  # else finish() runs the layer head on the refined flow
+        raw = self.backend.infer(preprocess(first_net, self.network_size), preprocess(aligned_net, self.network_size),
+                                 layers=layers)
         mirrored = None
         if self.flip_average:
             mirrored = unmirror_outputs(self.backend.infer(
                 preprocess(np.ascontiguousarray(first_net[:, ::-1]), self.network_size),
-                preprocess(np.ascontiguousarray(aligned_net[:, ::-1]), self.network_size),
+                preprocess(np.ascontiguousarray(aligned_net[:, ::-1]), self.network_size), layers=layers,
             ), self.network_size[0])
-        settings = PostSettings(self.mask_threshold, self.occlusion_threshold, self.mask_source, self.max_layers,
-                                self.refine)
         return NetworkPass(first_net, second_net, (dx, dy), raw, mirrored, (first.shape[1], first.shape[0]), settings,
                            start)
 
@@ -260,16 +271,10 @@ class PerceptionPipeline:
         (and its memory), camera-size outputs; the pass's own settings, not the pipeline's now."""
         settings, raw, camera_size = network_pass.settings, dict(network_pass.raw), network_pass.camera_size
         width, height = self.network_size
-        ids, moving = split_layers(raw["layer_prob"], height, width)
-        if settings.max_layers is not None:
-            ids[ids >= settings.max_layers] = 0  # ids rank layers by area: keep the K - 1 largest moving ones
-        if network_pass.mirrored is not None:
-            # probabilities and flow (not thresholded masks) of the pair and its mirror are averaged;
-            # layer ids are arbitrary per pass, so the layers come from the unmirrored pass and only
-            # their background-independent moving probability is averaged
-            restored = network_pass.mirrored
-            moving = 0.5 * (moving + split_layers(restored["layer_prob"], height, width)[1])
-            raw = {name: 0.5 * (value + restored[name]) for name, value in raw.items() if name != "layer_prob"}
+        layer_prob = raw.pop("layer_prob", None)  # the graph's layers over its own flow; None: from the refined flow
+        mirrored = network_pass.mirrored
+        if mirrored is not None:  # probabilities and flow (not thresholded masks) of the pair and its mirror are averaged
+            raw = {name: 0.5 * (value + mirrored[name]) for name, value in raw.items()}
         dx, dy = network_pass.shift
         if dx or dy or settings.refine:  # a new array: the refinement writes in place, the pass stays as it was
             raw["flow"] = raw["flow"] + np.array([dx, dy], dtype=np.float32)[None, :, None, None]  # undo the pre-alignment
@@ -277,7 +282,17 @@ class PerceptionPipeline:
             raw["flow"][0, :, :height, :width] = refine_flow(
                 network_pass.first_net, network_pass.second_net,
                 raw["flow"][0, :, :height, :width].transpose(1, 2, 0)).transpose(2, 0, 1)
-        residual = residual_mask(raw["flow"], height, width) if settings.mask_source in RESIDUAL_SOURCES else None
+        if layer_prob is None:  # the graph's layer head again, on the refined (and averaged) flow
+            layer_prob = self.backend.motion_layers(raw["flow"])
+        ids, moving = split_layers(layer_prob, height, width)
+        if mirrored is not None and "layer_prob" in mirrored:
+            # layer ids are arbitrary per pass, so the layers come from the unmirrored pass and only
+            # their background-independent moving probability is averaged
+            moving = 0.5 * (moving + split_layers(mirrored["layer_prob"], height, width)[1])
+        if settings.max_layers is not None:
+            ids[ids >= settings.max_layers] = 0  # ids rank layers by area: keep the K - 1 largest moving ones
+        residual = (residual_mask(raw["flow"], height, width, support=raw["mask_prob"] + moving)
+                    if settings.mask_source in RESIDUAL_SOURCES else None)
         fused = fuse_mask_probability(raw["mask_prob"], moving, residual, settings.mask_source)
         if memory is not None:
             fused = fused.copy()

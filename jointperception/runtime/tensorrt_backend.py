@@ -33,7 +33,14 @@ from jointperception.export.tensorrt import (
     runtime_spec,
     trt_logger,
 )
-from jointperception.models.perception import INPUT_NAMES, OUTPUT_NAMES
+from jointperception.models.perception import (
+    INPUT_NAMES,
+    JOINT_OUTPUT_NAMES,
+    OUTPUT_NAMES,
+    layer_probabilities,
+    motion_stride_for,
+)
+from jointperception.models.weights import load_motion_model
 
 LOG = logging.getLogger(__name__)
 
@@ -95,6 +102,7 @@ class TensorRTBackend:
             self._output_shapes = {name: tuple(self._context.get_tensor_shape(name)) for name in OUTPUT_NAMES}
         self.input_size = (self._input_shape[3], self._input_shape[2])
         self._trt = trt
+        self._motion_net: torch.nn.Module | None = None  # loaded on the first motion_layers call
 
     def _load_engine_file(self, trt: ModuleType, path: Path, input_size: tuple[int, int] | None) -> Any:
         """An explicit engine file: its sidecar must match this TensorRT and GPU (and the input
@@ -165,11 +173,12 @@ class TensorRTBackend:
             shape = low
         self._input_shape = tuple(int(v) for v in shape)
 
-    def infer(self, image1: np.ndarray, image2: np.ndarray) -> dict[str, np.ndarray]:
+    def infer(self, image1: np.ndarray, image2: np.ndarray, layers: bool = True) -> dict[str, np.ndarray]:
         """See ``runtime.backends.Backend.infer``; inputs must be (1, 3, H, W) at ``input_size``.
 
         Outputs are new torch CUDA tensors on every call, bound by name, filled by
-        execute_async_v3 on this backend's own stream, then copied to fresh numpy arrays.
+        execute_async_v3 on this backend's own stream, then copied to fresh numpy arrays. The
+        engine always runs the whole fused graph; without ``layers`` its "layer_prob" is dropped.
         """
         for name, image in zip(INPUT_NAMES, (image1, image2)):
             if tuple(np.shape(image)) != self._input_shape:
@@ -192,4 +201,17 @@ class TensorRTBackend:
             if not context.execute_async_v3(self._stream.cuda_stream):
                 raise RuntimeError(f"TensorRT execution failed: {trt_logger(self._trt).take_errors()}")
             self._stream.synchronize()
-            return {name: tensors[name].float().cpu().numpy() for name in OUTPUT_NAMES}
+            return {name: tensors[name].float().cpu().numpy() for name in (OUTPUT_NAMES if layers else JOINT_OUTPUT_NAMES)}
+
+    def motion_layers(self, flow: np.ndarray) -> np.ndarray:
+        """See ``runtime.backends.Backend.motion_layers``: the motion-layer head in eager torch on this
+        backend's GPU and stream, with the bundled motion net (the one every export and engine fuses),
+        pooled as the engine's input width says (``motion_stride_for``)."""
+        if self._motion_net is None:
+            with torch.cuda.device(self._index):
+                self._motion_net = load_motion_model(device=self._torch_device)[0]
+        with torch.cuda.device(self._index), torch.cuda.stream(self._stream), torch.inference_mode():
+            field = torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32)).to(self._torch_device)
+            probabilities = layer_probabilities(self._motion_net, field, motion_stride_for(self.input_size[0]))
+            result = probabilities.float().cpu().numpy()  # .cpu() waits for the stream's work
+        return result
