@@ -307,6 +307,16 @@ def test_fp32_engine_matches_onnxruntime(gpu: SimpleNamespace) -> None:
 
 
 @needs_tensorrt_gpu
+def test_motion_layer_head_alone_matches_the_engine(gpu: SimpleNamespace) -> None:
+    """The head the pipeline runs on the refined flow (eager torch on the GPU) is the engine's own."""
+    fused = gpu.fp32.infer(*gpu.inputs)
+    np.testing.assert_allclose(gpu.fp32.motion_layers(fused["flow"]), fused["layer_prob"], atol=1e-3)
+    joint = gpu.fp32.infer(*gpu.inputs, layers=False)
+    assert "layer_prob" not in joint
+    np.testing.assert_allclose(joint["flow"], fused["flow"], atol=1e-5)
+
+
+@needs_tensorrt_gpu
 def test_outputs_are_fresh_every_call(gpu: SimpleNamespace) -> None:
     first = gpu.fp32.infer(*gpu.inputs)
     kept = {name: value.copy() for name, value in first.items()}
