@@ -88,3 +88,9 @@ def test_missing_motion_model(tmp_path: Path, model_file: Path, capsys: pytest.C
     code = main(["eval", "--model", str(model_file), "--motion-model", str(tmp_path / "nope.safetensors"),
                  "--suites", "synthetic", "--synthetic-pairs", "1"])
     _one_line_error(capsys, code, "nope.safetensors", "not found")
+
+
+def test_eval_precision_the_backend_cannot_run(tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["eval", "--model", str(model_file), "--precision", "int8", "--suites", "synthetic", "--synthetic-pairs", "1",
+                 "--data-root", str(tmp_path)])
+    _one_line_error(capsys, code, "backend torch runs fp32, fp16, not int8")

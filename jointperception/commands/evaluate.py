@@ -19,6 +19,7 @@ from jointperception.errors import InputError
 from jointperception.eval.davis_eval import evaluate_davis
 from jointperception.eval.flow_eval import flow_predictors, score_flow_pairs
 from jointperception.eval.synthetic_benchmark import evaluate_synthetic_split
+from jointperception.runtime.backends import PRECISIONS
 from jointperception.runtime.mask_memory import DEFAULT_MEMORY_WEIGHT, MAX_MEMORY_WEIGHT, check_memory_weight
 from jointperception.runtime.pipeline import PerceptionPipeline
 
@@ -42,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--motion-model", type=Path, default=None,
                         help="MotionLayerNet file fused behind the model (default: the bundled one; torch backend only)")
     parser.add_argument("--backend", default="torch", help="runtime backend (default torch)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="network precision (int8: onnxruntime on the CPU, or a calibrated TensorRT engine)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--network-size", type=parse_size, default=(320, 240), help="network input WxH for real data")
     parser.add_argument("--suites", nargs="+", choices=SUITES, default=list(SUITES), help="what to evaluate")
@@ -50,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", type=Path, default=None, help="real data root (default ../shared/data)")
     parser.add_argument("--frame-step", type=int, default=1, help="DAVIS: score every k-th frame")
     parser.add_argument("--out", type=Path, default=None, help="write the results JSON here")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (and ONNX Runtime intra-op threads)")
     parser.add_argument("--mask-memory", type=float, default=DEFAULT_MEMORY_WEIGHT,
                         help="DAVIS streaming result: weight of the mask carried along the flow (the node's "
                              f"mask_memory, 0..{MAX_MEMORY_WEIGHT}; 0 = none)")
@@ -71,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         "model": str(args.model or "bundled"),
         "motion_model": str(args.motion_model or "bundled"),
         "backend": args.backend,
+        "precision": args.precision,
         "network_size": list(args.network_size),
         "flip_average": args.flip_average,
         "mask_memory": args.mask_memory,
@@ -82,12 +86,12 @@ def run(args: argparse.Namespace) -> int:
     if "synthetic" in args.suites:
         pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, (data_cfg.width, data_cfg.height),
                                                       motion_model=args.motion_model, flip_average=args.flip_average,
-                                                      **stages)
+                                                      precision=args.precision, threads=args.threads, **stages)
         results["synthetic"] = evaluate_synthetic_split(pipeline, data_cfg, args.synthetic_pairs)
         results["synthetic"]["size"] = [data_cfg.width, data_cfg.height]
     pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, args.network_size,
                                                   motion_model=args.motion_model, flip_average=args.flip_average,
-                                                  **stages)
+                                                  precision=args.precision, threads=args.threads, **stages)
     real_suites = [s for s in args.suites if s != "synthetic"]
     if real_suites and not root.is_dir():
         print(f"real data not found at {root}: skipping {', '.join(real_suites)}")
