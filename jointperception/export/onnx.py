@@ -185,7 +185,11 @@ def read_onnx_model(path: str | Path) -> OnnxModelInfo:
     """Validate an exported PerceptionModel file -> OnnxModelInfo. Raises ModelFileError (naming
     the file) for a missing or corrupt file, or a graph without our input and output names."""
     path = Path(path)
-    proto = load_onnx_proto(path)
+    return onnx_model_info(load_onnx_proto(path), path)
+
+
+def onnx_model_info(proto: onnx.ModelProto, path: Path) -> OnnxModelInfo:
+    """``read_onnx_model`` of a graph already loaded from ``path`` (which names it in errors)."""
     inputs = tuple(i.name for i in proto.graph.input)
     outputs = tuple(o.name for o in proto.graph.output)
     if inputs != INPUT_NAMES or outputs[: len(OUTPUT_NAMES)] != OUTPUT_NAMES:

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 
 from jointperception.errors import InputError, ModelFileError
-from jointperception.export.onnx import load_onnx_proto, read_onnx_model
+from jointperception.export.onnx import load_onnx_proto, onnx_model_info
 from jointperception.export.onnx_cache import cached_onnx
 from jointperception.models.perception import (
     INPUT_NAMES,
@@ -137,11 +137,13 @@ class OnnxRuntimeBackend:
         check_available(device, threads)  # before any (slow) export
         path = Path(model)
         onnx_path = path if path.suffix == ".onnx" else cached_onnx(path, input_size, cache_dir=cache_dir)
-        info = read_onnx_model(onnx_path)
+        proto = load_onnx_proto(onnx_path)
+        info = onnx_model_info(proto, onnx_path)
         if input_size is not None and info.input_size not in (None, input_size):
             raise ModelFileError(f"{onnx_path}: exported for input {info.input_size} (W, H), not {input_size}")
         if precision == "int8":
             onnx_path = quantized_onnx(onnx_path)
+            proto = load_onnx_proto(onnx_path)
         self.precision = precision
         self.device = device
         self.threads = threads
@@ -149,7 +151,7 @@ class OnnxRuntimeBackend:
         self.onnx_path = onnx_path
         self.metadata = info.metadata
         try:
-            joint, head = split_layer_head(load_onnx_proto(onnx_path))
+            joint, head = split_layer_head(proto)
         except ValueError as exc:
             raise ModelFileError(f"{onnx_path}: not a fused perception graph ({exc})") from None
         self._session = open_session(onnx_path, device, threads, allow_spinning, proto=joint)
