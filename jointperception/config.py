@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from jointperception.data.motion_profiles import PROFILES
 from jointperception.errors import ConfigError
 
 
@@ -22,6 +23,7 @@ class ModelConfig:
     width: str = "tiny"  # tiny | small | base: channel widths of both branches
     fusion: str = "bidirectional"  # bidirectional | none (ablation: branches exchange no features)
     flow_output_stride: int = 2  # finest flow-decoder level: 2 (SegFlow) | 4 (fast: no stride-2 level)
+    cost_volumes: bool = False  # decoder levels 32..4 match features warped by the running flow (PWC-Net)
 
     def validate(self) -> None:
         _choice("model.width", self.width, ("tiny", "small", "base"))
@@ -39,6 +41,7 @@ class DataConfig:
     val_seed: int = 10_000_000  # first validation seed; never overlaps training seeds
     max_objects: int = 4  # foreground objects per scene are drawn from 1..max_objects
     max_translation: float = 8.0  # largest per-frame object translation, pixels at this resolution
+    motion: str = "small"  # motion profile (data/motion_profiles.py): small (home ground) | real (real-video range)
     photometric: bool = True  # random gain, noise and blur on rendered frames
     random_order: bool = True  # swap the pair half the time (network works in both orders)
     num_workers: int = 1  # DataLoader worker processes rendering scenes on the fly
@@ -60,6 +63,7 @@ class DataConfig:
         if not 1 <= self.max_objects <= 4:
             raise ConfigError(f"data.max_objects: must be in 1..4, got {self.max_objects}")
         _positive("data.max_translation", self.max_translation)
+        _choice("data.motion", self.motion, PROFILES)
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers: must be >= 0, got {self.num_workers}")
         if not 0.0 <= self.photo_fraction <= 1.0:
@@ -81,6 +85,7 @@ class TrainConfig:
     flow_weight: float = 1.0  # lambda in L = Ls + lambda * Lf (eq. 1 + eq. 2)
     occlusion_weight: float = 0.5  # weight of the occlusion BCE
     eval_every: int = 250  # steps between validation passes
+    real_eval_every: int = 0  # steps between real-suite figures in metrics.jsonl (eval/dev_suites.py); 0 = never
     patience: int = 2  # validation passes without improvement before switching branch
     rounds: int = 3  # iterative mode: number of (flow phase, segmentation phase) rounds
     min_phase_steps: int = 500  # a phase lasts at least this many steps
@@ -97,7 +102,8 @@ class TrainConfig:
             _positive(f"train.{key}", getattr(self, key))
         if self.min_lr > self.lr:
             raise ConfigError(f"train.min_lr: must be <= train.lr ({self.lr}), got {self.min_lr}")
-        for key in ("warmup_steps", "weight_decay", "flow_weight", "occlusion_weight", "min_phase_steps", "seed"):
+        for key in ("warmup_steps", "weight_decay", "flow_weight", "occlusion_weight", "min_phase_steps", "seed",
+                    "real_eval_every"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"train.{key}: must be >= 0, got {getattr(self, key)}")
 

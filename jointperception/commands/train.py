@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from jointperception.config import ExperimentConfig, load_config
+from jointperception.errors import InputError
 from jointperception.train.motion_trainer import train_motion_layers
 from jointperception.train.selfsup_trainer import train_selfsup
 from jointperception.train.trainer import train
@@ -26,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
     parser.add_argument("--seed", type=int, default=None, help="override train.seed (e.g. to measure seed spread)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: %(default)s")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop after this many minutes with last.pt written (resume later with --resume auto)")
 
 
 def apply_overrides(cfg: ExperimentConfig, max_steps: int | None = None, seed: int | None = None) -> ExperimentConfig:
@@ -39,7 +42,11 @@ def apply_overrides(cfg: ExperimentConfig, max_steps: int | None = None, seed: i
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.minutes is not None and not args.minutes > 0:
+        raise InputError(f"--minutes must be > 0, got {args.minutes}")
     cfg = apply_overrides(load_config(args.config), args.max_steps, args.seed)
+    if args.minutes is not None and cfg.train.mode in ("selfsup", "motion_layers"):
+        raise InputError(f"--minutes: train.mode {cfg.train.mode} has no time limit; it applies to joint and iterative runs")
     run_dir = args.out if args.out is not None else Path("runs") / args.config.stem
     command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
     if cfg.train.mode == "selfsup":  # Every Frame Counts fine-tuning on unlabelled video (CPU)
@@ -47,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
     elif cfg.train.mode == "motion_layers":  # MotionLayerNet on flow with the EM loss (CPU)
         result = train_motion_layers(cfg, run_dir, resume=args.resume, command=command)
     else:
-        result = train(cfg, run_dir, device=args.device, resume=args.resume, command=command)
-    if result.signal is not None:
+        time_limit = None if args.minutes is None else 60.0 * args.minutes
+        result = train(cfg, run_dir, device=args.device, resume=args.resume, command=command, time_limit_s=time_limit)
+    if result.signal is not None or result.time_up:
         LOG.warning("interrupted at step %d; continue with --resume auto --out %s", result.step, run_dir)
     elif result.weights is not None and cfg.train.mode in ("selfsup", "motion_layers"):
         LOG.info("done: %d steps, model %s", result.step, result.weights)

@@ -30,13 +30,13 @@ class SyntheticPairDataset(Dataset):
       mask: (1, H, W) float32 in {0, 1}, moving objects in image1; layers: (H, W) int64 of image1.
     With ``random_order``, half of the items (decided by the seed) are the pair played backwards:
     image1 = frame t+1, image2 = frame t, with the backward flow and occlusion of frame t+1.
-    ``textures`` draws each layer's texture (procedural, or a ``PhotoTextures`` pool, which
+    ``motion`` names the motion profile ("small" | "real"). ``textures`` draws each layer's texture (procedural, or a ``PhotoTextures`` pool, which
     pickles without its frames); the dataset pickles cheaply for DataLoader workers and DDP.
     """
 
     def __init__(self, num_samples: int, base_seed: int, height: int, width: int, *, max_objects: int = 4,
                  max_translation: float = 8.0, photometric: bool = True, random_order: bool = True,
-                 textures: TextureSource = make_texture) -> None:
+                 textures: TextureSource = make_texture, motion: str = "small") -> None:
         if num_samples <= 0:
             raise ConfigError(f"num_samples: must be > 0, got {num_samples}")
         if base_seed < 0:
@@ -50,6 +50,7 @@ class SyntheticPairDataset(Dataset):
         self.photometric = photometric
         self.random_order = random_order
         self.textures = textures
+        self.motion = motion
 
     @classmethod
     def from_config(cls, data_cfg: DataConfig, split: str = "train") -> SyntheticPairDataset:
@@ -67,7 +68,7 @@ class SyntheticPairDataset(Dataset):
             raise ConfigError(f"split: must be 'train' or 'val', got {split!r}")
         return cls(num_samples, base_seed, data_cfg.height, data_cfg.width, max_objects=data_cfg.max_objects,
                    max_translation=data_cfg.max_translation, photometric=data_cfg.photometric,
-                   random_order=data_cfg.random_order, textures=textures)
+                   random_order=data_cfg.random_order, textures=textures, motion=data_cfg.motion)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -83,7 +84,7 @@ class SyntheticPairDataset(Dataset):
             raise IndexError(f"index {index} out of range for {self.num_samples} samples")
         seq = render_sequence(self.base_seed + index, 2, self.height, self.width, max_objects=self.max_objects,
                               max_translation=self.max_translation, photometric=self.photometric,
-                              textures=self.textures)
+                              textures=self.textures, motion=self.motion)
         if self.is_swapped(index):
             first, second, flow, occlusion = 1, 0, seq.flow_backward[0], seq.occlusion_backward[0]
         else:

@@ -1,8 +1,9 @@
 """Textured scene layers with analytic shapes, and exact per-point visibility.
 
 A layer is a texture moving with a ``LayerMotion``; an object layer covers the continuous points
-whose frame-0 (canonical) position lies in its star-shaped outline
+whose frame-0 (canonical) position lies in its outline: a star shape
     |X - c| < r(phi) = r0 (1 + sum_k a_k cos(k phi + phi_k)),
+or a thin bar (a rotated rectangle a few pixels wide: poles, cables, limbs),
 so coverage and depth order can be evaluated exactly at any point of any frame.
 """
 from __future__ import annotations
@@ -40,14 +41,32 @@ class StarShape:
 
 
 @dataclass(frozen=True)
+class BarShape:
+    centre: tuple[float, float]  # c: canonical (frame-0) centre, pixels
+    half_length: float  # pixels along the bar
+    half_width: float  # pixels across it
+    angle: float  # radians, direction of the bar's length
+
+    @property
+    def max_radius(self) -> float:
+        return float(np.hypot(self.half_length, self.half_width))
+
+    def contains(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Inside test for canonical points x, y (N,) float32 -> (N,) bool."""
+        dx, dy = x - np.float32(self.centre[0]), y - np.float32(self.centre[1])
+        c, s = np.float32(np.cos(self.angle)), np.float32(np.sin(self.angle))
+        return (np.abs(c * dx + s * dy) < self.half_length) & (np.abs(c * dy - s * dx) < self.half_width)
+
+
+@dataclass(frozen=True)
 class SceneLayer:
     motion: LayerMotion
     texture: np.ndarray  # (h, w, 3) float32 in [0, 255]
     origin: tuple[float, float]  # canonical position of texture pixel (0, 0)
     depth: int  # 0 = background; larger is nearer the camera
-    shape: StarShape | None = None  # None: the layer covers everything (background)
+    shape: StarShape | BarShape | None = None  # None: the layer covers everything (background)
 
-    def _object_shape(self) -> StarShape:
+    def _object_shape(self) -> StarShape | BarShape:
         if self.shape is None:
             raise ValueError("the background layer covers every point; it has no shape")
         return self.shape

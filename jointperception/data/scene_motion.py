@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jointperception.data.motion_profiles import SMALL, MotionProfile, draw_translation
+
 Points = tuple[np.ndarray, np.ndarray]  # (x, y) arrays of any equal shape, float32, pixels
 # px: the fixed-point iteration stops when no point moves more than this; with the contraction
 # factor L <= 0.25 of the motions drawn here the remaining error is <= L / (1 - L) * 4e-3 < 1.5e-3 px
@@ -100,12 +102,6 @@ def _rotation_scale(angle: float, scale: float) -> tuple[tuple[float, float], tu
     return ((float(c - 1.0), float(-s)), (float(s), float(c - 1.0)))
 
 
-def _disk(rng: np.random.Generator, radius: float) -> np.ndarray:
-    """A point (2,) drawn uniformly from the disk of this radius."""
-    angle, distance = rng.uniform(0.0, 2 * np.pi), radius * np.sqrt(rng.uniform())
-    return np.array([distance * np.cos(angle), distance * np.sin(angle)])
-
-
 def _quadratic_terms(rng: np.random.Generator, magnitude: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """C: (2, 3) uniform in [-magnitude, magnitude] pixels."""
     values = rng.uniform(-magnitude, magnitude, size=(2, 3))
@@ -113,16 +109,17 @@ def _quadratic_terms(rng: np.random.Generator, magnitude: float) -> tuple[tuple[
 
 
 def sample_camera_motion(
-    rng: np.random.Generator, height: int, width: int, max_translation: float, quadratic: bool
+    rng: np.random.Generator, height: int, width: int, max_translation: float, quadratic: bool,
+    profile: MotionProfile = SMALL,
 ) -> LayerMotion:
-    """Background (camera) motion about the image centre: rotation up to 1.5 deg, zoom +-2 %,
-    translation up to max_translation / 2 px per frame and, if ``quadratic``, quadratic terms up
-    to 1 % of s = max(H, W) / 2 (the normalising scale)."""
+    """Background (camera) motion about the image centre, as ``profile`` draws it (the small
+    profile: rotation up to 1.5 deg, zoom +-2 %, translation up to max_translation / 2 px per
+    frame and, if ``quadratic``, quadratic terms up to 1 % of s = max(H, W) / 2)."""
     scale = max(height, width) / 2.0
-    angle = np.deg2rad(rng.uniform(-1.5, 1.5))
-    zoom = 1.0 + rng.uniform(-0.02, 0.02)
-    translation = _disk(rng, 0.5 * max_translation)
-    quad = _quadratic_terms(rng, 0.01 * scale) if quadratic else ((0.0,) * 3, (0.0,) * 3)
+    angle = np.deg2rad(rng.uniform(-profile.camera_rotation_deg, profile.camera_rotation_deg))
+    zoom = 1.0 + rng.uniform(-profile.camera_zoom, profile.camera_zoom)
+    translation = draw_translation(rng, profile, profile.camera_translation * max_translation)
+    quad = _quadratic_terms(rng, profile.camera_perspective * scale) if quadratic else ((0.0,) * 3, (0.0,) * 3)
     return LayerMotion(
         centre=((width - 1) / 2.0, (height - 1) / 2.0),
         translation=(float(translation[0]), float(translation[1])),
@@ -143,14 +140,15 @@ def _relative_motion(motion: LayerMotion, background: LayerMotion, num_frames: i
 
 
 def _draw_object_motion(rng: np.random.Generator, mid_centre: tuple[float, float], radius: float,
-                        max_translation: float, num_frames: int) -> LayerMotion:
-    translation = _disk(rng, max_translation)
+                        max_translation: float, num_frames: int, profile: MotionProfile) -> LayerMotion:
+    translation = draw_translation(rng, profile, max_translation)
     offset = 0.5 * (num_frames - 1) * translation
+    angle = np.deg2rad(rng.uniform(-profile.object_rotation_deg, profile.object_rotation_deg))
     return LayerMotion(
         centre=(float(mid_centre[0] - offset[0]), float(mid_centre[1] - offset[1])),
         translation=(float(translation[0]), float(translation[1])),
-        linear=_rotation_scale(np.deg2rad(rng.uniform(-4.0, 4.0)), 1.0 + rng.uniform(-0.03, 0.03)),
-        quadratic=_quadratic_terms(rng, 0.02 * radius),
+        linear=_rotation_scale(angle, 1.0 + rng.uniform(-profile.object_zoom, profile.object_zoom)),
+        quadratic=_quadratic_terms(rng, profile.object_quadratic * radius),
         scale=radius,
     )
 
@@ -164,20 +162,22 @@ def sample_object_motion(
     num_frames: int,
     min_relative: float = 1.5,
     tries: int = 32,
+    profile: MotionProfile = SMALL,
 ) -> LayerMotion:
-    """Object motion about its own centre: rotation up to 4 deg, scale +-3 %, translation up to
-    max_translation px per frame, quadratic terms up to 2 % of the radius.
+    """Object motion about its own centre, as ``profile`` draws it (the small profile: rotation up
+    to 4 deg, scale +-3 %, translation up to max_translation px per frame, quadratic terms up to
+    2 % of the radius).
 
     The trajectory is centred on ``mid_centre`` (the object passes there half-way through the
     sequence). Of up to ``tries`` draws, the first whose translation differs from the background's
     displacement by >= min_relative px at every frame is kept (else the most different one).
     """
-    best = _draw_object_motion(rng, mid_centre, radius, max_translation, num_frames)
+    best = _draw_object_motion(rng, mid_centre, radius, max_translation, num_frames, profile)
     best_relative = _relative_motion(best, background, num_frames)
     for _ in range(tries - 1):
         if best_relative >= min_relative:
             break
-        motion = _draw_object_motion(rng, mid_centre, radius, max_translation, num_frames)
+        motion = _draw_object_motion(rng, mid_centre, radius, max_translation, num_frames, profile)
         relative = _relative_motion(motion, background, num_frames)
         if relative > best_relative:
             best, best_relative = motion, relative

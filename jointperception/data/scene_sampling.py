@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from jointperception.data.scene_layers import SceneLayer, StarShape
+from jointperception.data.motion_profiles import SMALL, MotionProfile
+from jointperception.data.scene_layers import BarShape, SceneLayer, StarShape
 from jointperception.data.scene_motion import (
     InverseDivergedError,
     LayerMotion,
@@ -28,6 +29,8 @@ TRAVEL_FRACTION = 0.5  # a long sequence moves an object by at most this fractio
 TEXTURE_MARGIN = 2.0  # px of texture beyond the area a layer ever shows
 CAMERA_ATTEMPTS = 50  # redraws of a camera motion whose inverse does not converge
 MAX_EXTENT_FACTOR = 3.0  # the background texture spans at most this many frame sizes
+BAR_HALF_WIDTH = (1.0, 4.0)  # px: thin bars are 2..8 px wide
+BAR_HALF_LENGTH = (0.15, 0.45)  # fraction of min(H, W)
 
 TextureSource = Callable[[np.random.Generator, int, int], np.ndarray]  # (rng, h, w) -> (h, w, 3) float32 0..255
 
@@ -53,13 +56,13 @@ def _textured(rng: np.random.Generator, textures: TextureSource, motion: LayerMo
 
 
 def _invertible_camera(rng: np.random.Generator, num_frames: int, height: int, width: int, max_translation: float,
-                       quadratic: bool) -> tuple[LayerMotion, tuple[float, float, float, float]]:
+                       quadratic: bool, profile: MotionProfile) -> tuple[LayerMotion, tuple[float, float, float, float]]:
     """A camera motion whose T-step inverse converges over the whole frame, and its canonical
     extent. Compounded quadratic terms can make the inverse diverge far from the centre (large
     frames, long sequences); such draws are redrawn from the same generator (deterministic)."""
     limit = MAX_EXTENT_FACTOR * max(height, width)
     for _ in range(CAMERA_ATTEMPTS):
-        camera = sample_camera_motion(rng, height, width, max_translation, quadratic)
+        camera = sample_camera_motion(rng, height, width, max_translation, quadratic, profile)
         try:
             extent = _background_extent(camera, num_frames, height, width)
         except InverseDivergedError:  # redraw: this motion is not invertible over the frame
@@ -74,27 +77,48 @@ def _invertible_camera(rng: np.random.Generator, num_frames: int, height: int, w
 
 
 def sample_scene(rng: np.random.Generator, num_frames: int, height: int, width: int, max_objects: int,
-                 max_translation: float, camera_motion: str, textures: TextureSource = make_texture) -> list[SceneLayer]:
+                 max_translation: float, camera_motion: str, textures: TextureSource = make_texture,
+                 profile: MotionProfile = SMALL) -> list[SceneLayer]:
     """Layers of a random scene: [background, object 1, ..., object N], N in 1..max_objects.
 
     camera_motion: "affine" | "quadratic" | "random" (either, with equal odds); textures: draws
-    each layer's texture (procedural by default, or a ``PhotoTextures`` pool).
+    each layer's texture (procedural by default, or a ``PhotoTextures`` pool); profile: the
+    motion ranges and the share of thin bars among the objects.
     """
     quadratic = camera_motion == "quadratic" or (camera_motion == "random" and rng.random() < 0.5)
-    camera, extent = _invertible_camera(rng, num_frames, height, width, max_translation, quadratic)
+    camera, extent = _invertible_camera(rng, num_frames, height, width, max_translation, quadratic, profile)
     layers = [_textured(rng, textures, camera, extent, 0, None)]
     count = int(rng.integers(1, max_objects + 1))
     depths = rng.permutation(count) + 1
     object_translation = min(max_translation, TRAVEL_FRACTION * min(height, width) / (num_frames - 1))
     for depth in depths:
-        radius = rng.uniform(*RADIUS_RANGE) * min(height, width)
-        harmonics = tuple((k, float(rng.uniform(-1, 1) * HARMONIC_AMPLITUDE / k), float(rng.uniform(0, 2 * np.pi)))
-                          for k in HARMONICS)
+        thin = profile.thin_fraction > 0 and rng.random() < profile.thin_fraction
+        shape_draw = _bar if thin else _star
+        radius, make_shape = shape_draw(rng, min(height, width))
         mid = ((width - 1) / 2 + rng.uniform(-CENTRE_SPREAD, CENTRE_SPREAD) * width,
                (height - 1) / 2 + rng.uniform(-CENTRE_SPREAD, CENTRE_SPREAD) * height)
-        motion = sample_object_motion(rng, mid, radius, object_translation, camera, num_frames)
-        shape = StarShape(centre=motion.centre, radius=float(radius), harmonics=harmonics)
+        motion = sample_object_motion(rng, mid, radius, object_translation, camera, num_frames, profile=profile)
+        shape = make_shape(motion.centre)
         r = shape.max_radius
         extent = (motion.centre[0] - r, motion.centre[1] - r, motion.centre[0] + r, motion.centre[1] + r)
         layers.append(_textured(rng, textures, motion, extent, int(depth), shape))
     return layers
+
+
+ShapeAt = Callable[[tuple[float, float]], "StarShape | BarShape"]  # canonical centre -> outline
+
+
+def _star(rng: np.random.Generator, side: int) -> tuple[float, ShapeAt]:
+    """A star outline's radius r0 (px) and its maker; draws r0 and the harmonics."""
+    radius = rng.uniform(*RADIUS_RANGE) * side
+    harmonics = tuple((k, float(rng.uniform(-1, 1) * HARMONIC_AMPLITUDE / k), float(rng.uniform(0, 2 * np.pi)))
+                      for k in HARMONICS)
+    return radius, lambda centre: StarShape(centre=centre, radius=float(radius), harmonics=harmonics)
+
+
+def _bar(rng: np.random.Generator, side: int) -> tuple[float, ShapeAt]:
+    """A thin bar's half length (its motion's size scale, px) and its maker."""
+    half_length = rng.uniform(*BAR_HALF_LENGTH) * side
+    half_width, angle = rng.uniform(*BAR_HALF_WIDTH), rng.uniform(0.0, np.pi)
+    return half_length, lambda centre: BarShape(centre=centre, half_length=float(half_length),
+                                                half_width=float(half_width), angle=float(angle))

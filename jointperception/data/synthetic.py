@@ -7,7 +7,9 @@ by inverting each layer's motion (see ``scene_motion``), so the ground truth is 
   flow_forward[t](p)  = f_L,t(p)               L = layer visible at p in frame t
   flow_backward[t](p) = M_L,t^{-1}(p) - p      L = layer visible at p in frame t + 1
   occlusion: the moved point leaves [0, W-1] x [0, H-1] or a nearer layer covers it there.
-Photometric changes (gain, blur, noise) are applied to the rendered frames and change no GT.
+Photometric changes (gain, blur, noise) are applied to the rendered frames and change no GT;
+the "real" motion profile (``motion_profiles``) adds large motions, thin bars and camera
+degradations (``degradations``: motion blur, tone changes, JPEG).
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from jointperception.data.degradations import degrade
+from jointperception.data.motion_profiles import motion_profile
 from jointperception.data.scene_layers import (
     SceneLayer,
     pixel_grid,
@@ -102,22 +106,29 @@ def _photometric(rng: np.random.Generator, images: tuple[np.ndarray, ...]) -> tu
 
 def render_sequence(seed: int, num_frames: int, height: int, width: int, *, max_objects: int = 4,
                     max_translation: float = 8.0, camera_motion: str = "random",
-                    photometric: bool = True, textures: TextureSource = make_texture) -> SyntheticSequence:
+                    photometric: bool = True, textures: TextureSource = make_texture,
+                    motion: str = "small") -> SyntheticSequence:
     """Render a T-frame scene from ``seed`` (deterministic) with exact ground truth.
 
     max_translation: largest per-frame object translation in pixels (the camera moves up to half
     of it); long sequences cap it at min(H, W) / (2 (T - 1)) so that objects stay in view.
     camera_motion: "affine" | "quadratic" | "random". Scene geometry and GT do not depend on
     ``photometric``. textures: draws each layer's texture (procedural by default; a
-    ``PhotoTextures`` pool puts real-photo crops on layers). Raises ConfigError for bad arguments.
+    ``PhotoTextures`` pool puts real-photo crops on layers). motion: the motion profile, "small"
+    (the home ground) or "real" (``motion_profiles``); its degradations, like the photometric
+    changes, apply only with ``photometric``. Raises ConfigError for bad arguments.
     """
     _check_arguments(seed, num_frames, height, width, max_objects, max_translation, camera_motion)
+    profile = motion_profile(motion)
     rng = np.random.default_rng(seed)
-    layers = sample_scene(rng, num_frames, height, width, max_objects, max_translation, camera_motion, textures)
+    layers = sample_scene(rng, num_frames, height, width, max_objects, max_translation, camera_motion, textures,
+                          profile)
     images, ids = zip(*(render_frame(layers, t, height, width) for t in range(num_frames)))
     steps = [_step_ground_truth(layers, t, ids[t], ids[t + 1]) for t in range(num_frames - 1)]
     if photometric:
         images = _photometric(rng, images)
+        if profile.degradations:
+            images = degrade(rng, images)
     frames = np.stack([np.clip(np.rint(image), 0, 255).astype(np.uint8) for image in images])
     layer_ids = np.stack(ids)
     return SyntheticSequence(

@@ -10,6 +10,13 @@ Two additions to FlowNetS let a small network learn on a CPU budget: a local cor
 siamese features at stride 8 (as FlowNetC) joins the encoder there, giving an explicit matching
 signal, and the fine decoder levels see image 1 and image 2 warped by the current estimate (as
 FlowNet2's stacking and SpyNet), which brings sub-pixel accuracy.
+
+With ``cost_volumes`` (PWC-Net's coarse-to-fine matching) the siamese features form a pyramid at
+strides 4..32 and every decoder level s in COST_VOLUME_STRIDES also sees the cost volume
+    c_s(p, d) = <m1_s(p), m2_s(p + up(flow_2s)(p) / s + d)>,   |d|_inf <= r_s,
+of image 2's features warped by the upsampled estimate. The coarsest level matches unwarped over
++-r_32 * 32 px, each finer level corrects the residual, so the reach grows to
+sum_s r_s * s (+-120 px) instead of the stride-8 correlation's +-24 px.
 """
 from __future__ import annotations
 
@@ -29,6 +36,8 @@ DECODER_STRIDES = (32, 16, 8, 4, 2)
 WARPED_STRIDES = (8, 4, 2)  # decoder levels that see image 1 and the warped image 2
 CORRELATION_STRIDE = 8  # encoder level joined by the correlation volume
 CORRELATION_RADIUS = 3  # displacements -3..3 at stride 8, i.e. +-24 px at the input resolution
+COST_VOLUME_RADII = {32: 2, 16: 2, 8: 2, 4: 2}  # decoder stride -> r_s of its warped cost volume
+COST_VOLUME_STRIDES = tuple(COST_VOLUME_RADII)
 
 
 def correlation_window_index(height: int, width: int, radius: int, device: torch.device) -> torch.Tensor:
@@ -101,58 +110,71 @@ def average_pyramid(image: torch.Tensor, max_stride: int) -> dict[int, torch.Ten
 
 
 class MatchingFeatures(nn.Module):
-    """Siamese image (B, 3, H, W) -> (B, channels, H/8, W/8) features for the correlation."""
+    """Siamese image (B, 3, H, W) -> {s: (B, channels, H/s, W/s)} matching features at s = 4, 8
+    (the encoder's correlation), and 16, 32 as well when ``pyramid`` (the decoder's cost volumes)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, pyramid: bool = False):
         super().__init__()
         self.layers = nn.Sequential(
             ConvLeaky(3, channels // 2, 2), ConvLeaky(channels // 2, channels, 2), ConvLeaky(channels, channels, 2)
         )
+        self.coarse = nn.ModuleList([ConvLeaky(channels, channels, 2) for _ in (16, 32)] if pyramid else [])
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.layers(image)
+    def forward(self, image: torch.Tensor) -> dict[int, torch.Tensor]:
+        stride4 = self.layers[1](self.layers[0](image))
+        features = {4: stride4, 8: self.layers[2](stride4)}
+        for stride, layer in zip((16, 32), self.coarse):
+            features[stride] = layer(features[stride // 2])
+        return features
 
 
 class FlowEncoder(nn.Module):
     """Stacked pair (B, 6, H, W) -> features at strides 2..32 (FlowNetS conv1..conv6 shape),
     with the stride-8 level merged with the correlation of siamese matching features."""
 
-    def __init__(self, channels: tuple[int, ...]):
+    def __init__(self, channels: tuple[int, ...], cost_volumes: bool = False):
         super().__init__()
         layers = [ConvLeaky(6, channels[0], stride=2, kernel_size=7)]
         for in_ch, out_ch in zip(channels[:-1], channels[1:]):
             kernel = 5 if out_ch == channels[1] else 3
             layers.append(nn.Sequential(ConvLeaky(in_ch, out_ch, 2, kernel), ConvLeaky(out_ch, out_ch)))
         self.levels = nn.ModuleList(layers)
-        self.matching = MatchingFeatures(channels[1])
+        self.matching = MatchingFeatures(channels[1], pyramid=cost_volumes)
         merged = channels[2]
         self.merge = ConvLeaky(merged + (2 * CORRELATION_RADIUS + 1) ** 2 + 2, merged)
 
-    def forward(self, image1: torch.Tensor, image2: torch.Tensor) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
-        """-> (features per stride, matching flow (B, 2, H/8, W/8) in input pixels)."""
+    def forward(self, image1: torch.Tensor, image2: torch.Tensor) -> tuple[
+            dict[int, torch.Tensor], torch.Tensor, tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]]:
+        """-> (features per stride, matching flow (B, 2, H/8, W/8) in input pixels, the matching
+        feature pyramids {s: (B, C, H/s, W/s)} of image 1 and image 2)."""
         features = {}
         x = torch.cat([image1, image2], dim=1)
+        matching = (self.matching(image1), self.matching(image2))
         matching_flow = None
         for level, layer in enumerate(self.levels, start=1):
             x = layer(x)
             if 2**level == CORRELATION_STRIDE:
-                correlation = local_correlation(self.matching(image1), self.matching(image2), CORRELATION_RADIUS)
+                correlation = local_correlation(*(pyramid[CORRELATION_STRIDE] for pyramid in matching),
+                                                CORRELATION_RADIUS)
                 matching_flow = soft_argmax_flow(correlation, CORRELATION_RADIUS, CORRELATION_STRIDE)
                 x = self.merge(torch.cat([x, correlation, matching_flow / CORRELATION_STRIDE], dim=1))
             features[2**level] = x
-        return features, matching_flow
+        return features, matching_flow, matching
 
 
 class FlowDecoder(nn.Module):
     """Coarse-to-fine decoder with skip links, seg fusion, warping and a flow per scale, from stride
-    32 down to ``output_stride`` (2, or 4 for the fast variant: ``strides`` lists the levels)."""
+    32 down to ``output_stride`` (2, or 4 for the fast variant: ``strides`` lists the levels), with a
+    warped cost volume at the COST_VOLUME_STRIDES levels when ``cost_volumes``. The cost volume
+    enters last in a level's input, so a network without it widens by zero weights exactly."""
 
     def __init__(self, encoder_channels: dict[int, int], decoder_channels: dict[int, int], seg_channels: dict[int, int],
-                 output_stride: int = 2):
+                 output_stride: int = 2, cost_volumes: bool = False):
         super().__init__()
         if output_stride not in DECODER_STRIDES:
             raise ValueError(f"output_stride must be one of {DECODER_STRIDES}, got {output_stride}")
         self.strides = tuple(stride for stride in DECODER_STRIDES if stride >= output_stride)
+        self.cost_volume_radii = {s: r for s, r in COST_VOLUME_RADII.items() if s in self.strides} if cost_volumes else {}
         self.inputs = nn.ModuleDict()
         self.fusions = nn.ModuleDict()
         self.predictors = nn.ModuleDict()
@@ -166,6 +188,8 @@ class FlowDecoder(nn.Module):
                 self.upconvs[str(stride)] = nn.ConvTranspose2d(decoder_channels[previous], decoder_channels[previous], 4, 2, 1)
             if stride in WARPED_STRIDES:
                 in_ch += 6
+            if stride in self.cost_volume_radii:
+                in_ch += (2 * self.cost_volume_radii[stride] + 1) ** 2
             self.inputs[str(stride)] = ConvLeaky(in_ch, width)
             self.fusions[str(stride)] = FusionConv(width, seg_channels.get(stride, 0), leaky=True)
             self.predictors[str(stride)] = FlowPredictor(width)
@@ -177,8 +201,10 @@ class FlowDecoder(nn.Module):
         seg_features: dict[int, torch.Tensor] | None,
         image1: torch.Tensor,
         image2: torch.Tensor,
+        matching: tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]],
     ) -> tuple[list[torch.Tensor], dict[int, torch.Tensor]]:
-        """image1, image2: (B, 3, H, W) normalised frames.
+        """image1, image2: (B, 3, H, W) normalised frames; matching: the encoder's matching
+        feature pyramids of both images.
         -> (flow per stride, coarse to fine, each (B, 2, H/s, W/s) in input pixels;
             fused decoder features per stride)."""
         flows, features = [], {}
@@ -195,6 +221,8 @@ class FlowDecoder(nn.Module):
                 if stride in WARPED_STRIDES:
                     parts += [pyramids[0][stride], backward_warp(pyramids[1][stride], flow / stride)]
                 x = torch.cat(parts, dim=1)
+            if stride in self.cost_volume_radii:
+                x = torch.cat([x, self._cost_volume(matching, stride, flow)], dim=1)
             x = self.inputs[str(stride)](x)
             other = seg_features.get(stride) if seg_features is not None else None
             x = self.fusions[str(stride)](x, other)
@@ -203,3 +231,12 @@ class FlowDecoder(nn.Module):
             flows.append(flow)
             features[stride] = x
         return flows, features
+
+    def _cost_volume(self, matching: tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]], stride: int,
+                     flow: torch.Tensor | None) -> torch.Tensor:
+        """c_s of image 1's features against image 2's warped by ``flow`` (B, 2, H/s, W/s) in input
+        pixels (None at the coarsest level: no warp) -> (B, (2 r_s + 1)^2, H/s, W/s)."""
+        features1, features2 = matching[0][stride], matching[1][stride]
+        if flow is not None:
+            features2 = backward_warp(features2, flow / stride)
+        return local_correlation(features1, features2, self.cost_volume_radii[stride])

@@ -11,7 +11,8 @@ forward(image1, image2) for normalised (B, 3, H, W) frames, H and W multiples of
                       (training mode only; fed to the EFC occlusion heads)
 With ``flow_output_stride`` 4 (the fast variant) the decoder stops at stride 4: the pyramid and
 the decoder features lack s = 2, the flow is upsampled from stride 4 and the occlusion head reads
-the stride-4 features.
+the stride-4 features. With ``cost_volumes`` the decoder also matches features at strides 32..4
+against image 2's warped by the running estimate (PWC-Net style; see flow_branch).
     encoder_features  [(B, C_s, H/s, W/s) segmentation-encoder features of image1, s = 2 .. 32]
                       (training mode only; EFC temporal consistency)
 The pair may come in either temporal order: the node feeds (current, previous).
@@ -64,7 +65,8 @@ class OcclusionHead(nn.Module):
 
 
 class JointNet(nn.Module):
-    def __init__(self, widths: JointNetWidths, fusion: bool = True, flow_output_stride: int = 2):
+    def __init__(self, widths: JointNetWidths, fusion: bool = True, flow_output_stride: int = 2,
+                 cost_volumes: bool = False):
         super().__init__()
         self.flow_output_stride = flow_output_stride
         seg_channels = dict(zip(STRIDES, widths.segmentation))
@@ -73,9 +75,9 @@ class JointNet(nn.Module):
         self.fusion = fusion
         self.segmentation_encoder = ResidualEncoder(widths.segmentation, widths.blocks_per_stage)
         self.segmentation_head = SegmentationHead(seg_channels, decoder_channels if fusion else {})
-        self.flow_encoder = FlowEncoder(widths.flow_encoder)
+        self.flow_encoder = FlowEncoder(widths.flow_encoder, cost_volumes)
         self.flow_decoder = FlowDecoder(flow_channels, decoder_channels, seg_channels if fusion else {},
-                                        flow_output_stride)
+                                        flow_output_stride, cost_volumes)
         self.occlusion_head = OcclusionHead(decoder_channels[flow_output_stride])
 
     def branch_modules(self, branch: str) -> list[nn.Module]:
@@ -92,10 +94,10 @@ class JointNet(nn.Module):
     def forward(self, image1: torch.Tensor, image2: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
         size = image1.shape[-2:]
         seg_features = self.segmentation_encoder(image1)
-        flow_features, matching_flow = self.flow_encoder(image1, image2)
+        flow_features, matching_flow, matching = self.flow_encoder(image1, image2)
         # seg -> flow: encoder features of the segmentation branch enter every decoder scale
         flows, decoder_features = self.flow_decoder(
-            flow_features, seg_features if self.fusion else None, image1, image2
+            flow_features, seg_features if self.fusion else None, image1, image2, matching
         )
         # flow -> seg: fused decoder features enter the 1/8, 1/16, 1/32 score layers
         mask_logits, _ = self.segmentation_head(seg_features, decoder_features if self.fusion else None)

@@ -90,26 +90,45 @@ def initial_model(init_from: str, model_cfg: ModelConfig, key: str) -> JointNet:
     """The network a training run starts from: ``init_from`` "" -> a random ``model_cfg`` network;
     "bundled" -> DEFAULT_MODEL_PATH; else that model file or trainer checkpoint.
 
-    A file of the same network with another ``flow_output_stride`` starts the new one: every tensor
-    whose name and shape fit is carried over, the rest (e.g. the occlusion head on other features)
-    starts at random, and the log says which. ConfigError naming the config ``key`` when the file
-    holds another ModelConfig; ModelFileError for a bad file."""
+    A file of the same width and fusion with another ``flow_output_stride`` or ``cost_volumes``
+    starts the new network (``carry_weights``). ConfigError naming the config ``key`` when the
+    file holds another width or fusion; ModelFileError for a bad file."""
     if not init_from:
         return build_model(model_cfg)
     model, file_cfg, _ = load_model(None if init_from == "bundled" else init_from)
     if file_cfg == model_cfg:
         return model
-    if dataclasses.replace(file_cfg, flow_output_stride=model_cfg.flow_output_stride) != model_cfg:
+    variant = {"flow_output_stride": model_cfg.flow_output_stride, "cost_volumes": model_cfg.cost_volumes}
+    if dataclasses.replace(file_cfg, **variant) != model_cfg:
         raise ConfigError(f"{key}: {init_from} holds a {file_cfg}, the config asks for {model_cfg}")
     network = build_model(model_cfg)
-    wanted = network.state_dict()
-    carried = {name: tensor for name, tensor in model.state_dict().items()
-               if name in wanted and wanted[name].shape == tensor.shape}
-    network.load_state_dict(carried, strict=False)
-    fresh = sorted({name.rsplit(".", 2)[0] for name in wanted if name not in carried})
-    LOG.info("%s: %d of %d tensors from %s (flow_output_stride %d -> %d); new: %s", key, len(carried), len(wanted),
-             init_from, file_cfg.flow_output_stride, model_cfg.flow_output_stride, ", ".join(fresh) or "none")
+    fresh = carry_weights(model, network)
+    LOG.info("%s: started from %s (%s); new: %s", key, init_from, file_cfg, ", ".join(fresh) or "none")
     return network
+
+
+def carry_weights(source: torch.nn.Module, target: torch.nn.Module) -> list[str]:
+    """Copy ``source``'s tensors into ``target`` where names match -> modules left at random.
+
+    Same shape: copied. A conv weight (out, in, k, k) that grew only in its input channels takes
+    the source's weights on the leading inputs and zeros on the new ones, so a layer whose new
+    inputs are appended (the decoder's cost volumes) computes what it computed before.
+    """
+    wanted = target.state_dict()
+    carried = {}
+    for name, tensor in source.state_dict().items():
+        if name not in wanted:
+            continue
+        goal = wanted[name]
+        if goal.shape == tensor.shape:
+            carried[name] = tensor
+        elif tensor.ndim == 4 and goal.shape[0] == tensor.shape[0] and goal.shape[2:] == tensor.shape[2:] \
+                and goal.shape[1] > tensor.shape[1]:
+            widened = torch.zeros_like(goal)
+            widened[:, : tensor.shape[1]] = tensor
+            carried[name] = widened
+    target.load_state_dict(carried, strict=False)
+    return sorted({name.rsplit(".", 2)[0] for name in wanted if name not in carried})
 
 
 def load_motion_model(path: str | Path = DEFAULT_MOTION_MODEL_PATH, device: str | torch.device = "cpu") -> tuple[MotionLayerNet, MotionConfig, dict[str, Any]]:

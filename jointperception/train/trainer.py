@@ -4,7 +4,10 @@ Iterative mode trains one branch at a time (flow, segmentation, flow, ...): the 
 frozen — no gradients, no optimizer updates, and its modules in eval mode so its BatchNorm
 running statistics do not drift while it still feeds fused features to the trained branch.
 Validation every ``eval_every`` steps drives the phase switches, ``last.pt`` and ``best.pt``.
-SIGINT/SIGTERM finish the current step, write ``last.pt`` and return (exit code 128 + signal).
+SIGINT/SIGTERM finish the current step, write ``last.pt`` and return (exit code 128 + signal);
+so does a spent ``time_limit_s`` (exit code 0: the run continues with --resume auto).
+With ``train.real_eval_every``, the real suites' figures (``eval.dev_suites``) join metrics.jsonl
+as "real" lines beside the hours trained: the learning curve on real video.
 Under torchrun each process trains on its own samples of every step (DDP); rank 0 writes files.
 """
 from __future__ import annotations
@@ -24,7 +27,9 @@ from torch import nn
 from tqdm import tqdm
 
 from jointperception.config import ExperimentConfig
+from jointperception.data.paths import shared_data_root
 from jointperception.errors import ConfigError
+from jointperception.eval.dev_suites import dev_suite_scores
 from jointperception.eval.synthetic_eval import evaluate_synthetic
 from jointperception.losses.supervised import joint_loss
 from jointperception.models import build_model
@@ -70,6 +75,7 @@ class TrainResult:
     best_score: float  # lowest selection_score seen (lower is better)
     metrics: dict[str, float]  # last validation metrics
     weights: Path | None  # exported best model (rank 0 of a completed run only)
+    time_up: bool = False  # stopped by its time limit before max_steps (resumable)
 
     @property
     def exit_code(self) -> int:
@@ -121,17 +127,19 @@ def resolve_device(name: str) -> torch.device:
 
 def train(
     cfg: ExperimentConfig, run_dir: str | Path, *, device: str = "auto", resume: str | Path | None = None,
-    command: str = "",
+    command: str = "", time_limit_s: float | None = None,
 ) -> TrainResult:
     """Train ``cfg`` into ``run_dir`` (metrics.jsonl, last.pt, best.pt, best.safetensors).
 
     ``resume``: a checkpoint path, or "auto" for ``run_dir/last.pt`` when it exists.
+    ``time_limit_s``: stop after this much wall time of this session (training and validation),
+    with ``last.pt`` written, so that a fixed budget (e.g. a lent GPU) ends resumable.
     """
     device_type = resolve_device(device).type
     context = init_distributed(device_type)
     run_device = torch.device(f"cuda:{context.local_rank}") if device_type == "cuda" else torch.device("cpu")
     try:
-        result = _train(cfg, Path(run_dir), run_device, resume, command, context)
+        result = _train(cfg, Path(run_dir), run_device, resume, command, context, time_limit_s)
     except BaseException:
         shutdown_distributed(context, completed=False)
         raise
@@ -141,7 +149,7 @@ def train(
 
 def _train(
     cfg: ExperimentConfig, run_dir: Path, device: torch.device, resume: str | Path | None, command: str,
-    context: DistributedContext,
+    context: DistributedContext, time_limit_s: float | None,
 ) -> TrainResult:
     tc = cfg.train
     if cfg.data.val_samples < context.world_size:
@@ -178,14 +186,26 @@ def _train(
         phase, phase_round = schedule.phase, schedule.round
         _validate(model, val_loader, device, context, cfg, schedule, progress)
         last_eval = progress.step
-        log.write(kind="val", step=progress.step, phase=phase, round=phase_round, **progress.metrics,
-                  best_score=progress.best_score)
+        log.write(kind="val", step=progress.step, hours=progress.elapsed_s / 3600, phase=phase, round=phase_round,
+                  **progress.metrics, best_score=progress.best_score)
+        if context.is_main and tc.real_eval_every and progress.step % tc.real_eval_every == 0:
+            log_real_suites()
         if context.is_main:
             checkpoint = make_checkpoint(model, optimizer, scaler, schedule, cfg, progress)
             save_checkpoint(run_dir / LAST_NAME, checkpoint)
             if progress.best_score == progress.metrics["score"]:
                 save_checkpoint(run_dir / BEST_NAME, checkpoint)
 
+    def log_real_suites() -> None:
+        root = shared_data_root()
+        if not root.is_dir():
+            LOG.warning("train.real_eval_every: no real data at %s; the real-suite curve is skipped", root)
+            return
+        log.write(kind="real", step=progress.step, hours=progress.elapsed_s / 3600, **dev_suite_scores(model, root))
+
+    if context.is_main and tc.real_eval_every and progress.step == 0:
+        log_real_suites()  # the curve's first point: the network the run starts from
+    time_up = False
     with stop_on_signals() as stop:
         while not schedule.done(progress.step):
             # lr: linear warm-up then cosine decay, restarted at every phase switch
@@ -236,16 +256,18 @@ def _train(
                 interval_start += time.perf_counter() - eval_start  # samples/s counts training time only
 
             received = any_rank(stop.signum, context, device)
-            if received:
+            time_up = time_limit_s is not None and time.perf_counter() - session_start >= time_limit_s
+            if received or time_up:
                 break
     bar.close()
     del batches
-    if received:
+    if received or (time_up and not schedule.done(progress.step)):
         if context.is_main:
-            LOG.warning("signal %d: stopping at step %d", received, progress.step)
+            LOG.warning("%s: stopping at step %d", f"signal {received}" if received else "time limit", progress.step)
         if context.is_main and last_eval != progress.step:
             save_checkpoint(run_dir / LAST_NAME, make_checkpoint(model, optimizer, scaler, schedule, cfg, progress))
-        return TrainResult(run_dir, progress.step, received, progress.best_score, progress.metrics, None)
+        return TrainResult(run_dir, progress.step, received or None, progress.best_score, progress.metrics, None,
+                           time_up=not received)
     if last_eval != progress.step:  # e.g. resumed at the end of a run: best.pt must describe it
         validate_and_save()
     weights = _export_best(run_dir, cfg, progress, command) if context.is_main else None
