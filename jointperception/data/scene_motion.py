@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jointperception.data.motion_profiles import SMALL, MotionProfile, draw_translation
+from jointperception.data.motion_profiles import SMALL, MotionProfile, draw_calm, draw_translation
 
 Points = tuple[np.ndarray, np.ndarray]  # (x, y) arrays of any equal shape, float32, pixels
 # px: the fixed-point iteration stops when no point moves more than this; with the contraction
@@ -116,10 +116,14 @@ def sample_camera_motion(
     profile: rotation up to 1.5 deg, zoom +-2 %, translation up to max_translation / 2 px per
     frame and, if ``quadratic``, quadratic terms up to 1 % of s = max(H, W) / 2)."""
     scale = max(height, width) / 2.0
-    angle = np.deg2rad(rng.uniform(-profile.camera_rotation_deg, profile.camera_rotation_deg))
-    zoom = 1.0 + rng.uniform(-profile.camera_zoom, profile.camera_zoom)
-    translation = draw_translation(rng, profile, profile.camera_translation * max_translation)
-    quad = _quadratic_terms(rng, profile.camera_perspective * scale) if quadratic else ((0.0,) * 3, (0.0,) * 3)
+    calm = draw_calm(rng, profile)
+    reach = profile.calm_reach if calm else 1.0
+    rotation, zoom_range = reach * profile.camera_rotation_deg, reach * profile.camera_zoom
+    angle = np.deg2rad(rng.uniform(-rotation, rotation))
+    zoom = 1.0 + rng.uniform(-zoom_range, zoom_range)
+    translation = draw_translation(rng, profile, profile.camera_translation * max_translation, calm)
+    perspective = reach * profile.camera_perspective
+    quad = _quadratic_terms(rng, perspective * scale) if quadratic else ((0.0,) * 3, (0.0,) * 3)
     return LayerMotion(
         centre=((width - 1) / 2.0, (height - 1) / 2.0),
         translation=(float(translation[0]), float(translation[1])),
