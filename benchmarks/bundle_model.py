@@ -138,8 +138,7 @@ def main() -> None:
         f"# Model card: {args.out.name}",
         "",
         f"JointNet `{model_cfg.width}` (fusion: {model_cfg.fusion}), SegFlow-style segmentation + flow + occlusion"
-        + (f"; the fast variant: flow decoder down to stride {model_cfg.flow_output_stride} "
-           "(`model.flow_output_stride`)." if model_cfg.flow_output_stride != 2 else "."),
+        + ("; the decoder's warped cost volumes (`model.cost_volumes`)." if model_cfg.cost_volumes else "."),
         "Weights are safetensors (no pickle); the ModelConfig and this metadata are in the file header.",
         "",
         "## Training",

@@ -22,13 +22,11 @@ from jointperception.errors import ConfigError
 class ModelConfig:
     width: str = "tiny"  # tiny | small | base: channel widths of both branches
     fusion: str = "bidirectional"  # bidirectional | none (ablation: branches exchange no features)
-    flow_output_stride: int = 2  # finest flow-decoder level: 2 (SegFlow) | 4 (fast: no stride-2 level)
     cost_volumes: bool = False  # decoder levels 32..4 match features warped by the running flow (PWC-Net)
 
     def validate(self) -> None:
         _choice("model.width", self.width, ("tiny", "small", "base"))
         _choice("model.fusion", self.fusion, ("bidirectional", "none"))
-        _choice("model.flow_output_stride", self.flow_output_stride, (2, 4))
 
 
 @dataclass(frozen=True)

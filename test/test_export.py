@@ -174,16 +174,3 @@ def test_tensorrt_check_passes_our_exports_and_flags_a_bad_graph(exported: Simpl
     new_opset = tmp_path / "opset21.onnx"
     onnx.save(_model([helper.make_node("Relu", ["x"], ["y"])], opset=21), str(new_opset))
     assert check_tensorrt_compatibility(new_opset) == ["model: opset 21 outside TensorRT 10's 9..20"]
-
-
-def test_fast_variant_exports_with_parity_and_tensorrt_operators(tmp_path: Path) -> None:
-    """The stride-4 decoder (model.flow_output_stride 4) goes through the same export, ONNX Runtime
-    parity and TensorRT operator check as the full network."""
-    cfg = ModelConfig(flow_output_stride=4)
-    weights = save_weights(tmp_path / "fast.safetensors", lively_model(1, cfg), cfg, {"note": "untrained"})
-    static = cached_onnx(weights, NETWORK_SIZE, cache_dir=tmp_path / "onnx-cache")
-    assert json.loads(read_onnx_model(static).metadata["model_config"])["flow_output_stride"] == 4
-    network = load_model(weights)[0]
-    report = parity_check(static, network, NETWORK_SIZE, threads=1)
-    assert report.failures() == [] and min(report.agreement.values()) >= MIN_MASK_AGREEMENT
-    assert check_tensorrt_compatibility(static) == []

@@ -77,9 +77,8 @@ def test_occlusion_bce_and_joint_loss_branches():
 
 
 def test_pyramid_weights_follow_the_decoder_levels():
-    """Full decoder: matching, 1/32 .. 1/2, full; the fast variant drops the 1/2 weight, not the full one."""
+    """The decoder: matching, 1/32 .. 1/2, full."""
     assert pyramid_weights(7) == PYRAMID_WEIGHTS
-    assert pyramid_weights(6) == PYRAMID_WEIGHTS[:5] + PYRAMID_WEIGHTS[-1:]
     assert pyramid_weights(1) == (1.0,)
     for levels in (2, 8):
         with pytest.raises(ValueError, match="pyramid"):

@@ -124,33 +124,3 @@ def test_perception_model_pools_the_flow_for_the_motion_net_by_input_width() -> 
     torch.testing.assert_close(adaptive[3].sum(dim=1), torch.ones(1, 256, 320))
     with pytest.raises(ValueError, match="motion_stride"):
         PerceptionModel(network, motion_net, motion_stride=0)
-
-
-def test_fast_variant_ends_the_flow_decoder_at_stride_4():
-    """flow_output_stride 4: no stride-2 level, the occlusion head on the stride-4 features, and
-    every output still at the input size."""
-    full, fast = build_model(ModelConfig()), build_model(ModelConfig(flow_output_stride=4))
-    assert fast.flow_decoder.strides == (32, 16, 8, 4) and "2" not in fast.flow_decoder.predictors
-    assert fast.occlusion_head.conv1.in_channels == full.flow_decoder.predictors["4"].conv.in_channels + 2
-    assert sum(p.numel() for p in fast.parameters()) < sum(p.numel() for p in full.parameters())
-    image1, image2 = _pair()
-    outputs = fast.train()(image1, image2)
-    assert outputs["flow"].shape == (2, 2, 64, 96) and outputs["occlusion_logits"].shape == (2, 1, 64, 96)
-    assert [tuple(f.shape[-2:]) for f in outputs["flow_pyramid"]] == [(8, 12), (2, 3), (4, 6), (8, 12), (16, 24), (64, 96)]
-    assert [f.shape[1] for f in outputs["decoder_features"]] == [64, 48, 32, 24]
-    with pytest.raises(ConfigError, match="model.flow_output_stride"):
-        build_model(ModelConfig(flow_output_stride=8))
-
-
-def test_fast_variant_starts_from_the_full_model_where_tensors_fit(tmp_path):
-    from jointperception.models.weights import initial_model, save_weights
-
-    full = build_model(ModelConfig())
-    path = save_weights(tmp_path / "full.safetensors", full, ModelConfig(), {})
-    fast = initial_model(str(path), ModelConfig(flow_output_stride=4), "train.init_from")
-    source = full.state_dict()
-    for name, tensor in fast.state_dict().items():
-        if name != "occlusion_head.conv1.weight":  # 24 + 2 input channels instead of 16 + 2
-            assert torch.equal(tensor, source[name]), name
-    with pytest.raises(ConfigError, match="train.init_from"):
-        initial_model(str(path), ModelConfig(width="small", flow_output_stride=4), "train.init_from")

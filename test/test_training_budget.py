@@ -9,10 +9,13 @@ import math
 from pathlib import Path
 
 import pytest
-from test_trainer import smoke_config
+from test_trainer import SMOKE, smoke_config
 
+from jointperception import cli
+from jointperception.commands.train import apply_overrides
 from jointperception.data.formats import write_flo, write_image, write_mask
 from jointperception.data.synthetic import render_sequence
+from jointperception.errors import ConfigError
 from jointperception.eval.held_out import HELD_OUT_DAVIS
 from jointperception.train import trainer
 from jointperception.train.checkpoint import load_checkpoint
@@ -73,3 +76,12 @@ def test_real_suite_curve_is_logged_from_the_start(tmp_path: Path, monkeypatch: 
     keys = ("sintel_clean_epe", "sintel_final_epe", "flyingchairs_epe", "davis_dev_j", "hours")
     assert all(math.isfinite(record[key]) for record in real for key in keys)
     assert real[0]["hours"] <= real[1]["hours"]
+
+
+def test_workers_override_and_a_bad_budget_is_refused() -> None:
+    cfg = smoke_config()
+    more = apply_overrides(cfg, workers=3)
+    assert more.data.num_workers == 3 and more.train == cfg.train and cfg.data.num_workers != 3
+    with pytest.raises(ConfigError, match="num_workers"):
+        apply_overrides(cfg, workers=-1)
+    assert cli.main(["train", "--config", str(SMOKE), "--minutes", "0"]) == 2

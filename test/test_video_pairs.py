@@ -168,13 +168,6 @@ def test_selfsup_training_runs_resumes_and_exports(tmp_path: Path) -> None:
     assert resumed.weights.stat().st_mtime_ns == written and load_model(again.weights)[2]["command"] != "rerun"
 
 
-def test_selfsup_refuses_the_fast_variant_before_any_work(tmp_path: Path) -> None:
-    config = selfsup_config(tmp_path / "data", 2) | {"model": {"flow_output_stride": 4}}
-    with pytest.raises(ConfigError, match="model.flow_output_stride"):
-        train_selfsup(config_from_dict(config), tmp_path / "run")
-    assert not (tmp_path / "run").exists()
-
-
 def test_selfsup_with_the_classical_teacher_logs_its_terms(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     texture = rng.integers(0, 256, (40, 80, 3), dtype=np.uint8)

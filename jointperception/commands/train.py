@@ -27,16 +27,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
     parser.add_argument("--seed", type=int, default=None, help="override train.seed (e.g. to measure seed spread)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: %(default)s")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="override data.num_workers (data-loader processes; e.g. 12 on a 16-core GPU machine)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop after this many minutes with last.pt written (resume later with --resume auto)")
 
 
-def apply_overrides(cfg: ExperimentConfig, max_steps: int | None = None, seed: int | None = None) -> ExperimentConfig:
+def apply_overrides(cfg: ExperimentConfig, max_steps: int | None = None, seed: int | None = None,
+                    workers: int | None = None) -> ExperimentConfig:
     """A new validated config with the command-line overrides (the loaded one is never mutated)."""
     overrides = {key: value for key, value in (("max_steps", max_steps), ("seed", seed)) if value is not None}
-    if not overrides:
+    if not overrides and workers is None:
         return cfg
     new = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
+    if workers is not None:
+        new = dataclasses.replace(new, data=dataclasses.replace(new.data, num_workers=workers))
     new.validate()
     return new
 
@@ -44,7 +49,7 @@ def apply_overrides(cfg: ExperimentConfig, max_steps: int | None = None, seed: i
 def run(args: argparse.Namespace) -> int:
     if args.minutes is not None and not args.minutes > 0:
         raise InputError(f"--minutes must be > 0, got {args.minutes}")
-    cfg = apply_overrides(load_config(args.config), args.max_steps, args.seed)
+    cfg = apply_overrides(load_config(args.config), args.max_steps, args.seed, args.workers)
     if args.minutes is not None and cfg.train.mode in ("selfsup", "motion_layers"):
         raise InputError(f"--minutes: train.mode {cfg.train.mode} has no time limit; it applies to joint and iterative runs")
     run_dir = args.out if args.out is not None else Path("runs") / args.config.stem

@@ -19,7 +19,7 @@ VALID_FRACTION = 0.5  # with a validity mask, a coarse pyramid cell counts when 
 
 def pyramid_weights(levels: int) -> tuple[float, ...]:
     """PYRAMID_WEIGHTS for a JointNet pyramid of ``levels``: the matching flow, the decoder levels
-    from 1/32 down (the fast variant stops at 1/4), full resolution; a lone flow weighs 1."""
+    from 1/32 down, full resolution; a lone flow weighs 1."""
     if levels == 1:
         return (1.0,)
     decoder_levels = levels - 2

@@ -8,11 +8,9 @@ from jointperception.models.motionnet import MotionLayerNet
 
 def build_model(cfg: ModelConfig) -> JointNet:
     """JointNet of the configured width; ``fusion="none"`` is the no-feature-exchange ablation;
-    ``flow_output_stride`` 4 ends the flow decoder one level early (the fast variant);
     ``cost_volumes`` adds the decoder's warped cost volumes (large displacements)."""
     cfg.validate()
-    return JointNet(WIDTHS[cfg.width], fusion=cfg.fusion == "bidirectional", flow_output_stride=cfg.flow_output_stride,
-                    cost_volumes=cfg.cost_volumes)
+    return JointNet(WIDTHS[cfg.width], fusion=cfg.fusion == "bidirectional", cost_volumes=cfg.cost_volumes)
 
 
 def build_motion_model(cfg: MotionConfig) -> MotionLayerNet:

@@ -164,23 +164,20 @@ class FlowEncoder(nn.Module):
 
 class FlowDecoder(nn.Module):
     """Coarse-to-fine decoder with skip links, seg fusion, warping and a flow per scale, from stride
-    32 down to ``output_stride`` (2, or 4 for the fast variant: ``strides`` lists the levels), with a
-    warped cost volume at the COST_VOLUME_STRIDES levels when ``cost_volumes``. The cost volume
-    enters last in a level's input, so a network without it widens by zero weights exactly."""
+    32 down to 2, with a warped cost volume at the COST_VOLUME_STRIDES levels when
+    ``cost_volumes``. The cost volume enters last in a level's input, so a network without it
+    widens by zero weights exactly."""
 
     def __init__(self, encoder_channels: dict[int, int], decoder_channels: dict[int, int], seg_channels: dict[int, int],
-                 output_stride: int = 2, cost_volumes: bool = False):
+                 cost_volumes: bool = False):
         super().__init__()
-        if output_stride not in DECODER_STRIDES:
-            raise ValueError(f"output_stride must be one of {DECODER_STRIDES}, got {output_stride}")
-        self.strides = tuple(stride for stride in DECODER_STRIDES if stride >= output_stride)
-        self.cost_volume_radii = {s: r for s, r in COST_VOLUME_RADII.items() if s in self.strides} if cost_volumes else {}
+        self.cost_volume_radii = dict(COST_VOLUME_RADII) if cost_volumes else {}
         self.inputs = nn.ModuleDict()
         self.fusions = nn.ModuleDict()
         self.predictors = nn.ModuleDict()
         self.upconvs = nn.ModuleDict()
         previous = None
-        for stride in self.strides:
+        for stride in DECODER_STRIDES:
             width = decoder_channels[stride]
             in_ch = encoder_channels[stride]
             if previous is not None:
@@ -210,7 +207,7 @@ class FlowDecoder(nn.Module):
         flows, features = [], {}
         x, flow = None, None
         pyramids = [average_pyramid(image, max(WARPED_STRIDES)) for image in (image1, image2)]
-        for stride in self.strides:
+        for stride in DECODER_STRIDES:
             skip = encoder_features[stride]
             if x is None:
                 x = skip

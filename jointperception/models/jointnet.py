@@ -9,9 +9,7 @@ forward(image1, image2) for normalised (B, 3, H, W) frames, H and W multiples of
                        s = 32, 16, 8, 4, 2, 1], input pixels   (training mode only)
     decoder_features  [(B, C_s, H/s, W/s) fused flow-decoder features, s = 32, 16, 8, 4, 2]
                       (training mode only; fed to the EFC occlusion heads)
-With ``flow_output_stride`` 4 (the fast variant) the decoder stops at stride 4: the pyramid and
-the decoder features lack s = 2, the flow is upsampled from stride 4 and the occlusion head reads
-the stride-4 features. With ``cost_volumes`` the decoder also matches features at strides 32..4
+With ``cost_volumes`` the decoder also matches features at strides 32..4
 against image 2's warped by the running estimate (PWC-Net style; see flow_branch).
     encoder_features  [(B, C_s, H/s, W/s) segmentation-encoder features of image1, s = 2 .. 32]
                       (training mode only; EFC temporal consistency)
@@ -65,10 +63,8 @@ class OcclusionHead(nn.Module):
 
 
 class JointNet(nn.Module):
-    def __init__(self, widths: JointNetWidths, fusion: bool = True, flow_output_stride: int = 2,
-                 cost_volumes: bool = False):
+    def __init__(self, widths: JointNetWidths, fusion: bool = True, cost_volumes: bool = False):
         super().__init__()
-        self.flow_output_stride = flow_output_stride
         seg_channels = dict(zip(STRIDES, widths.segmentation))
         flow_channels = dict(zip(STRIDES, widths.flow_encoder))
         decoder_channels = dict(zip(DECODER_STRIDES, widths.flow_decoder))
@@ -77,8 +73,8 @@ class JointNet(nn.Module):
         self.segmentation_head = SegmentationHead(seg_channels, decoder_channels if fusion else {})
         self.flow_encoder = FlowEncoder(widths.flow_encoder, cost_volumes)
         self.flow_decoder = FlowDecoder(flow_channels, decoder_channels, seg_channels if fusion else {},
-                                        flow_output_stride, cost_volumes)
-        self.occlusion_head = OcclusionHead(decoder_channels[flow_output_stride])
+                                        cost_volumes)
+        self.occlusion_head = OcclusionHead(decoder_channels[DECODER_STRIDES[-1]])
 
     def branch_modules(self, branch: str) -> list[nn.Module]:
         """Modules trained in a ``branch`` phase; fusion convs belong to the branch they feed."""
@@ -102,7 +98,7 @@ class JointNet(nn.Module):
         # flow -> seg: fused decoder features enter the 1/8, 1/16, 1/32 score layers
         mask_logits, _ = self.segmentation_head(seg_features, decoder_features if self.fusion else None)
         flow = F.interpolate(flows[-1], size=size, mode="bilinear", align_corners=False)
-        occlusion_logits = self.occlusion_head(decoder_features[self.flow_output_stride], flows[-1])
+        occlusion_logits = self.occlusion_head(decoder_features[DECODER_STRIDES[-1]], flows[-1])
         outputs: dict[str, torch.Tensor | list[torch.Tensor]] = {
             "mask_logits": upsample_logits(mask_logits, size),
             "flow": flow,
@@ -110,6 +106,6 @@ class JointNet(nn.Module):
         }
         if self.training:
             outputs["flow_pyramid"] = [matching_flow, *flows, flow]
-            outputs["decoder_features"] = [decoder_features[stride] for stride in self.flow_decoder.strides]
+            outputs["decoder_features"] = [decoder_features[stride] for stride in DECODER_STRIDES]
             outputs["encoder_features"] = [seg_features[stride] for stride in STRIDES]
         return outputs

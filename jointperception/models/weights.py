@@ -90,16 +90,15 @@ def initial_model(init_from: str, model_cfg: ModelConfig, key: str) -> JointNet:
     """The network a training run starts from: ``init_from`` "" -> a random ``model_cfg`` network;
     "bundled" -> DEFAULT_MODEL_PATH; else that model file or trainer checkpoint.
 
-    A file of the same width and fusion with another ``flow_output_stride`` or ``cost_volumes``
-    starts the new network (``carry_weights``). ConfigError naming the config ``key`` when the
+    A file of the same width and fusion without ``cost_volumes`` starts a network with them
+    (``carry_weights``). ConfigError naming the config ``key`` when the
     file holds another width or fusion; ModelFileError for a bad file."""
     if not init_from:
         return build_model(model_cfg)
     model, file_cfg, _ = load_model(None if init_from == "bundled" else init_from)
     if file_cfg == model_cfg:
         return model
-    variant = {"flow_output_stride": model_cfg.flow_output_stride, "cost_volumes": model_cfg.cost_volumes}
-    if dataclasses.replace(file_cfg, **variant) != model_cfg:
+    if file_cfg.cost_volumes or dataclasses.replace(file_cfg, cost_volumes=True) != model_cfg:
         raise ConfigError(f"{key}: {init_from} holds a {file_cfg}, the config asks for {model_cfg}")
     network = build_model(model_cfg)
     fresh = carry_weights(model, network)
