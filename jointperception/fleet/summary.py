@@ -20,8 +20,8 @@ Outcome = Mapping[str, object]
 def _bag_row(outcome: Outcome) -> dict[str, object]:
     """One bag's line of the summary: status, cause, throughput, latency and GT scores."""
     row: dict[str, object] = {"name": outcome["name"], "bag": outcome["bag"], "status": outcome["status"]}
-    if outcome["status"] == FAILED:
-        return {**row, "error": outcome["error"]}
+    if outcome["status"] == FAILED:  # "detail": Ray's full report (a traceback) where Ray gave one
+        return {**row, "error": outcome["error"], **({"detail": outcome["detail"]} if "detail" in outcome else {})}
     metrics = outcome["metrics"]
     gt = metrics["gt"]
     return {**row, "report": f"{outcome['name']}/report.html", "frames": metrics["frames"],
