@@ -90,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
         _print_outcome(len(finished), len(tasks), outcome)
 
     start = time.perf_counter()
-    with ray_session(args.address, args.num_cpus, args.num_gpus):
-        check_fits(resources)
+    with ray_session(args.address, args.num_cpus, args.num_gpus) as local:
+        if local:  # a cluster may grow (autoscaling): only the Ray started here is known to be short
+            check_fits(resources)
         ray_start_s = time.perf_counter() - start
         outcomes = run_tasks(tasks, resources, progress)
     facts = {"command": "replay-fleet", "out": str(out), "ray": args.address or "local",

@@ -65,7 +65,7 @@ def ray_session(address: str | None, num_cpus: int | None = None, num_gpus: int 
 
 def check_fits(resources: TaskResources) -> None:
     """InputError when one bag asks for more CPUs or GPUs than the connected Ray has in all (its
-    tasks would wait forever)."""
+    tasks would wait forever, unless the cluster grows)."""
     available = import_ray().cluster_resources()
     for name, wanted in (("CPU", resources.cpus), ("GPU", resources.gpus)):
         if wanted > available.get(name, 0.0):
