@@ -27,6 +27,7 @@ setup(
     ],
     extras_require={
         "export": ["onnx", "onnxruntime", "onnxscript"],
+        "fleet": ["ray"],
         "plots": ["matplotlib"],
         "test": ["pytest"],
     },

@@ -24,6 +24,7 @@ COMMANDS = {
     "bench": "bench",
     "demo": "demo",
     "replay": "replay",
+    "replay-fleet": "replay_fleet",
     "record-sample": "record_sample",
 }
 

@@ -8,23 +8,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from jointperception.commands.predict import parse_size
 from jointperception.commands.stage_options import add_stage_arguments, stage_settings
-from jointperception.data.formats import write_image
-from jointperception.eval.replay import ReplaySettings, replay_bag
-from jointperception.eval.report import (
-    FILES_DIR,
-    replay_metrics,
-    write_metrics,
-    write_report,
-)
+from jointperception.eval.replay import ReplaySettings
+from jointperception.eval.replay_job import ReplayJob, replay_to_folder
 from jointperception.runtime.backends import BACKEND_NAMES
 from jointperception.runtime.mask_memory import MAX_MEMORY_WEIGHT, check_memory_weight
 from jointperception.runtime.motion_layers import MASK_SOURCES
-from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
-from jointperception.viz import make_strip
 
 HELP = "run the perception pipeline over a camera topic of a rosbag2 bag; write an output bag + report"
 
@@ -38,12 +28,17 @@ def _probability(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = ReplaySettings()
     parser.add_argument("in_bag", type=Path, metavar="IN_BAG", help="rosbag2 bag (folder, .mcap or .db3)")
-    parser.add_argument("--topic", default=defaults.topic, help="camera topic: sensor_msgs/Image or CompressedImage (e.g. /camera/image_raw/compressed)")
     parser.add_argument("--out", required=True, type=Path, help="output bag folder (mcap; must not exist)")
     parser.add_argument("--report-dir", type=Path, default=None,
                         help="folder for metrics.json and report.html (default: the folder holding --out)")
+    add_replay_options(parser)
+
+
+def add_replay_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the pipeline and the replay (``replay_job`` reads them), shared with ``replay-fleet``."""
+    defaults = ReplaySettings()
+    parser.add_argument("--topic", default=defaults.topic, help="camera topic: sensor_msgs/Image or CompressedImage (e.g. /camera/image_raw/compressed)")
     parser.add_argument("--model", type=Path, default=None, help="model file (default: the bundled model)")
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="torch", help="inference backend (default torch, as the node)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
@@ -65,36 +60,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=defaults.samples, help="sample strips in the report")
 
 
-def run(args: argparse.Namespace) -> int:
+def replay_job(args: argparse.Namespace) -> ReplayJob:
+    """The parsed ``add_replay_options`` as a ReplayJob; InputError for a bad --mask-memory."""
     check_memory_weight(args.mask_memory)
-    report_dir = args.report_dir if args.report_dir is not None else args.out.resolve().parent
-    pipeline = PerceptionPipeline.from_model_file(args.model, args.backend, args.device, args.network_size)
-    pipeline.mask_source = args.mask_source
-    pipeline.mask_threshold = args.mask_threshold
-    pipeline.occlusion_threshold = args.occlusion_threshold
     stages = stage_settings(args)
-    pipeline.prealign, pipeline.refine, pipeline.refined_layers = stages["prealign"], stages["refine"], stages["refined_layers"]
     settings = ReplaySettings(topic=args.topic, output_prefix=args.output_prefix, reset_gap_s=args.reset_gap_s,
                               mask_memory=args.mask_memory, samples=args.samples)
-    samples: list[Path] = []
+    return ReplayJob(model=args.model, backend=args.backend, device=args.device, network_size=args.network_size,
+                     mask_source=args.mask_source, mask_threshold=args.mask_threshold,
+                     occlusion_threshold=args.occlusion_threshold, settings=settings, **stages)
 
-    def save_sample(stamp_ns: int, rgb: np.ndarray, out: PairOutputs) -> None:
-        path = report_dir / FILES_DIR / f"sample_{stamp_ns}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_image(path, make_strip(rgb, out.mask, out.flow, out.layers))
-        samples.append(path)
 
-    result = replay_bag(pipeline, args.in_bag, args.out, settings, on_sample=save_sample)
-    facts = {
-        "input_bag": str(args.in_bag), "topic": args.topic, "output_bag": str(args.out),
-        "model": str(pipeline.model_path), "backend": pipeline.backend.name, "device": pipeline.backend.device,
-        "network_size": "x".join(map(str, pipeline.network_size)), "mask_source": args.mask_source, "mask_threshold": args.mask_threshold,
-        "occlusion_threshold": args.occlusion_threshold, "mask_memory": args.mask_memory,
-        "prealign": stages["prealign"], "refine_flow": stages["refine"], "refined_layers": stages["refined_layers"], "reset_gap_s": args.reset_gap_s,
-    }
-    metrics = replay_metrics(result, facts)
-    metrics_path = write_metrics(report_dir / "metrics.json", metrics)
-    report_path = write_report(report_dir, metrics, samples)
+def run(args: argparse.Namespace) -> int:
+    job = replay_job(args)
+    report_dir = args.report_dir if args.report_dir is not None else args.out.resolve().parent
+    outcome = replay_to_folder(job, args.in_bag, args.out, report_dir)
+    result, metrics = outcome.result, outcome.metrics
     latency = metrics["latency_ms"]
     print(f"replayed {result.counts.get('received', 0)} frames of {args.topic}: "
           f"{result.counts.get('processed', 0)} processed, {metrics['throughput_fps']:.1f} fps, "
@@ -102,5 +83,5 @@ def run(args: argparse.Namespace) -> int:
     for kind, values in result.gt.items():
         shown = {k: v for k, v in values.items() if k in ("j_mean", "epe_all", "epe_noc", "fl_all")}
         print(f"  vs GT {kind}: " + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()))
-    print(f"output bag: {args.out}\nmetrics:    {metrics_path}\nreport:     {report_path}")
+    print(f"output bag: {args.out}\nmetrics:    {outcome.metrics_path}\nreport:     {outcome.report_path}")
     return 0
