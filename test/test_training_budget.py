@@ -6,6 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +88,17 @@ def test_workers_override_and_a_bad_budget_is_refused() -> None:
     with pytest.raises(ConfigError, match="num_workers"):
         apply_overrides(cfg, workers=-1)
     assert cli.main(["train", "--config", str(SMOKE), "--minutes", "0"]) == 2
+
+
+def test_gpu_training_script_trains_for_its_minutes_and_returns_the_run(tmp_path: Path) -> None:
+    """tools/gpu_train.sh, run here on the CPU (DEVICE=cpu): the budget ends the run resumable and
+    the run folder comes back under $OUT."""
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "out"
+    env = os.environ | {"OUT": str(out), "DEVICE": "cpu", "PYTHON": sys.executable}
+    run_dir = tmp_path / "run"
+    done = subprocess.run(["bash", "tools/gpu_train.sh", "0.001", str(run_dir), str(SMOKE), "0"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    returned = out / str(run_dir).lstrip("/")
+    assert load_checkpoint(returned / "last.pt")["step"] >= 1 and (returned / "metrics.jsonl").is_file()

@@ -12,23 +12,26 @@
 # tqdm==4.70.1 rosbags==0.11.9 opencv-python-headless==5.0.0.93) unless already installed.
 # Photo textures are read from $JOINTPERCEPTION_DATA when it is carried; without it the run stops
 # with the config's error, so carry the frames or use a config without photo_textures.
+# DEVICE (default cuda) and PYTHON (default python) let the test suite run it on the CPU.
 set -euo pipefail
 minutes=${1:?usage: tools/gpu_train.sh MINUTES RUN_DIR [CONFIG] [WORKERS]}
 run_dir=${2:?usage: tools/gpu_train.sh MINUTES RUN_DIR [CONFIG] [WORKERS]}
 config=${3:-config/train_real_motion.yaml}
 workers=${4:-12}
 out=${OUT:?OUT must name the folder that comes back}
+python=${PYTHON:-python}
+device=${DEVICE:-cuda}
 
 for module in safetensors yaml tqdm rosbags cv2; do
-  if ! python -c "import ${module}" 2>/dev/null; then
-    python -m pip install --quiet --no-index --find-links .whl safetensors PyYAML tqdm rosbags opencv-python-headless
+  if ! "${python}" -c "import ${module}" 2>/dev/null; then
+    "${python}" -m pip install --quiet --no-index --find-links .whl safetensors PyYAML tqdm rosbags opencv-python-headless
     break
   fi
 done
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+if [ "${device}" = cuda ]; then nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true; fi
 # the time budget ends the run resumable (last.pt); the copy below runs whatever the exit status
 status=0
-PYTHONPATH=. python -m jointperception train --config "${config}" --out "${run_dir}" --resume auto --device cuda \
+PYTHONPATH=. "${python}" -m jointperception train --config "${config}" --out "${run_dir}" --resume auto --device "${device}" \
   --minutes "${minutes}" --workers "${workers}" || status=$?
 mkdir -p "${out}/$(dirname "${run_dir}")"
 cp -r "${run_dir}" "${out}/${run_dir}"
