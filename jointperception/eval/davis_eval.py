@@ -97,12 +97,12 @@ def score_sequences(
 
 def evaluate_davis(
     pipeline: PerceptionPipeline, root: Path, frame_step: int = 1, with_reference: bool = True,
-    memory_weight: float = DEFAULT_MEMORY_WEIGHT, sequences: list[str] | None = None,
+    memory_weight: float = DEFAULT_MEMORY_WEIGHT,
 ) -> dict[str, dict]:
     """Our mask from each source (ours_fused, ours_segmentation, ours_motion, ours_residual: one
     inference per frame from the pair (i, i + 1), each timed with it); ours_fused_stream: the
     pipeline's mask as the node publishes it (``streaming`` with ``memory_weight``); optionally
-    the classical DIS-medium reference. ``sequences``: the DAVIS sequences to score (None: all)."""
+    the classical DIS-medium reference."""
     def ours(first: np.ndarray, second: np.ndarray) -> dict[str, np.ndarray]:
         masks = source_masks(pipeline.infer_pair(first, second), pipeline.mask_threshold)
         return {f"ours_{source}": masks[source] for source in MASK_SOURCES}
@@ -111,4 +111,4 @@ def evaluate_davis(
         "ours": per_pair(ours), f"ours_{pipeline.mask_source}_stream": streaming(pipeline, memory_weight)}
     if with_reference:
         predictors["classical_dis_medium"] = per_pair(lambda a, b: classical_reference(a, b, preset="medium")[0])
-    return score_sequences(root, predictors, sequences=sequences, frame_step=frame_step)
+    return score_sequences(root, predictors, frame_step=frame_step)

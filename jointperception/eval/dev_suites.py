@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from jointperception.data.real import davis_sequences, flyingchairs_pairs, sintel_pairs
-from jointperception.eval.davis_eval import evaluate_davis
+from jointperception.eval.davis_eval import per_pair, score_sequences
 from jointperception.eval.flow_eval import score_flow_pairs
 from jointperception.eval.held_out import HELD_OUT_DAVIS
 from jointperception.runtime.backends import TorchBackend
@@ -36,7 +36,7 @@ def dev_suite_scores(model: torch.nn.Module, root: Path) -> dict[str, float]:
         scores[f"sintel_{name}_epe"] = score_flow_pairs(sintel_pairs(root / "sintel", passes=(name,)), ours)["ours"]["epe_all"]
     scores["flyingchairs_epe"] = score_flow_pairs(flyingchairs_pairs(root / "flyingchairs"), ours)["ours"]["epe_all"]
     dev = [name for name in davis_sequences(root / "davis2016") if name not in HELD_OUT_DAVIS]
-    davis = evaluate_davis(pipeline, root / "davis2016", frame_step=DAVIS_FRAME_STEP, with_reference=False,
-                           sequences=dev)
-    scores["davis_dev_j"] = davis["ours_fused"]["j_mean"]
+    fused = per_pair(lambda a, b: pipeline.infer_pair(a, b).mask)
+    davis = score_sequences(root / "davis2016", {"fused": fused}, sequences=dev, frame_step=DAVIS_FRAME_STEP)
+    scores["davis_dev_j"] = davis["fused"]["j_mean"]
     return scores
