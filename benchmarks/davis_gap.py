@@ -11,10 +11,10 @@ segmenters:
               connected component; ``eval.classical_segmentation``)
 
 Every mask is scored at 320x240 against the annotation (nearest-resized). The joint network's own
-published masks come from the full graph and are in ``benchmarks/eval_bundled.json``; the
+published masks come from the full graph and are in ``benchmarks/results/eval.json``; the
 classical reference there runs DIS at full resolution (J 0.463).
 
-    OMP_NUM_THREADS=1 python benchmarks/davis_gap.py --frame-step 5 --out benchmarks/davis_gap.json
+    OMP_NUM_THREADS=1 python benchmarks/davis_gap.py --frame-step 5 --out benchmarks/results/davis_gap.json
 
 Skips (exit 0, reason printed) when the DAVIS folder is missing.
 """
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--motion-model", type=Path, default=DEFAULT_MOTION_MODEL_PATH)
     parser.add_argument("--frame-step", type=int, default=5, help="score every k-th frame")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/davis_gap.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/davis_gap.json"))
     args = parser.parse_args()
     if not (args.root / "JPEGImages").is_dir():
         print(f"skipped: no DAVIS data at {args.root} (expected JPEGImages/ and Annotations/)")

@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=100, help="validation pairs (default: %(default)s)")
     parser.add_argument("--max-iterations", type=int, default=50, help="classical EM cap (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/em_layers.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/em_layers.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, motion_cfg, meta = load_motion_model(args.model)

@@ -2,7 +2,7 @@
 the pipeline around it, on this CPU.
 
     OMP_NUM_THREADS=1 python benchmarks/pipeline_profile.py [--input-size 640x480] [--runs 60] \
-        --out benchmarks/pipeline_profile.json
+        --out benchmarks/results/pipeline_profile.json
 
 Bundled models through ONNX Runtime fp32 (2 intra-op threads, idle threads sleep: the node's
 settings), 320x240 network, a rendered pair at the input size. Graph: ONNX Runtime's own profiler

@@ -1,6 +1,5 @@
 """Before/after scores of a self-supervised fine-tune on the sequences held out from it, shared by
-the benchmarks selfsup_finetune.py, selfsup_crossval.py, selfsup_interpolation.py and
-selfsup_mask_sources.py: Sintel EPE of the held-out scene (clean and final) and per-pair fused DAVIS
+the benchmarks selfsup_crossval.py and selfsup_mask_sources.py: Sintel EPE of the held-out scene (clean and final) and per-pair fused DAVIS
 J of the held-out sequences, through the runtime pipeline at 320x240 (torch backend); and, per
 held-out sequence, the J of every mask the pipeline can publish (``held_out_mask_sources``), to see
 which part of the mask a fine-tune moves."""

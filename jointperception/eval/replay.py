@@ -43,7 +43,6 @@ from jointperception.runtime.stream import (
     pair_reset_reason,
 )
 
-GT_KINDS = ("mask", "flow", "occlusion")
 PENDING_LIMIT = 64  # unmatched outputs / GT kept for stamp matching; the oldest go first
 # (stamp_ns, newest frame (H, W, 3) uint8, its outputs): called for the sample frames
 SampleCallback = Callable[[int, np.ndarray, PairOutputs], None]

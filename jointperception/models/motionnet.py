@@ -89,8 +89,3 @@ def layers_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Layer ids (B, H, W) int64 from logits or probabilities (B, K, H, W): argmax, largest layer = 0."""
     labels = logits.permute(0, 2, 3, 1).contiguous().argmax(dim=-1)  # channels-last argmax: ~8x faster on CPU
     return order_layers_by_area(labels, logits.shape[1])
-
-
-def foreground_from_layers(layers: torch.Tensor) -> torch.Tensor:
-    """Moving mask (B, H, W) bool: every layer except the largest (id 0, background)."""
-    return layers > 0

@@ -22,7 +22,6 @@ from torch import nn
 
 from jointperception.config import ExperimentConfig
 from jointperception.data.flow_samples import FlowSamples, load_or_build_flow_samples
-from jointperception.data.video_flows import load_or_build_video_flows
 from jointperception.errors import ConfigError
 from jointperception.eval.layer_metrics import foreground_j, matched_layer_iou
 from jointperception.losses.motion_em import em_loss, random_quadratic_flow
@@ -114,11 +113,7 @@ def train_motion_layers(cfg: ExperimentConfig, run_dir: str | Path, *, resume: s
                                            mc.predicted_flow_samples, joint_model)
     val_set = load_or_build_flow_samples(run_dir / "flow_val.pt", cfg.data, "val", cfg.data.val_samples,
                                          cfg.data.val_samples if mc.predicted_flow_samples else 0, joint_model)
-    video_flow = load_or_build_video_flows(run_dir / "flow_video.pt", mc.video_root, mc.video_images, mc.video_holdout,
-                                           mc.video_flow_samples, tc.seed, joint_model,
-                                           (mc.video_network_width, mc.video_network_height),
-                                           cfg.data.height, cfg.data.width)
-    pool = torch.cat([train_set.gt_flow, train_set.predicted_flow, video_flow])
+    pool = torch.cat([train_set.gt_flow, train_set.predicted_flow])
     log = MetricsLog(run_dir, keep_until_step=progress.step if resume_path else None)
     budget_s = mc.max_train_minutes * 60.0 or math.inf
     last_eval, received, sums, count = -1, 0, {}, 0

@@ -7,9 +7,7 @@ with the supervised losses:
 (EFC eq. 9; the bracket is eq. 8 plus the supervised flow terms), plus, when its weights are set,
 a teacher's distillation on the unlabelled pairs (losses/teacher.py): DIS-medium flow and the
 classical mask (data/teacher.py), the step's own flow after the runtime refinement
-(data/refinement_teacher.py), either flow optionally with its dominant affine motion as the
-background (data/background_teacher.py), or the mask the starting model's pipeline publishes
-(data/pipeline_masks.py). The per-block occlusion heads (models/efc_occlusion_heads.py) live beside
+(data/refinement_teacher.py). The per-block occlusion heads (models/efc_occlusion_heads.py) live beside
 the network and are checkpointed with it, never exported. No labels means no validation:
 ``last.pt`` every ``eval_every`` steps (atomic, resumable), and the final network goes to
 ``run_dir/selfsup.safetensors``. SIGINT/SIGTERM finish the step, write ``last.pt`` and return.
@@ -28,10 +26,8 @@ import torch
 from torch import nn
 
 from jointperception.config import ExperimentConfig, SelfSupConfig
-from jointperception.data.background_teacher import affine_background
 from jointperception.data.datasets import SyntheticPairDataset
 from jointperception.data.paths import shared_data_root
-from jointperception.data.pipeline_masks import published_masks
 from jointperception.data.refinement_teacher import refined_flow_targets
 from jointperception.data.video_pairs import (
     FrameSequence,
@@ -48,7 +44,6 @@ from jointperception.losses.unsupervised import EfcWeights, efc_unlabelled_loss
 from jointperception.models.efc_occlusion_heads import EfcOcclusionHeads
 from jointperception.models.normalize import normalize_images
 from jointperception.models.weights import initial_model, save_weights
-from jointperception.runtime.pipeline import PerceptionPipeline
 from jointperception.train.checkpoint import (
     LAST_NAME,
     load_checkpoint,
@@ -91,19 +86,11 @@ def efc_weights(sc: SelfSupConfig) -> EfcWeights:
                       sc.temporal_consistency, sc.segmentation_mask)
 
 
-def pipeline_teacher_masks(sc: SelfSupConfig, sequences: list[FrameSequence]) -> list[tuple[np.ndarray, ...]]:
-    """The masks ``sc.init_from``'s runtime pipeline (torch, at the frames' size) publishes for every
-    frame: the starting model teaches, and stays fixed while the network trains."""
-    model_path = None if sc.init_from == "bundled" else sc.init_from
-    pipeline = PerceptionPipeline.from_model_file(model_path, "torch", "cpu", (sc.frame_width, sc.frame_height))
-    return published_masks(sequences, pipeline)
-
-
 def teacher_batch(sc: SelfSupConfig, batch: dict[str, torch.Tensor], first: torch.Tensor, second: torch.Tensor,
                   outputs: dict) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """Teacher flow (2B, 2, h, w), valid (2B, 1, h, w) and mask (2B, 1, h, w) in the order of ``first``
     (image1 -> image2, then image2 -> image1); None for a target whose weight is 0."""
-    def both_directions(key: str) -> torch.Tensor:  # the dataset's targets (classical, or given masks)
+    def both_directions(key: str) -> torch.Tensor:  # the dataset's classical targets
         return torch.cat([batch[f"teacher_{key}1"], batch[f"teacher_{key}2"]])
 
     flow = valid = mask = None
@@ -112,8 +99,6 @@ def teacher_batch(sc: SelfSupConfig, batch: dict[str, torch.Tensor], first: torc
             flow, valid = refined_flow_targets(first, second, outputs["flow"])
         else:
             flow, valid = both_directions("flow"), both_directions("valid")
-        if sc.teacher_background == "affine":
-            flow = affine_background(flow, valid)
     if sc.teacher_mask_weight > 0:
         mask = both_directions("mask")
     return flow, valid, mask
@@ -162,8 +147,7 @@ def train_selfsup(cfg: ExperimentConfig, run_dir: str | Path, *, resume: str | P
         return TrainResult(run_dir, step, None, math.nan, {}, run_dir / WEIGHTS_NAME)
     sequences = load_sequences(sc)
     pairs = VideoPairDataset(sequences, tc.max_steps * tc.batch_size, tc.seed, cfg.data.height, cfg.data.width,
-                             sc.max_dt, teacher=sc.uses_classical_targets, prealign=sc.prealign,
-                             masks=pipeline_teacher_masks(sc, sequences) if sc.uses_pipeline_masks else None)
+                             sc.max_dt, teacher=sc.uses_classical_targets, prealign=sc.prealign)
     labelled = SyntheticPairDataset.from_config(cfg.data) if sc.labelled_batch_size else None
     weights = efc_weights(sc)
     log = MetricsLog(run_dir, keep_until_step=step if resume_path else None)
