@@ -76,25 +76,6 @@ def test_prealigned_pairs_take_the_pan_out_of_the_second_frame() -> None:
         assert torch.equal(b["image1"][inner], b["image2"][inner])
 
 
-def test_given_masks_follow_the_crop_flip_and_prealignment_of_their_frames() -> None:
-    """Each frame's mask marks the same picture content (a column band that pans with the frame):
-    cropped, flipped and pre-aligned like the images, mask and image still agree pixel for pixel."""
-    wide = cv2.GaussianBlur(np.random.default_rng(5).integers(0, 256, (64, 140, 3), dtype=np.uint8), (0, 0), 1.5)
-    wide[:, 60:80] = 255  # a white band the masks mark
-    frames = tuple(np.ascontiguousarray(wide[:, 6 * k : 6 * k + 96]) for k in range(4))
-    masks = [tuple(frame.min(axis=2) == 255 for frame in frames)]
-    dataset = VideoPairDataset([FrameSequence("pan", frames)], 30, seed=2, height=48, width=64, max_dt=2,
-                               prealign=True, masks=masks)
-    inner = np.s_[:, 4:-4, 12:-12]
-    for index in range(30):
-        item = dataset[index]
-        for k in (1, 2):
-            band = item[f"image{k}"].min(dim=0).values[None] == 255
-            assert torch.equal(item[f"teacher_mask{k}"][inner] > 0.5, band[inner]), (index, k)
-    with pytest.raises(ValueError, match="one \\(H, W\\) mask per frame"):
-        VideoPairDataset([FrameSequence("pan", frames)], 4, seed=2, height=48, width=64, masks=[masks[0][:3]])
-
-
 def test_folder_and_glob_sources_resize_and_hold_out(tmp_path: Path) -> None:
     write_folder(tmp_path / "a", numbered_frames(3))
     write_folder(tmp_path / "b", numbered_frames(4))
