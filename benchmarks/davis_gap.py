@@ -8,7 +8,7 @@ segmenters:
   motion_net  the bundled MotionLayerNet as in the fused graph (flow average-pooled to the
               motion grid, largest layer = background, mask = 1 - g_background > 0.5)
   classical   the classical reference's rule (robust dominant affine -> Otsu residual -> largest
-              connected component; ``eval.classical_segmentation``)
+              connected component; ``classical.motion_segmentation``)
 
 Every mask is scored at 320x240 against the annotation (nearest-resized). The joint network's own
 published masks come from the full graph and are in ``benchmarks/results/eval.json``; the
@@ -31,8 +31,8 @@ import torch.nn.functional as F
 
 from jointperception.data.paths import shared_data_root
 from jointperception.data.real import davis_sequences, load_davis_sequence
-from jointperception.eval.baselines import dis_flow
-from jointperception.eval.classical_segmentation import classical_motion_segmentation
+from jointperception.classical.opencv_flow import dis_flow
+from jointperception.classical.motion_segmentation import classical_motion_segmentation
 from jointperception.eval.davis_eval import pair_indices
 from jointperception.eval.metrics import jaccard
 from jointperception.models.blocks import channel_softmax

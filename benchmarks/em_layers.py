@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from jointperception.config import config_from_dict
-from jointperception.data.flow_samples import build_flow_samples
+from jointperception.train.flow_samples import build_flow_samples
 from jointperception.eval.classical_em import classical_em
 from jointperception.eval.layer_metrics import foreground_j, matched_layer_iou
 from jointperception.models.motionnet import layers_from_logits

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from jointperception.data.synthetic import render_sequence
-from jointperception.runtime.flow_refinement import refine_flow
+from jointperception.classical.flow_refinement import refine_flow
 from jointperception.runtime.motion_layers import residual_mask, split_layers
 from jointperception.runtime.onnxruntime_backend import open_session
 from jointperception.runtime.pipeline import (
@@ -36,7 +36,7 @@ from jointperception.runtime.pipeline import (
     restore_flow,
     restore_probability,
 )
-from jointperception.runtime.prealign import dominant_translation, shift_frame
+from jointperception.classical.prealign import dominant_translation, shift_frame
 
 NETWORK_SIZE = (320, 240)
 THREADS = 2

@@ -125,7 +125,7 @@ class SelfSupConfig:
     segmentation_mask: bool = True  # O_seg error mask of eq. 5 (with OE)
     teacher_flow_weight: float = 0.0  # distil the teacher's flow where forward-backward consistent (0 = off)
     teacher_flow_source: str = "classical"  # classical: DIS-medium (data/teacher.py); refined: the network's own flow
-                                            # of the step after runtime.flow_refinement (data/refinement_teacher.py)
+                                            # of the step after classical.flow_refinement (data/refinement_teacher.py)
     teacher_mask_weight: float = 0.0  # distil the teacher's moving-object mask (0 = off)
     freeze_batchnorm_stats: bool = False  # keep the starting model's BatchNorm running statistics (affine params still train)
     prealign: bool = False  # take each pair's dominant translation out of its second frame, as the runtime pipeline does

@@ -19,8 +19,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from jointperception.config import ModelConfig
 from jointperception.models import build_model
 from jointperception.models.weights import save_weights
-from jointperception.ros.compressed import encode_compressed
-from jointperception.ros.convert import decode_image, encode_image
+from jointperception.data.compressed_image import encode_compressed
+from jointperception.data.image_msg import decode_image, encode_image
 
 HEIGHT, WIDTH = 64, 96  # frame size the tests send unless they say otherwise
 OUTPUTS = {"mask": "mono8", "flow": "32FC2", "occlusion": "mono8", "motion_layers": "mono8",

@@ -19,7 +19,7 @@ from jointperception.data.bags import (
     typestore,
 )
 from jointperception.errors import DataFormatError, InputError
-from jointperception.ros.convert import EncodedImage, decode_image
+from jointperception.data.image_msg import EncodedImage, decode_image
 
 STORAGE_SUFFIX = {"mcap": ".mcap", "sqlite3": ".db3"}
 T0 = 1_700_000_000_123_456_789  # ns

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jointperception.errors import InputError
-from jointperception.eval.baselines import (
+from jointperception.classical.opencv_flow import (
     classical_motion_segmentation,
     classical_reference,
     dis_flow,

@@ -23,7 +23,7 @@ from jointperception.config import ModelConfig
 from jointperception.errors import InputError, JointPerceptionError, ModelFileError
 from jointperception.export.onnx import read_onnx_model
 from jointperception.export.onnx_cache import cached_onnx, source_sha256
-from jointperception.export.parity import (
+from jointperception.eval.parity import (
     MIN_MASK_AGREEMENT,
     TOLERANCES,
     ParityError,

@@ -1,4 +1,4 @@
-"""Variational flow refinement (runtime.flow_refinement): what it does to the bundled (trained)
+"""Variational flow refinement (classical.flow_refinement): what it does to the bundled (trained)
 network's flow on synthetic pairs with exact ground truth, and its input contract."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from jointperception.config import DataConfig
 from jointperception.eval.synthetic_benchmark import synthetic_pairs
-from jointperception.runtime.flow_refinement import refine_flow
+from jointperception.classical.flow_refinement import refine_flow
 from jointperception.runtime.pipeline import PerceptionPipeline
 
 

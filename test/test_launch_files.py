@@ -1,4 +1,4 @@
-"""Launch files (DESIGN §5). ``launch``/``launch_ros`` are not pip-installable: when they import,
+"""Launch files (README, ROS 2: launch). ``launch``/``launch_ros`` are not pip-installable: when they import,
 the descriptions are loaded; in every case the files are parsed and their executables, params
 file, remaps and arguments are checked against setup.py, config/ and the nodes' sources."""
 from __future__ import annotations

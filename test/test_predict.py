@@ -19,7 +19,7 @@ from jointperception.data.formats import read_flo, read_mask, write_image, write
 from jointperception.data.synthetic import render_sequence
 from jointperception.models import build_model
 from jointperception.models.weights import save_weights
-from jointperception.ros.compressed import EncodedCompressedImage
+from jointperception.data.compressed_image import EncodedCompressedImage
 
 HEIGHT, WIDTH = 50, 70  # not multiples of 32, and different from the network size
 NETWORK = ["--network-size", "64x48"]

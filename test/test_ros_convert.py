@@ -1,4 +1,4 @@
-"""Image message fields <-> numpy (jointperception.ros.convert), without rclpy or DDS."""
+"""Image message fields <-> numpy (jointperception.data.image_msg), without rclpy or DDS."""
 from __future__ import annotations
 
 import array
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jointperception.errors import InputError
-from jointperception.ros.convert import (
+from jointperception.data.image_msg import (
     ENCODINGS,
     ImageConversionError,
     decode_image,

@@ -33,7 +33,7 @@ from jointperception.export.onnx import read_onnx_model
 from jointperception.export.onnx_cache import cached_onnx
 from jointperception.export.tensorrt import build_engine, import_tensorrt, runtime_spec
 from jointperception.models.weights import DEFAULT_MODEL_PATH
-from jointperception.ros.convert import ImageConversionError
+from jointperception.data.image_msg import ImageConversionError
 from jointperception.runtime.pipeline import padded_size, preprocess
 from jointperception.runtime.tensorrt_backend import ENGINE_SUFFIXES
 

@@ -7,7 +7,7 @@ Item i (seeded by ``seed + i``) picks a sequence, a frame t and a gap dt in [1, 
 (EFC: "pairs with dt in [1, 5]"), then one random crop and horizontal flip for both frames:
     image1, image2: (3, h, w) uint8 RGB, frames t and t + dt (or t + dt and t, half the time).
 With ``prealign=True`` the pair's dominant translation is taken out of the second frame first, on
-the whole frames, as the runtime pipeline does before its network (runtime.prealign), so the pairs
+the whole frames, as the runtime pipeline does before its network (classical.prealign), so the pairs
 move as the deployed network's inputs do.
 With ``teacher=True`` an item also holds the classical teacher's targets (data/teacher.py),
 computed on the whole frames and then cropped and flipped like them:
@@ -33,7 +33,7 @@ from jointperception.data.formats import read_image
 from jointperception.data.sources import IMAGE_SUFFIXES, open_frames
 from jointperception.data.teacher import teacher_targets
 from jointperception.errors import ConfigError, InputError
-from jointperception.runtime.prealign import dominant_translation, shift_frame
+from jointperception.classical.prealign import dominant_translation, shift_frame
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from jointperception.eval.metrics import (
     jaccard,
     sequence_j_statistics,
 )
-from jointperception.ros.convert import ImageConversionError, decode_image
+from jointperception.data.image_msg import ImageConversionError, decode_image
 from jointperception.runtime.mask_memory import DEFAULT_MEMORY_WEIGHT, MaskMemory
 from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
 from jointperception.runtime.stream import (

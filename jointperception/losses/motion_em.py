@@ -1,4 +1,4 @@
-"""Parametric motion fit and the EM motion-segmentation loss (DESIGN §6, EM motion segmentation).
+"""Parametric motion fit and the EM motion-segmentation loss (docs/design.md, equations: EM).
 
 Site i at normalised coordinates (x, y) in [-1, 1]; design vector P(i) = [1, x, y] (affine) or
 [1, x, y, x², xy, y²] (quadratic), one per flow component: f_θk(i) = (P(i)·θ_k^u, P(i)·θ_k^v).
@@ -147,7 +147,7 @@ def random_quadratic_flow(batch: int, height: int, width: int, generator: torch.
     """A random global quadratic flow (B, 2, H, W), pixels: θ ~ U(−1, 1) · scale · (1, ½, ½, ¼, ¼, ¼).
 
     Adding it to a training flow leaves the EM loss unchanged in law (every layer's model absorbs
-    it); the network learns to be invariant to it (DESIGN §6 augmentation).
+    it); the network learns to be invariant to it (docs/design.md, equations: EM).
     """
     design = design_matrix(height, width, "quadratic", "cpu", dtype)
     decay = torch.tensor([1.0, 0.5, 0.5, 0.25, 0.25, 0.25], dtype=dtype)

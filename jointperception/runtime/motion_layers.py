@@ -9,7 +9,7 @@ Published mask (``MASK_SOURCES``):
     motion        p = 1 - g_background              every non-background layer
     residual      p = r                             r = 1 where the flow moves unlike its robust dominant
                                                     affine motion (residual > Otsu, as the classical
-                                                    reference: eval.classical_segmentation), in the one
+                                                    reference: classical.motion_segmentation), in the one
                                                     connected region the two other cues support most
                                                     (largest sum of p_seg + 1 - g_background), else 0
     fused         p = (p_seg + 1 - g_background + r) / 3  the mean of the three (the default)
@@ -23,7 +23,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from jointperception.eval.classical_segmentation import dominant_motion
+from jointperception.classical.motion_segmentation import dominant_motion
 
 MASK_SOURCES = ("fused", "segmentation", "motion", "residual")
 RESIDUAL_SOURCES = ("fused", "residual")  # the sources that need the residual cue (4 ms at 320x240)

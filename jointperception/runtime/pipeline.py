@@ -1,9 +1,9 @@
 """One code path from a camera frame pair to outputs at camera resolution.
 
 pre:  resize (H, W) -> network size, take the pair's dominant translation out of the second frame
-      (``runtime.prealign``; added back to the flow after the backend), replicate-pad bottom/right
+      (``classical.prealign``; added back to the flow after the backend), replicate-pad bottom/right
       to a multiple of NETWORK_STRIDE, normalise;  backend: network-resolution probabilities and flow;
-post: variational refinement of the flow on the network grid (``runtime.flow_refinement``), motion
+post: variational refinement of the flow on the network grid (``classical.flow_refinement``), motion
       layers (the graph's motion-layer head run again on the refined flow, ``refined_layers``; argmax,
       0 = the largest layer) and the published mask's probability
       (``runtime.motion_layers``; in a stream also carried along the flow by ``runtime.mask_memory``)
@@ -27,7 +27,7 @@ from jointperception.errors import InputError
 from jointperception.models.normalize import IMAGE_MEAN, IMAGE_STD, NETWORK_STRIDE
 from jointperception.models.weights import DEFAULT_MODEL_PATH
 from jointperception.runtime.backends import Backend, create_backend
-from jointperception.runtime.flow_refinement import refine_flow
+from jointperception.classical.flow_refinement import refine_flow
 from jointperception.runtime.mask_memory import MaskMemory
 from jointperception.runtime.motion_layers import (
     MASK_SOURCES,
@@ -36,7 +36,7 @@ from jointperception.runtime.motion_layers import (
     residual_mask,
     split_layers,
 )
-from jointperception.runtime.prealign import dominant_translation, shift_frame
+from jointperception.classical.prealign import dominant_translation, shift_frame
 
 
 @dataclass(frozen=True)
@@ -201,8 +201,8 @@ class PerceptionPipeline:
         self.flip_average = flip_average  # average with the mirrored pair ("Ours²", SegFlow §5)
         self.mask_source = mask_source  # runtime.motion_layers: what the published mask thresholds
         self.max_layers = max_layers  # K published layers: smaller moving layers merge into background (None: all)
-        self.prealign = prealign  # take the pair's dominant translation out before the network (runtime.prealign)
-        self.refine = refine  # refine the network's flow variationally (runtime.flow_refinement)
+        self.prealign = prealign  # take the pair's dominant translation out before the network (classical.prealign)
+        self.refine = refine  # refine the network's flow variationally (classical.flow_refinement)
         self.refined_layers = refined_layers  # with refine: the motion-layer head again, on the refined flow
 
     @classmethod

@@ -1,7 +1,7 @@
 """ROS 2 child processes on loopback, started from plain Python (no rclpy here).
 
 Every child runs with the venv's python, a clean copy of the environment (without the ROS
-wheels' bootstrap marker, DESIGN §5), ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, the given
+wheels' bootstrap marker, docs/design.md, contracts), ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, the given
 ``ROS_DOMAIN_ID`` and the shared-memory Fast DDS profile of ``config/fastdds_shm.xml``.
 """
 from __future__ import annotations

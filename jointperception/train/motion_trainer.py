@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from jointperception.config import ExperimentConfig
-from jointperception.data.flow_samples import FlowSamples, load_or_build_flow_samples
+from jointperception.train.flow_samples import FlowSamples, load_or_build_flow_samples
 from jointperception.errors import ConfigError
 from jointperception.eval.layer_metrics import foreground_j, matched_layer_iou
 from jointperception.losses.motion_em import em_loss, random_quadratic_flow

@@ -1,6 +1,6 @@
 """sensor_msgs/CompressedImage <-> numpy (the ``compressed`` transport of image_transport).
 
-Like ``convert`` this works on the message's fields (``format``, ``data``) and imports nothing
+Like ``image_msg`` this works on the message's fields (``format``, ``data``) and imports nothing
 from ROS, so bags, ``predict`` and ``replay`` share it with the node. ``format`` follows
 compressed_image_transport: ``"<encoding>; <codec> compressed <stored encoding>"`` (e.g.
 ``"rgb8; jpeg compressed bgr8"``), or just the codec (``"jpeg"``, ``"png"``); an empty format is
@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from jointperception.ros.convert import (
+from jointperception.data.image_msg import (
     CORRUPT_DATA,
     OVERSIZED,
     UNSUPPORTED_FORMAT,

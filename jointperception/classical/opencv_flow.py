@@ -10,8 +10,8 @@ from functools import cache
 import cv2
 import numpy as np
 
+from jointperception.classical.motion_segmentation import classical_motion_segmentation
 from jointperception.errors import InputError
-from jointperception.eval.classical_segmentation import classical_motion_segmentation
 
 __all__ = [
     "DIS_PRESETS",
