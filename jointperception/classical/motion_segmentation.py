@@ -8,6 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from jointperception.classical.motion_model import motion_design, normalised
 from jointperception.errors import InputError
 
 FIT_SAMPLES = 4096  # about this many grid sites enter the robust fit
@@ -18,13 +19,6 @@ TUKEY_C = 4.685  # biweight tuning constant, in units of the robust residual sca
 MIN_SCALE = 0.1  # px: floor of the robust scale, so an exactly affine field does not collapse it
 OTSU_PERCENTILE = 99.5  # residuals are clipped here before the 8-bit Otsu histogram
 MAX_FLOW = 1e6  # px: larger (or non-finite) flow vectors are treated as missing
-
-
-def affine_design(xs: np.ndarray, ys: np.ndarray, height: int, width: int) -> np.ndarray:
-    """P(i) = [1, x, y] with x, y normalised to [-1, 1]: pixel columns/rows (N,) -> (N, 3) float64."""
-    x = 2.0 * xs / max(width - 1, 1) - 1.0
-    y = 2.0 * ys / max(height - 1, 1) - 1.0
-    return np.stack([np.ones_like(x), x, y], axis=1)
 
 
 def _weighted_ridge_lstsq(design_t: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -50,7 +44,7 @@ def fit_dominant_affine(flow: np.ndarray, valid: np.ndarray) -> np.ndarray | Non
     if rows.size < 3:
         return None
     target = flow[rows, cols].astype(np.float64)
-    design_t = np.ascontiguousarray(affine_design(cols.astype(np.float64), rows.astype(np.float64), height, width).T)
+    design_t = np.ascontiguousarray(motion_design(cols, rows, height, width, "affine").T)
     theta = np.zeros((3, 2))
     theta[0] = np.median(target, axis=0)
     for _ in range(IRLS_ITERATIONS):
@@ -76,20 +70,25 @@ def _otsu_threshold(residual: np.ndarray) -> float:
     return level / 255.0 * top
 
 
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 8-connected component of a (H, W) bool mask, as (H, W) bool."""
+def select_component(mask: np.ndarray, support: np.ndarray | None = None) -> np.ndarray:
+    """One 8-connected component of a (H, W) bool mask, as (H, W) bool (none: all False): without
+    ``support`` the largest (ties: the first found); with ``support`` (H, W) float (NaN counts as 0)
+    the one with the largest summed support (ties: the larger, then the last found)."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if count <= 1:
         return np.zeros(mask.shape, dtype=bool)
-    biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return labels == biggest
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    if support is None:
+        return labels == 1 + int(np.argmax(areas))
+    sums = np.bincount(labels.ravel(), weights=np.nan_to_num(support, nan=0.0).ravel(), minlength=count)[1:]
+    return labels == 1 + int(np.lexsort((areas, sums))[-1])
 
 
 def affine_field(theta: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """f_theta(x, y) = theta_0 + theta_1 x + theta_2 y on the (height, width) grid (x, y as
-    ``affine_design``): theta (3, 2) -> (u, v), each (height, width) float32."""
-    x = affine_design(np.arange(width, dtype=np.float64), np.zeros(width), height, width)[:, 1].astype(np.float32)
-    y = affine_design(np.zeros(height), np.arange(height, dtype=np.float64), height, width)[:, 2].astype(np.float32)
+    ``motion_design``): theta (3, 2) -> (u, v), each (height, width) float32."""
+    x = normalised(np.arange(width), width).astype(np.float32)
+    y = normalised(np.arange(height), height).astype(np.float32)
     theta = theta.astype(np.float32)
     u = theta[0, 0] + x[None, :] * theta[1, 0] + y[:, None] * theta[2, 0]  # broadcast (1, W) + (H, 1)
     v = theta[0, 1] + x[None, :] * theta[1, 1] + y[:, None] * theta[2, 1]
@@ -126,4 +125,4 @@ def classical_motion_segmentation(flow: np.ndarray, min_residual: float = 0.5) -
     largest connected component is kept. Non-finite flow (or beyond 1e6 px) is ignored in the
     fit and is background.
     """
-    return largest_component(dominant_motion(flow, min_residual)[0])
+    return select_component(dominant_motion(flow, min_residual)[0])

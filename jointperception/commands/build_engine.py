@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jointperception.commands.predict import parse_size
+from jointperception.commands.argument_types import parse_size
 from jointperception.data.bags import camera_topic, is_bag, read_image_messages, record_rgb
 from jointperception.data.sources import open_frames
 from jointperception.errors import InputError, ModelFileError

@@ -10,7 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
-from jointperception.commands.predict import parse_size
+from jointperception.commands.argument_types import parse_size
 from jointperception.errors import InputError
 from jointperception.export.onnx import DEFAULT_OPSET, MIN_OPSET, export_onnx
 from jointperception.export.onnx_cache import source_sha256

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jointperception.commands.predict import parse_size
+from jointperception.commands.argument_types import parse_size
 from jointperception.commands.stage_options import add_stage_arguments, stage_settings
 from jointperception.data.formats import write_image
 from jointperception.eval.replay import ReplaySettings, replay_bag

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 
-MOTION_MODELS = {"affine": 3, "quadratic": 6}  # design vector length per flow component
+from jointperception.classical.motion_model import motion_design
+
 MAX_FLOW = 1e4  # px: flow is clamped here; non-finite vectors become 0 with zero fit weight
 RIDGE = 1e-6  # Tikhonov weight relative to the layer's total weight: keeps tiny layers solvable, small
 #                enough that the loss stays invariant to an added global quadratic flow
@@ -36,22 +38,15 @@ def sanitize_flow(flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 @functools.lru_cache(maxsize=16)
 def _design_cached(height: int, width: int, model: str, device: str, dtype: torch.dtype) -> torch.Tensor:
-    ys = torch.linspace(-1.0, 1.0, height, dtype=torch.float64) if height > 1 else torch.zeros(1, dtype=torch.float64)
-    xs = torch.linspace(-1.0, 1.0, width, dtype=torch.float64) if width > 1 else torch.zeros(1, dtype=torch.float64)
-    y, x = torch.meshgrid(ys, xs, indexing="ij")
-    x, y = x.reshape(-1), y.reshape(-1)
-    columns = [torch.ones_like(x), x, y]
-    if model == "quadratic":
-        columns += [x * x, x * y, y * y]
-    return torch.stack(columns, dim=1).to(device=device, dtype=dtype)
+    rows, cols = np.mgrid[:height, :width]
+    design = motion_design(cols.ravel(), rows.ravel(), height, width, model)  # raster order
+    return torch.from_numpy(design).to(device=device, dtype=dtype)
 
 
 def design_matrix(height: int, width: int, model: str = "quadratic", device: torch.device | str = "cpu",
                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """P: (H·W, D) rows P(i) in raster order, D = 3 (affine) or 6 (quadratic). Buffered per size;
     the returned tensor is shared, never write into it."""
-    if model not in MOTION_MODELS:
-        raise ValueError(f"motion model must be one of {', '.join(MOTION_MODELS)}, got {model!r}")
     return _design_cached(int(height), int(width), model, str(torch.device(device)), dtype)
 
 
