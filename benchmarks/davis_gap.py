@@ -29,10 +29,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from jointperception.classical.motion_segmentation import classical_motion_segmentation
+from jointperception.classical.opencv_flow import dis_flow
 from jointperception.data.paths import shared_data_root
 from jointperception.data.real import davis_sequences, load_davis_sequence
-from jointperception.classical.opencv_flow import dis_flow
-from jointperception.classical.motion_segmentation import classical_motion_segmentation
 from jointperception.eval.davis_eval import pair_indices
 from jointperception.eval.metrics import jaccard
 from jointperception.models.blocks import channel_softmax

@@ -23,13 +23,13 @@ import numpy as np
 import torch
 
 from jointperception.config import config_from_dict
-from jointperception.train.flow_samples import build_flow_samples
 from jointperception.eval.classical_em import classical_em
 from jointperception.eval.layer_metrics import foreground_j, matched_layer_iou
 from jointperception.models.motionnet import layers_from_logits, order_by_area
 from jointperception.models.weights import load_motion_model
 from jointperception.runtime.motion_layers import argmax_layers
 from jointperception.runtime.onnxruntime_backend import open_session
+from jointperception.train.flow_samples import build_flow_samples
 
 WARMUP_PASSES = 5
 

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jointperception.data.synthetic import render_sequence
 from jointperception.classical.flow_refinement import refine_flow
+from jointperception.classical.prealign import dominant_translation, shift_frame
+from jointperception.data.synthetic import render_sequence
 from jointperception.runtime.motion_layers import residual_mask, split_layers
 from jointperception.runtime.onnxruntime_backend import open_session
 from jointperception.runtime.pipeline import (
@@ -36,7 +37,6 @@ from jointperception.runtime.pipeline import (
     restore_flow,
     restore_probability,
 )
-from jointperception.classical.prealign import dominant_translation, shift_frame
 
 NETWORK_SIZE = (320, 240)
 THREADS = 2

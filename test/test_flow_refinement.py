@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from jointperception.classical.flow_refinement import refine_flow
 from jointperception.config import DataConfig
 from jointperception.eval.synthetic_benchmark import synthetic_pairs
-from jointperception.classical.flow_refinement import refine_flow
 from jointperception.runtime.pipeline import PerceptionPipeline
 
 

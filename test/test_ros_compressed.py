@@ -19,8 +19,6 @@ from jointperception.data.bags import (
     record_encoding,
     record_rgb,
 )
-from jointperception.data.synthetic import render_sequence
-from jointperception.errors import InputError
 from jointperception.data.compressed_image import (
     MAX_PIXELS,
     compressed_msg_to_rgb,
@@ -30,6 +28,8 @@ from jointperception.data.compressed_image import (
     format_codec,
 )
 from jointperception.data.image_msg import CORRUPT_DATA, OVERSIZED, UNSUPPORTED_FORMAT, ImageConversionError
+from jointperception.data.synthetic import render_sequence
+from jointperception.errors import InputError
 
 T0 = 1_700_000_000_000_000_000
 

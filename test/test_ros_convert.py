@@ -7,7 +7,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from jointperception.errors import InputError
 from jointperception.data.image_msg import (
     ENCODINGS,
     ImageConversionError,
@@ -17,6 +16,7 @@ from jointperception.data.image_msg import (
     image_to_rgb,
     to_rgb,
 )
+from jointperception.errors import InputError
 
 HEIGHT, WIDTH = 4, 6
 

@@ -23,9 +23,9 @@ from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
-from jointperception.errors import DataFormatError, InputError
 from jointperception.data.compressed_image import EncodedCompressedImage, decode_compressed, encode_compressed
 from jointperception.data.image_msg import EncodedImage, encode_image, image_to_rgb
+from jointperception.errors import DataFormatError, InputError
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"

@@ -28,12 +28,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from jointperception.classical.prealign import dominant_translation, shift_frame
 from jointperception.data.bags import read_image_messages, record_rgb
 from jointperception.data.formats import read_image
 from jointperception.data.sources import IMAGE_SUFFIXES, open_frames
 from jointperception.data.teacher import teacher_targets
 from jointperception.errors import ConfigError, InputError
-from jointperception.classical.prealign import dominant_translation, shift_frame
 
 
 @dataclass(frozen=True)

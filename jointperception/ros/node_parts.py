@@ -12,8 +12,8 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 
-from jointperception.ros.common import QOS_CHOICES, TRANSPORTS, describe, qos_error, transport_error
 from jointperception.data.image_msg import CAUSES
+from jointperception.ros.common import QOS_CHOICES, TRANSPORTS, describe, qos_error, transport_error
 from jointperception.runtime.backends import BACKEND_NAMES, PRECISIONS
 from jointperception.runtime.mask_memory import DEFAULT_MEMORY_WEIGHT, MAX_MEMORY_WEIGHT
 from jointperception.runtime.motion_layers import MASK_SOURCES

@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from jointperception.config import ExperimentConfig
-from jointperception.train.flow_samples import FlowSamples, load_or_build_flow_samples
 from jointperception.errors import ConfigError
 from jointperception.eval.layer_metrics import foreground_j, matched_layer_iou
 from jointperception.losses.motion_em import em_loss, random_quadratic_flow
@@ -37,6 +36,7 @@ from jointperception.train.checkpoint import (
     rng_state,
     save_checkpoint,
 )
+from jointperception.train.flow_samples import FlowSamples, load_or_build_flow_samples
 from jointperception.train.interrupt import stop_on_signals
 from jointperception.train.metrics_log import MetricsLog
 from jointperception.train.schedules import get_lr
