@@ -17,11 +17,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import random
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -48,12 +46,12 @@ from jointperception.train.checkpoint import (
     LAST_NAME,
     load_checkpoint,
     restore_rng_state,
-    resume_checkpoint_path,
     rng_state,
     save_checkpoint,
 )
 from jointperception.train.interrupt import stop_on_signals
 from jointperception.train.metrics_log import MetricsLog
+from jointperception.train.run_start import checkpoint_to_resume, seed_everything
 from jointperception.train.schedules import get_lr
 from jointperception.train.trainer import TrainResult, freeze_batchnorm_statistics, set_trainable_branches
 
@@ -117,10 +115,8 @@ def train_selfsup(cfg: ExperimentConfig, run_dir: str | Path, *, resume: str | P
     if cfg.model.flow_output_stride != 2:
         raise ConfigError("model.flow_output_stride: Every Frame Counts fine-tuning needs the full decoder "
                           "(its occlusion heads and losses read every level down to stride 2); set it to 2")
-    random.seed(tc.seed)
-    np.random.seed(tc.seed)
-    torch.manual_seed(tc.seed)
-    resume_path = resume_checkpoint_path(run_dir, resume)
+    seed_everything(tc.seed)
+    resume_path = checkpoint_to_resume(run_dir, resume)
     # a resumed run restores its own weights below, so it never reads init_from
     model = initial_model("" if resume_path else sc.init_from, cfg.model, "selfsup.init_from")
     trainable = set_trainable_branches(model, sc.train_branches)  # train mode; a frozen branch's modules in eval
@@ -140,8 +136,6 @@ def train_selfsup(cfg: ExperimentConfig, run_dir: str | Path, *, resume: str | P
         restore_rng_state(checkpoint["rng"])
         step, elapsed_before = int(checkpoint["step"]), float(checkpoint["elapsed_s"])
         LOG.info("resumed %s at step %d", resume_path, step)
-    elif (run_dir / LAST_NAME).exists():
-        raise ConfigError(f"{run_dir}: already holds {LAST_NAME}; pass --resume auto or another --out")
     if step >= tc.max_steps and (run_dir / WEIGHTS_NAME).exists():  # finished: keep its weights and metadata
         LOG.info("%s: already trained to step %d", run_dir, step)
         return TrainResult(run_dir, step, None, math.nan, {}, run_dir / WEIGHTS_NAME)
