@@ -13,7 +13,8 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        # what a robot needs: the node's parameters and the DDS profile (training recipes stay in the checkout)
+        (f"share/{PACKAGE}/config", ["config/perception.yaml", "config/fastdds_shm.xml"]),
         (f"share/{PACKAGE}/models", glob("models/*.safetensors") + glob("models/*.md")),
     ],
     install_requires=[

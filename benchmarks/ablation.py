@@ -6,7 +6,7 @@ Variants (all JointNet-tiny, same data, seed and steps):
   no_fusion        branches exchange no features, trained at once: its mask J is the
                    segmentation-only network and its EPE the flow-only network
 
-    python benchmarks/ablation.py --steps 1500 --out benchmarks/ablation.json
+    python benchmarks/ablation.py --steps 1500 --out benchmarks/results/ablation.json
 
 Runs resume from runs/ablation/<variant>/last.pt, so an interrupted ablation continues.
 """
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--pairs", type=int, default=200, help="synthetic validation pairs to score")
     parser.add_argument("--runs", type=Path, default=Path("runs/ablation"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/ablation.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation.json"))
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
     base = load_config(args.config)

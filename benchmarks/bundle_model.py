@@ -1,10 +1,10 @@
 """Copy a finished run's weights to models/ and write the model card from their metadata and a
 committed evaluation JSON (both produced by named commands).
 
-    python benchmarks/bundle_model.py --run runs/photo --eval benchmarks/eval_bundled.json \
+    python benchmarks/bundle_model.py --run runs/photo --eval benchmarks/results/eval.json \
         --start-model runs/bundled/best.safetensors
     python benchmarks/bundle_model.py --run runs/recipes/selfsup_refined_teacher --eval \
-        benchmarks/eval_selfsup_refined_teacher.json --crossval benchmarks/selfsup_crossval.json \
+        benchmarks/results/eval_model_jointnet_tiny_selfsup.json --crossval benchmarks/results/selfsup_crossval.json \
         --out models/jointnet_tiny_selfsup.safetensors
 
 A supervised run (train.mode joint | iterative) bundles its best.safetensors; a self-supervised
@@ -113,7 +113,7 @@ def starting_model(init_from: str, override: Path | None) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=Path("runs/bundled"))
-    parser.add_argument("--eval", type=Path, default=Path("benchmarks/eval_bundled.json"))
+    parser.add_argument("--eval", type=Path, default=Path("benchmarks/results/eval.json"))
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH)
     parser.add_argument("--start-model", type=Path, default=None,
                         help="the model the run started from, when its init_from (e.g. bundled) no longer names it")

@@ -8,13 +8,13 @@ segmenters:
   motion_net  the bundled MotionLayerNet as in the fused graph (flow average-pooled to the
               motion grid, largest layer = background, mask = 1 - g_background > 0.5)
   classical   the classical reference's rule (robust dominant affine -> Otsu residual -> largest
-              connected component; ``eval.classical_segmentation``)
+              connected component; ``classical.motion_segmentation``)
 
 Every mask is scored at 320x240 against the annotation (nearest-resized). The joint network's own
-published masks come from the full graph and are in ``benchmarks/eval_bundled.json``; the
+published masks come from the full graph and are in ``benchmarks/results/eval.json``; the
 classical reference there runs DIS at full resolution (J 0.463).
 
-    OMP_NUM_THREADS=1 python benchmarks/davis_gap.py --frame-step 5 --out benchmarks/davis_gap.json
+    OMP_NUM_THREADS=1 python benchmarks/davis_gap.py --frame-step 5 --out benchmarks/results/davis_gap.json
 
 Skips (exit 0, reason printed) when the DAVIS folder is missing.
 """
@@ -29,10 +29,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from jointperception.classical.motion_segmentation import classical_motion_segmentation
+from jointperception.classical.opencv_flow import dis_flow
 from jointperception.data.paths import shared_data_root
 from jointperception.data.real import davis_sequences, load_davis_sequence
-from jointperception.eval.baselines import dis_flow
-from jointperception.eval.classical_segmentation import classical_motion_segmentation
 from jointperception.eval.davis_eval import pair_indices
 from jointperception.eval.metrics import jaccard
 from jointperception.models.blocks import channel_softmax
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--motion-model", type=Path, default=DEFAULT_MOTION_MODEL_PATH)
     parser.add_argument("--frame-step", type=int, default=5, help="score every k-th frame")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/davis_gap.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/davis_gap.json"))
     args = parser.parse_args()
     if not (args.root / "JPEGImages").is_dir():
         print(f"skipped: no DAVIS data at {args.root} (expected JPEGImages/ and Annotations/)")

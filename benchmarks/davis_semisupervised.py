@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--finetune-seconds", type=float, default=FinetuneSettings().seconds)
     parser.add_argument("--sequences", nargs="+", default=None, help="default: every sequence")
     parser.add_argument("--frame-step", type=int, default=1, help="score every k-th frame (faster, noisier)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/davis_semisupervised.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/davis_semisupervised.json"))
     args = parser.parse_args()
     if not (args.root / "JPEGImages").is_dir():
         print(f"skipped: no DAVIS data at {args.root} (expected JPEGImages/ and Annotations/)")

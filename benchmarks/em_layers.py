@@ -23,13 +23,13 @@ import numpy as np
 import torch
 
 from jointperception.config import config_from_dict
-from jointperception.data.flow_samples import build_flow_samples
 from jointperception.eval.classical_em import classical_em
 from jointperception.eval.layer_metrics import foreground_j, matched_layer_iou
-from jointperception.models.motionnet import layers_from_logits
+from jointperception.models.motionnet import layers_from_logits, order_by_area
 from jointperception.models.weights import load_motion_model
-from jointperception.runtime.motion_layers import argmax_layers, order_by_area
+from jointperception.runtime.motion_layers import argmax_layers
 from jointperception.runtime.onnxruntime_backend import open_session
+from jointperception.train.flow_samples import build_flow_samples
 
 WARMUP_PASSES = 5
 
@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=100, help="validation pairs (default: %(default)s)")
     parser.add_argument("--max-iterations", type=int, default=50, help="classical EM cap (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/em_layers.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/em_layers.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, motion_cfg, meta = load_motion_model(args.model)

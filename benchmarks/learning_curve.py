@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend choice)
 
-# DIS-medium on the same pairs (benchmarks/eval_refined_layers.json) and the FlyingChairs bar
+# DIS-medium on the same pairs (benchmarks/results/eval.json) and the FlyingChairs bar
 REFERENCES = {"sintel_clean_epe": 8.40, "sintel_final_epe": 6.40, "flyingchairs_epe": 3.70}
 FLYINGCHAIRS_BAR = 2.7
 FLOW_KEYS = ("sintel_clean_epe", "sintel_final_epe", "flyingchairs_epe")

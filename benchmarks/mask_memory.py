@@ -9,7 +9,7 @@ one MaskMemory per sequence) at each memory weight, with the bundled models at 3
   synthetic  procedural scenes (seeds 20000000+, never trained on) of 16 frames at 320x240 with
              1-4 movers, scored against their exact moving-object masks
 
-    OMP_NUM_THREADS=1 python benchmarks/mask_memory.py --out benchmarks/mask_memory.json
+    OMP_NUM_THREADS=1 python benchmarks/mask_memory.py --out benchmarks/results/mask_memory.json
 
 DAVIS is skipped (reason printed) when its folder is missing; the synthetic part always runs.
 """
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--synthetic-sequences", type=int, default=20)
     parser.add_argument("--root", type=Path, default=shared_data_root() / "davis2016")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/mask_memory.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/mask_memory.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pipeline = PerceptionPipeline.from_model_file(None, "torch", network_size=NETWORK_SIZE)

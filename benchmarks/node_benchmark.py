@@ -8,7 +8,7 @@ on loopback with the shared-memory profile. After the warm-up, for the measured 
   drops         = the node's /diagnostics counters (window difference) and missing stamps: a gap
                   of k input periods between consecutive output stamps means k - 1 frames missed.
 Targets (issue #5): >= 20 fps processed, p99 <= 100 ms. Prints the figures, writes
-benchmarks/node_benchmark.json; no asserts.
+benchmarks/results/node_benchmark.json; no asserts.
 
 This 2-core machine's run-to-run spread is as large as most effects, so ``--rounds N`` repeats
 the measurement with fresh processes, and each ``--variant`` adds a configuration (extra node
@@ -57,7 +57,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=1, help="measurements of every configuration, interleaved")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:=VALUE[,NAME:=VALUE]",
                         help="another configuration: the base parameters plus these (repeatable)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"), help="JSON result")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/node_benchmark.json"), help="JSON result")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds must be >= 1, got {args.rounds}")

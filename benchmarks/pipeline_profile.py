@@ -2,7 +2,7 @@
 the pipeline around it, on this CPU.
 
     OMP_NUM_THREADS=1 python benchmarks/pipeline_profile.py [--input-size 640x480] [--runs 60] \
-        --out benchmarks/pipeline_profile.json
+        --out benchmarks/results/pipeline_profile.json
 
 Bundled models through ONNX Runtime fp32 (2 intra-op threads, idle threads sleep: the node's
 settings), 320x240 network, a rendered pair at the input size. Graph: ONNX Runtime's own profiler
@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jointperception.classical.flow_refinement import refine_flow
+from jointperception.classical.prealign import dominant_translation, shift_frame
 from jointperception.data.synthetic import render_sequence
-from jointperception.runtime.flow_refinement import refine_flow
 from jointperception.runtime.motion_layers import residual_mask, split_layers
 from jointperception.runtime.onnxruntime_backend import open_session
 from jointperception.runtime.pipeline import (
@@ -36,7 +37,6 @@ from jointperception.runtime.pipeline import (
     restore_flow,
     restore_probability,
 )
-from jointperception.runtime.prealign import dominant_translation, shift_frame
 
 NETWORK_SIZE = (320, 240)
 THREADS = 2

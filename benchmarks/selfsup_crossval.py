@@ -14,7 +14,7 @@ Aggregate: DAVIS J = mean over the 10 sequences of their per-pair J, Sintel = me
 3 scenes x 2 passes; "better" as in ``eval.held_out.is_better`` (lower Sintel EPE and higher DAVIS J).
 
     python benchmarks/selfsup_crossval.py --folds 2 --runs runs/crossval --out /tmp/fold2.json  # one fold per core
-    python benchmarks/selfsup_crossval.py --runs runs/crossval --out benchmarks/selfsup_crossval.json
+    python benchmarks/selfsup_crossval.py --runs runs/crossval --out benchmarks/results/selfsup_crossval.json
 
 Runs resume from RUNS/foldN/last.pt, so a rerun after the per-fold runs only scores; a finished
 run of the recipe on its fixed split, copied to RUNS/fold1, serves as fold 1.
@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--recipe", type=Path, default=Path("config/train_selfsup_refined_teacher.yaml"))
     parser.add_argument("--folds", nargs="*", type=int, default=list(CROSSVAL_FOLDS), choices=list(CROSSVAL_FOLDS))
     parser.add_argument("--runs", type=Path, default=Path("runs/crossval"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/selfsup_crossval.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/selfsup_crossval.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     root = shared_data_root()

@@ -3,11 +3,11 @@ mask the pipeline can publish (segmentation branch, motion layers, residual cue,
 per pair, and the fused mask streamed as the node publishes it), with held-out Sintel EPE, for the
 supervised bundled model and each fine-tuned model given (``eval.held_out.held_out_mask_sources``).
 
-A diagnostic beside benchmarks/selfsup_finetune.py, whose measure (per-pair fused J) decides the
-issue's criterion; this script changes no model and no measure.
+A diagnostic beside benchmarks/selfsup_crossval.py, whose measure (per-pair fused J) decides the
+criterion; this script changes no model and no measure.
 
     python benchmarks/selfsup_mask_sources.py --models full=runs/ablation_current/full/selfsup.safetensors \
-        --crossval-runs runs/crossval --out benchmarks/selfsup_mask_sources.json
+        --crossval-runs runs/crossval --out benchmarks/results/selfsup_mask_sources.json
 
 ``--models NAME=PATH`` are scored on the fixed split (fold 1 of ``CROSSVAL_FOLDS``);
 ``--crossval-runs RUNS`` adds RUNS/foldN/selfsup.safetensors for the folds it holds, each on its
@@ -78,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", type=named_model, default=[], help="NAME=PATH fine-tunes on the fixed split")
     parser.add_argument("--crossval-runs", type=Path, default=None, help="benchmarks/selfsup_crossval.py's --runs folder")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/selfsup_mask_sources.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/selfsup_mask_sources.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     root = shared_data_root()

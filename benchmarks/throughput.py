@@ -1,6 +1,6 @@
 """Throughput on this machine: training samples/s and ``predict`` latency per frame.
 
-    python benchmarks/throughput.py --out benchmarks/throughput.json
+    python benchmarks/throughput.py --out benchmarks/results/throughput.json
 
 Training: the real trainer (config/train_synthetic.yaml, batch 8, on-the-fly rendering with its
 DataLoader worker) for a short run; samples/s is the mean of its steady-state log lines.
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=60)
     parser.add_argument("--frames", type=int, default=12, help="frames per input size (<= 16)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/throughput.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/throughput.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",

@@ -14,9 +14,10 @@ from typing import Any
 
 import yaml
 
-from jointperception.data.motion_profiles import PROFILES
 from jointperception.errors import ConfigError
 
+
+MOTION_PROFILES = ("small", "real")  # data.motion: the profiles of data/motion_profiles.py
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -61,7 +62,7 @@ class DataConfig:
         if not 1 <= self.max_objects <= 4:
             raise ConfigError(f"data.max_objects: must be in 1..4, got {self.max_objects}")
         _positive("data.max_translation", self.max_translation)
-        _choice("data.motion", self.motion, PROFILES)
+        _choice("data.motion", self.motion, MOTION_PROFILES)
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers: must be >= 0, got {self.num_workers}")
         if not 0.0 <= self.photo_fraction <= 1.0:
@@ -129,12 +130,8 @@ class SelfSupConfig:
     segmentation_mask: bool = True  # O_seg error mask of eq. 5 (with OE)
     teacher_flow_weight: float = 0.0  # distil the teacher's flow where forward-backward consistent (0 = off)
     teacher_flow_source: str = "classical"  # classical: DIS-medium (data/teacher.py); refined: the network's own flow
-                                            # of the step after runtime.flow_refinement (data/refinement_teacher.py)
-    teacher_background: str = "flow"  # flow: the teacher's flow everywhere; affine: its dominant affine motion where it
-                                      # moves like it, the flow elsewhere (data/background_teacher.py)
+                                            # of the step after classical.flow_refinement (data/refinement_teacher.py)
     teacher_mask_weight: float = 0.0  # distil the teacher's moving-object mask (0 = off)
-    teacher_mask_source: str = "classical"  # classical: the classical motion segmentation of DIS flow (data/teacher.py);
-                                            # pipeline: the mask init_from's runtime pipeline publishes (data/pipeline_masks.py)
     freeze_batchnorm_stats: bool = False  # keep the starting model's BatchNorm running statistics (affine params still train)
     prealign: bool = False  # take each pair's dominant translation out of its second frame, as the runtime pipeline does
     train_branches: tuple[str, ...] = ("segmentation", "flow")  # JointNet branches fine-tuned; the others stay frozen
@@ -146,12 +143,7 @@ class SelfSupConfig:
     @property
     def uses_classical_targets(self) -> bool:
         """The video pairs must carry data/teacher.py's targets (DIS flow and/or the classical mask)."""
-        return ((self.teacher_mask_weight > 0 and self.teacher_mask_source == "classical")
-                or (self.teacher_flow_weight > 0 and self.teacher_flow_source == "classical"))
-
-    @property
-    def uses_pipeline_masks(self) -> bool:
-        return self.teacher_mask_weight > 0 and self.teacher_mask_source == "pipeline"
+        return self.teacher_mask_weight > 0 or (self.teacher_flow_weight > 0 and self.teacher_flow_source == "classical")
 
     def validate(self) -> None:
         for key in ("frame_width", "frame_height", "max_dt"):
@@ -161,10 +153,6 @@ class SelfSupConfig:
         for branch in self.train_branches:
             _choice("selfsup.train_branches", branch, ("segmentation", "flow"))  # models.jointnet.BRANCHES (torch-free here)
         _choice("selfsup.teacher_flow_source", self.teacher_flow_source, ("classical", "refined"))
-        _choice("selfsup.teacher_mask_source", self.teacher_mask_source, ("classical", "pipeline"))
-        _choice("selfsup.teacher_background", self.teacher_background, ("flow", "affine"))
-        if self.uses_pipeline_masks and not self.init_from:
-            raise ConfigError("selfsup.teacher_mask_source: pipeline needs a trained init_from (the model whose masks teach)")
         for key in ("labelled_batch_size", "consistency_weight", "occlusion_weight", "smoothness_weight",
                     "teacher_flow_weight", "teacher_mask_weight"):
             if getattr(self, key) < 0:
@@ -185,12 +173,6 @@ class MotionConfig:
     augment_scale: float = 4.0  # px: amplitude of the random global quadratic flow added in training
     predicted_flow_samples: int = 1000  # training pairs whose flow the joint model predicts (cached)
     joint_model: str = "bundled"  # joint model predicting those flows; "bundled" = models/jointnet_tiny.safetensors
-    video_flow_samples: int = 0  # unlabelled real-video pairs whose flow the joint model predicts (cached; 0 = none)
-    video_root: str = ""  # folder video_images are relative to; "" = shared_data_root() ($JOINTPERCEPTION_DATA)
-    video_images: tuple[str, ...] = ()  # image folders or globs of image files (one sequence per folder)
-    video_holdout: tuple[str, ...] = ()  # sequence-name patterns (fnmatch) never trained on
-    video_network_width: int = 320  # the joint model runs at this size, as deployed
-    video_network_height: int = 240
     max_train_minutes: float = 0.0  # stop after this much training wall time (0 = max_steps only)
 
     def validate(self) -> None:
@@ -202,13 +184,9 @@ class MotionConfig:
             raise ConfigError(f"motion.base_width: must be >= 4, got {self.base_width}")
         _choice("motion.motion_model", self.motion_model, ("affine", "quadratic"))
         for key in ("entropy_weight", "layer_mass_weight", "irls_iterations", "augment_scale", "predicted_flow_samples",
-                    "video_flow_samples", "max_train_minutes"):
+                    "max_train_minutes"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"motion.{key}: must be >= 0, got {getattr(self, key)}")
-        _positive("motion.video_network_width", self.video_network_width)
-        _positive("motion.video_network_height", self.video_network_height)
-        if self.video_flow_samples and not self.video_images:
-            raise ConfigError("motion.video_flow_samples: needs motion.video_images (unlabelled image folders or globs)")
 
 
 @dataclass(frozen=True)

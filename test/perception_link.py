@@ -17,10 +17,10 @@ from ros_helpers import Probe, open_probe
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from jointperception.config import ModelConfig
+from jointperception.data.compressed_image import encode_compressed
+from jointperception.data.image_msg import decode_image, encode_image
 from jointperception.models import build_model
 from jointperception.models.weights import save_weights
-from jointperception.ros.compressed import encode_compressed
-from jointperception.ros.convert import decode_image, encode_image
 
 HEIGHT, WIDTH = 64, 96  # frame size the tests send unless they say otherwise
 OUTPUTS = {"mask": "mono8", "flow": "32FC2", "occlusion": "mono8", "motion_layers": "mono8",

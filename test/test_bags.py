@@ -18,8 +18,8 @@ from jointperception.data.bags import (
     read_image_topics,
     typestore,
 )
+from jointperception.data.image_msg import EncodedImage, decode_image
 from jointperception.errors import DataFormatError, InputError
-from jointperception.ros.convert import EncodedImage, decode_image
 
 STORAGE_SUFFIX = {"mcap": ".mcap", "sqlite3": ".db3"}
 T0 = 1_700_000_000_123_456_789  # ns

@@ -7,13 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
-from jointperception.errors import InputError
-from jointperception.eval.baselines import (
+from jointperception.classical.opencv_flow import (
     classical_motion_segmentation,
     classical_reference,
     dis_flow,
     farneback_flow,
 )
+from jointperception.errors import InputError
 from jointperception.eval.metrics import jaccard
 
 H, W = 96, 128

@@ -21,9 +21,7 @@ from onnx import TensorProto, helper
 from jointperception import cli
 from jointperception.config import ModelConfig
 from jointperception.errors import InputError, JointPerceptionError, ModelFileError
-from jointperception.export.onnx import read_onnx_model
-from jointperception.export.onnx_cache import cached_onnx, source_sha256
-from jointperception.export.parity import (
+from jointperception.eval.parity import (
     MIN_MASK_AGREEMENT,
     TOLERANCES,
     ParityError,
@@ -31,6 +29,8 @@ from jointperception.export.parity import (
     parity_check,
     parity_pair,
 )
+from jointperception.export.onnx import read_onnx_model
+from jointperception.export.onnx_cache import cached_onnx, source_sha256
 from jointperception.export.tensorrt_ops import check_tensorrt_compatibility
 from jointperception.models.weights import load_model, save_weights
 from jointperception.runtime.backends import TorchBackend

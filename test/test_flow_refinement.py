@@ -1,13 +1,13 @@
-"""Variational flow refinement (runtime.flow_refinement): what it does to the bundled (trained)
+"""Variational flow refinement (classical.flow_refinement): what it does to the bundled (trained)
 network's flow on synthetic pairs with exact ground truth, and its input contract."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from jointperception.classical.flow_refinement import refine_flow
 from jointperception.config import DataConfig
 from jointperception.eval.synthetic_benchmark import synthetic_pairs
-from jointperception.runtime.flow_refinement import refine_flow
 from jointperception.runtime.pipeline import PerceptionPipeline
 
 

@@ -1,4 +1,4 @@
-"""Launch files (DESIGN §5). ``launch``/``launch_ros`` are not pip-installable: when they import,
+"""Launch files (README, ROS 2: launch). ``launch``/``launch_ros`` are not pip-installable: when they import,
 the descriptions are loaded; in every case the files are parsed and their executables, params
 file, remaps and arguments are checked against setup.py, config/ and the nodes' sources."""
 from __future__ import annotations
@@ -55,14 +55,17 @@ def _string(node: ast.AST, names: dict[str, str]) -> str:
 
 
 def _setup() -> tuple[dict[str, str], list[str], str]:
-    """setup.py: console script name -> 'module:function', data_files globs, package name."""
+    """setup.py: console script name -> 'module:function', data_files globs and listed files, package name."""
     tree = ast.parse((REPO / "setup.py").read_text())
     names = _module_strings(tree)
     (entry_points,) = [_keyword(call, "entry_points") for call in _calls(tree, "setup")]
     scripts_node = next(v for k, v in zip(entry_points.keys, entry_points.values) if ast.literal_eval(k) == "console_scripts")
     pairs = (_string(entry, names).split("=") for entry in scripts_node.elts)
     scripts = {name.strip(): target.strip() for name, target in pairs}
-    globs = [_string(call.args[0], names) for call in _calls(tree, "glob")]
+    (data_files,) = [_keyword(call, "data_files") for call in _calls(tree, "setup")]
+    listed = [_string(node, names) for entry in data_files.elts for node in ast.walk(entry.elts[1])
+              if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+    globs = [_string(call.args[0], names) for call in _calls(tree, "glob")] + listed
     return scripts, globs, names["PACKAGE"]
 
 

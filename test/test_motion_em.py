@@ -21,7 +21,7 @@ from jointperception.losses.motion_em import (
     weighted_fit,
 )
 from jointperception.models import build_motion_model
-from jointperception.models.motionnet import MotionLayerNet, layers_from_logits, order_layers_by_area
+from jointperception.models.motionnet import MotionLayerNet, layers_from_logits
 from jointperception.models.weights import load_motion_model, save_weights
 
 H, W = 32, 48
@@ -169,9 +169,10 @@ def test_motion_layer_net_shapes_and_sizes():
         MotionLayerNet(6)
 
 
-def test_order_layers_by_area_puts_largest_first():
+def test_layers_from_logits_puts_largest_first():
     labels = torch.tensor([[[2, 2, 2, 2], [1, 1, 0, 3]]])
-    assert order_layers_by_area(labels, 4).tolist() == [[[0, 0, 0, 0], [1, 1, 2, 3]]]
+    logits = torch.nn.functional.one_hot(labels, 4).permute(0, 3, 1, 2).float()
+    assert layers_from_logits(logits).tolist() == [[[0, 0, 0, 0], [1, 1, 2, 3]]]
 
 
 def test_matched_layer_iou_is_permutation_invariant_and_counts_missed_layers():

@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from jointperception.classical.motion_segmentation import select_component
+from jointperception.models.motionnet import order_by_area
 from jointperception.runtime.motion_layers import (
     MASK_SOURCES,
     argmax_layers,
     fuse_mask_probability,
-    most_supported_component,
-    order_by_area,
     residual_mask,
     split_layers,
 )
@@ -89,8 +89,15 @@ def test_residual_mask_keeps_the_mover_the_other_cues_support() -> None:
     assert unsupported[0, 0, 4:44, 4:44].all() and unsupported.sum() == 40 * 40
 
 
-def test_most_supported_component_of_an_empty_mask_is_empty() -> None:
-    assert not most_supported_component(np.zeros((8, 8), bool), np.ones((8, 8))).any()
+def test_select_component_largest_or_most_supported_and_empty_for_an_empty_mask() -> None:
+    assert not select_component(np.zeros((8, 8), bool), np.ones((8, 8))).any()
+    assert not select_component(np.zeros((8, 8), bool)).any()
+    mask = np.zeros((8, 8), bool)
+    mask[0:2, 0:4] = True  # 8 pixels
+    mask[5:7, 5:7] = True  # 4 pixels
+    support = np.where(mask, 0.0, 0.0)
+    support[5:7, 5:7] = 1.0
+    assert select_component(mask).sum() == 8 and select_component(mask, support).sum() == 4
 
 
 def test_sources_without_the_residual_cue_need_none() -> None:

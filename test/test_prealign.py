@@ -1,4 +1,4 @@
-"""Global pre-alignment (runtime.prealign): the translation estimate, the shift, and what it does to
+"""Global pre-alignment (classical.prealign): the translation estimate, the shift, and what it does to
 the bundled (trained) network's flow on a camera pan beyond its training range."""
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
+from jointperception.classical.prealign import dominant_translation, median_of_bytes, shift_frame
 from jointperception.data.synthetic import render_sequence
 from jointperception.runtime.pipeline import PerceptionPipeline
-from jointperception.runtime.prealign import dominant_translation, median_of_bytes, shift_frame
 
 PAN = 14  # px per frame: beyond the 4 px camera motion of the synthetic training pairs
 

@@ -15,11 +15,11 @@ import pytest
 from jointperception.cli import EXIT_USER_ERROR, main
 from jointperception.config import ModelConfig
 from jointperception.data.bags import BagImageWriter
+from jointperception.data.compressed_image import EncodedCompressedImage
 from jointperception.data.formats import read_flo, read_mask, write_image, write_mask
 from jointperception.data.synthetic import render_sequence
 from jointperception.models import build_model
 from jointperception.models.weights import save_weights
-from jointperception.ros.compressed import EncodedCompressedImage
 
 HEIGHT, WIDTH = 50, 70  # not multiples of 32, and different from the network size
 NETWORK = ["--network-size", "64x48"]

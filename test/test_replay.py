@@ -13,13 +13,13 @@ import pytest
 from jointperception.cli import main
 from jointperception.config import ModelConfig
 from jointperception.data.bags import BagImageWriter, bag_topics, read_image_messages, record_rgb
+from jointperception.data.compressed_image import EncodedCompressedImage
 from jointperception.data.formats import write_image
+from jointperception.data.image_msg import EncodedImage, decode_image, image_to_rgb
 from jointperception.eval.metrics import flow_errors, jaccard
 from jointperception.eval.replay import ReplaySettings, replay_bag
 from jointperception.models import build_model
 from jointperception.models.weights import save_weights
-from jointperception.ros.compressed import EncodedCompressedImage
-from jointperception.ros.convert import EncodedImage, decode_image, image_to_rgb
 from jointperception.runtime.mask_memory import MaskMemory
 from jointperception.runtime.pipeline import PerceptionPipeline
 

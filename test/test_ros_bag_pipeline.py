@@ -22,9 +22,9 @@ from ros_helpers import pick_domain_id  # noqa: E402
 from jointperception.cli import main  # noqa: E402
 from jointperception.config import ModelConfig  # noqa: E402
 from jointperception.data.bags import bag_topics, read_image_messages, record_rgb  # noqa: E402
+from jointperception.data.image_msg import decode_image  # noqa: E402
 from jointperception.models import build_model  # noqa: E402
 from jointperception.models.weights import save_weights  # noqa: E402
-from jointperception.ros.convert import decode_image  # noqa: E402
 from jointperception.runtime.ros_processes import RosChildren  # noqa: E402
 
 TOPIC = "/camera/image_raw"

@@ -1,4 +1,4 @@
-"""CompressedImage fields <-> numpy (jointperception.ros.compressed), without rclpy or DDS, and
+"""CompressedImage fields <-> numpy (jointperception.data.compressed_image), without rclpy or DDS, and
 CompressedImage topics in real rosbag2 bags."""
 from __future__ import annotations
 
@@ -19,9 +19,7 @@ from jointperception.data.bags import (
     record_encoding,
     record_rgb,
 )
-from jointperception.data.synthetic import render_sequence
-from jointperception.errors import InputError
-from jointperception.ros.compressed import (
+from jointperception.data.compressed_image import (
     MAX_PIXELS,
     compressed_msg_to_rgb,
     declared_size,
@@ -29,7 +27,9 @@ from jointperception.ros.compressed import (
     encode_compressed,
     format_codec,
 )
-from jointperception.ros.convert import CORRUPT_DATA, OVERSIZED, UNSUPPORTED_FORMAT, ImageConversionError
+from jointperception.data.image_msg import CORRUPT_DATA, OVERSIZED, UNSUPPORTED_FORMAT, ImageConversionError
+from jointperception.data.synthetic import render_sequence
+from jointperception.errors import InputError
 
 T0 = 1_700_000_000_000_000_000
 

@@ -34,8 +34,8 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from ros_helpers import pick_domain_id, start_module, stop  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
 
+from jointperception.data.compressed_image import decode_compressed, encode_compressed  # noqa: E402
 from jointperception.data.formats import write_image  # noqa: E402
-from jointperception.ros.compressed import decode_compressed, encode_compressed  # noqa: E402
 from jointperception.runtime.pipeline import PerceptionPipeline  # noqa: E402
 
 NAMESPACE = "/camc"

@@ -1,4 +1,4 @@
-"""Image message fields <-> numpy (jointperception.ros.convert), without rclpy or DDS."""
+"""Image message fields <-> numpy (jointperception.data.image_msg), without rclpy or DDS."""
 from __future__ import annotations
 
 import array
@@ -7,8 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from jointperception.errors import InputError
-from jointperception.ros.convert import (
+from jointperception.data.image_msg import (
     ENCODINGS,
     ImageConversionError,
     decode_image,
@@ -17,6 +16,7 @@ from jointperception.ros.convert import (
     image_to_rgb,
     to_rgb,
 )
+from jointperception.errors import InputError
 
 HEIGHT, WIDTH = 4, 6
 

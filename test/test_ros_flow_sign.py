@@ -1,5 +1,5 @@
 """The bundled, trained model behind perception_node over real DDS: a frame moved 3 px to the
-right gives ~/flow u of about -3 px (DESIGN §3: the newest frame's displacement to the previous
+right gives ~/flow u of about -3 px (docs/design.md, contracts: the newest frame's displacement to the previous
 frame) and v of about 0. An untrained model could not tell the sign, so this needs real weights."""
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from ros_helpers import Probe, pick_domain_id, probe_env  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from jointperception.ros.convert import encode_image  # noqa: E402
+from jointperception.data.image_msg import encode_image  # noqa: E402
 from jointperception.ros.perception_node import PerceptionNode  # noqa: E402
 from jointperception.runtime.pipeline import PerceptionPipeline  # noqa: E402
 

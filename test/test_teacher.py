@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from jointperception.classical.forward_backward import forward_backward_consistent, sample_at_flow
 from jointperception.config import ConfigError, config_from_dict
-from jointperception.data.teacher import forward_backward_consistent, sample_at_flow, teacher_targets
+from jointperception.data.teacher import teacher_targets
 from jointperception.data.video_pairs import FrameSequence, VideoPairDataset
 from jointperception.losses.teacher import masked_multiscale_epe, teacher_loss
 

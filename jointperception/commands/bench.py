@@ -22,7 +22,7 @@ HELP = "benchmark latency and accuracy of every backend beside OpenCV DIS / Farn
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/bench"), help="output folder")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench"), help="output folder")
     parser.add_argument("--model", type=Path, default=None, help="model file (default: the bundled model)")
     parser.add_argument("--backends", default=",".join(VARIANT_NAMES),
                         help=f"comma-separated, of {', '.join(VARIANT_NAMES)} (unavailable ones are listed as skipped)")

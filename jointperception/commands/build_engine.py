@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jointperception.commands.predict import parse_size
+from jointperception.commands.argument_types import parse_size
 from jointperception.data.bags import camera_topic, is_bag, read_image_messages, record_rgb
+from jointperception.data.image_msg import ImageConversionError
 from jointperception.data.sources import open_frames
 from jointperception.errors import InputError, ModelFileError
 from jointperception.export.engine_cache import (
@@ -33,7 +34,6 @@ from jointperception.export.onnx import read_onnx_model
 from jointperception.export.onnx_cache import cached_onnx
 from jointperception.export.tensorrt import build_engine, import_tensorrt, runtime_spec
 from jointperception.models.weights import DEFAULT_MODEL_PATH
-from jointperception.ros.convert import ImageConversionError
 from jointperception.runtime.pipeline import padded_size, preprocess
 from jointperception.runtime.tensorrt_backend import ENGINE_SUFFIXES
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from jointperception.commands import record_sample
-from jointperception.commands.predict import parse_size
+from jointperception.commands.argument_types import parse_size
 from jointperception.errors import InputError
 from jointperception.eval.node_run import score_node_run
 from jointperception.eval.replay import ReplaySettings, output_topics

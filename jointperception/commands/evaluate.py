@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from jointperception.commands.argument_types import parse_size
 from jointperception.commands.stage_options import add_stage_arguments, stage_settings
 from jointperception.config import DataConfig, load_config
 from jointperception.data.paths import shared_data_root
@@ -25,17 +26,6 @@ from jointperception.runtime.pipeline import PerceptionPipeline
 
 HELP = "evaluate a model: synthetic validation + DAVIS / Sintel / FlyingChairs beside classical peers"
 SUITES = ("synthetic", "davis", "sintel", "flyingchairs")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'320x240' -> (320, 240)."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT like 320x240, got {text!r}") from None
-    if width <= 0 or height <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return width, height
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

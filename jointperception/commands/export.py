@@ -10,11 +10,11 @@ import argparse
 import os
 from pathlib import Path
 
-from jointperception.commands.predict import parse_size
+from jointperception.commands.argument_types import parse_size
 from jointperception.errors import InputError
+from jointperception.eval.parity import check_parity, parity_check
 from jointperception.export.onnx import DEFAULT_OPSET, MIN_OPSET, export_onnx
 from jointperception.export.onnx_cache import source_sha256
-from jointperception.export.parity import check_parity, parity_check
 from jointperception.models.normalize import NETWORK_STRIDE
 from jointperception.models.weights import DEFAULT_MODEL_PATH, load_model
 from jointperception.runtime.onnxruntime_backend import DEFAULT_THREADS

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jointperception.commands.argument_types import parse_size
 from jointperception.commands.stage_options import add_stage_arguments, stage_settings
 from jointperception.data.formats import read_mask
 from jointperception.data.sources import BagFrames, open_frames
@@ -20,14 +21,6 @@ from jointperception.runtime.predict_files import predict_to_folder
 from jointperception.train.online_finetune import FinetuneSettings, finetune_segmentation
 
 HELP = "predict mask, flow, occlusion and layers for every frame of a folder, a video or a rosbag2 camera topic"
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """"320x240" -> (320, 240) as (W, H); argparse turns the error into a usage message."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT with positive integers, got {text!r}")
-    return int(parts[0]), int(parts[1])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jointperception.commands.predict import parse_size
+from jointperception.commands.argument_types import parse_size
 from jointperception.commands.stage_options import add_stage_arguments, stage_settings
 from jointperception.eval.replay import ReplaySettings
 from jointperception.eval.replay_job import ReplayJob, replay_to_folder

@@ -8,10 +8,10 @@ import argparse
 def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-prealign", action="store_true",
                         help="do not take the pair's dominant translation out before the network "
-                             "(runtime.prealign; the node's prealign)")
+                             "(classical.prealign; the node's prealign)")
     parser.add_argument("--no-refine-flow", action="store_true",
                         help="keep the network's flow without the variational refinement "
-                             "(runtime.flow_refinement; the node's refine_flow)")
+                             "(classical.flow_refinement; the node's refine_flow)")
     parser.add_argument("--no-refined-layers", action="store_true",
                         help="take the motion layers from the graph's raw flow, not from the refined flow "
                              "(runtime.pipeline; the node's refined_layers)")

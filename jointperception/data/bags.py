@@ -23,9 +23,9 @@ from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
+from jointperception.data.compressed_image import EncodedCompressedImage, decode_compressed, encode_compressed
+from jointperception.data.image_msg import EncodedImage, encode_image, image_to_rgb
 from jointperception.errors import DataFormatError, InputError
-from jointperception.ros.compressed import EncodedCompressedImage, decode_compressed, encode_compressed
-from jointperception.ros.convert import EncodedImage, encode_image, image_to_rgb
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
@@ -46,7 +46,7 @@ def typestore() -> Typestore:
 class ImageRecord(NamedTuple):
     """One sensor_msgs/Image: header stamp (ns) and frame_id, then the data fields.
 
-    data: (step * height,) uint8 array; decode with ``jointperception.ros.convert.decode_image``.
+    data: (step * height,) uint8 array; decode with ``jointperception.data.image_msg.decode_image``.
     """
 
     stamp_ns: int
@@ -62,7 +62,7 @@ class ImageRecord(NamedTuple):
 class CompressedImageRecord(NamedTuple):
     """One sensor_msgs/CompressedImage: header stamp (ns) and frame_id, format, data.
 
-    data: (N,) uint8 array; decode with ``jointperception.ros.compressed.decode_compressed``.
+    data: (N,) uint8 array; decode with ``jointperception.data.compressed_image.decode_compressed``.
     """
 
     stamp_ns: int

@@ -184,15 +184,6 @@ def write_mask(path: str | Path, mask: np.ndarray) -> None:
     _write_atomic(path, _encode(path, np.where(mask != 0, 255, 0).astype(np.uint8)))
 
 
-def read_label_image(path: str | Path) -> np.ndarray:
-    """Read an 8-bit single-channel PNG of ids (motion layers) -> (H, W) uint8."""
-    path = Path(path)
-    labels = _decode(path, cv2.IMREAD_UNCHANGED)
-    if labels.ndim != 2 or labels.dtype != np.uint8:
-        raise DataFormatError(f"{path}: not an 8-bit single-channel label image")
-    return labels
-
-
 def write_label_image(path: str | Path, labels: np.ndarray) -> None:
     """Write labels: (H, W) uint8 ids (motion layers, 0 = background) as an 8-bit grey PNG."""
     path = Path(path)

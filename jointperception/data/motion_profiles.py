@@ -20,9 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jointperception.config import MOTION_PROFILES as PROFILES
 from jointperception.errors import ConfigError
-
-PROFILES = ("small", "real")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Self-refinement teacher: the network's own flow of a training step, refined by the runtime's
-variational stage (runtime.flow_refinement), as a distillation target (no labels involved).
+variational stage (classical.flow_refinement), as a distillation target (no labels involved).
 
 The deployed pipeline refines the network's flow after every inference; this teacher hands the
 same refinement back to training, so the network learns to predict what the refinement would make
@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from jointperception.data.teacher import forward_backward_consistent
-from jointperception.runtime.flow_refinement import refine_flow
+from jointperception.classical.flow_refinement import refine_flow
+from jointperception.classical.forward_backward import forward_backward_consistent
 
 
 def _channels_last(batch: torch.Tensor) -> np.ndarray:

@@ -14,8 +14,8 @@ import numpy as np
 
 from jointperception.data.bags import camera_topic, is_bag, read_image_messages, record_rgb
 from jointperception.data.formats import read_image
+from jointperception.data.image_msg import ImageConversionError
 from jointperception.errors import DataFormatError, InputError
-from jointperception.ros.convert import ImageConversionError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"})
 

@@ -7,16 +7,13 @@ Item i (seeded by ``seed + i``) picks a sequence, a frame t and a gap dt in [1, 
 (EFC: "pairs with dt in [1, 5]"), then one random crop and horizontal flip for both frames:
     image1, image2: (3, h, w) uint8 RGB, frames t and t + dt (or t + dt and t, half the time).
 With ``prealign=True`` the pair's dominant translation is taken out of the second frame first, on
-the whole frames, as the runtime pipeline does before its network (runtime.prealign), so the pairs
+the whole frames, as the runtime pipeline does before its network (classical.prealign), so the pairs
 move as the deployed network's inputs do.
 With ``teacher=True`` an item also holds the classical teacher's targets (data/teacher.py),
 computed on the whole frames and then cropped and flipped like them:
     teacher_flow1, teacher_flow2: (2, h, w) float32 px, image1 -> image2 and image2 -> image1;
     teacher_valid1, teacher_valid2: (1, h, w) float32 in {0, 1}, forward-backward consistent;
     teacher_mask1, teacher_mask2: (1, h, w) float32 in {0, 1}, moving-object mask of each image.
-With ``masks`` (one (H, W) bool mask per frame of every sequence, e.g. data/pipeline_masks.py)
-teacher_mask1 and teacher_mask2 are those masks, cropped, flipped and (the second) pre-aligned like
-the images, in place of the classical teacher's.
 """
 from __future__ import annotations
 
@@ -31,12 +28,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from jointperception.classical.prealign import dominant_translation, shift_frame
 from jointperception.data.bags import read_image_messages, record_rgb
 from jointperception.data.formats import read_image
 from jointperception.data.sources import IMAGE_SUFFIXES, open_frames
 from jointperception.data.teacher import teacher_targets
 from jointperception.errors import ConfigError, InputError
-from jointperception.runtime.prealign import dominant_translation, shift_frame
 
 
 @dataclass(frozen=True)
@@ -103,12 +100,9 @@ class VideoPairDataset(Dataset):
     """Random unlabelled pairs from in-memory frame sequences; item i is seeded by ``seed + i``."""
 
     def __init__(self, sequences: Sequence[FrameSequence], num_samples: int, seed: int, height: int, width: int,
-                 max_dt: int = 5, teacher: bool = False, prealign: bool = False,
-                 masks: Sequence[Sequence[np.ndarray]] | None = None) -> None:
+                 max_dt: int = 5, teacher: bool = False, prealign: bool = False) -> None:
         if not sequences:
             raise ConfigError("unlabelled data: no sequences left (all missing or held out)")
-        if masks is not None and [len(m) for m in masks] != [len(s.frames) for s in sequences]:
-            raise ValueError("teacher masks: need one (H, W) mask per frame of every sequence")
         if max_dt < 1:
             raise ConfigError(f"max_dt: must be >= 1, got {max_dt}")
         frame_height, frame_width = sequences[0].frames[0].shape[:2]
@@ -122,7 +116,6 @@ class VideoPairDataset(Dataset):
         self.max_dt = max_dt
         self.teacher = teacher
         self.prealign = prealign
-        self.masks = masks
         lengths = np.array([len(s.frames) for s in self.sequences], dtype=np.float64)
         self.sequence_weights = lengths / lengths.sum()  # every frame equally likely as a pair start
 
@@ -172,8 +165,4 @@ class VideoPairDataset(Dataset):
                 "teacher_mask1": crop(targets.mask_first.astype(np.float32)),
                 "teacher_mask2": crop(targets.mask_second.astype(np.float32)),
             }
-        if self.masks is not None:  # given masks replace the classical teacher's
-            masks = self.masks[sequence]
-            item["teacher_mask1"] = crop(masks[first].astype(np.float32))
-            item["teacher_mask2"] = crop(shift_frame(masks[second], *shift).astype(np.float32))
         return item

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import torch
 
+from jointperception.classical.opencv_flow import classical_motion_segmentation, classical_reference, farneback_flow
 from jointperception.config import DataConfig
 from jointperception.data.synthetic import render_sequence
 from jointperception.errors import InputError
-from jointperception.eval.baselines import classical_motion_segmentation, classical_reference, farneback_flow
 from jointperception.eval.flow_eval import score_flow_pairs
 from jointperception.eval.metrics import jaccard
 from jointperception.eval.report import latency_stats

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jointperception.classical.opencv_flow import classical_reference
 from jointperception.data.real import davis_sequences, load_davis_sequence
-from jointperception.eval.baselines import classical_reference
 from jointperception.eval.metrics import (
     boundary_f_measure,
     jaccard,

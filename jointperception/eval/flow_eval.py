@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from jointperception.classical.opencv_flow import dis_flow
 from jointperception.data.real import FlowPair
-from jointperception.eval.baselines import dis_flow
 from jointperception.eval.metrics import aggregate_flow_errors, flow_errors
 from jointperception.runtime.pipeline import PerceptionPipeline
 

@@ -1,6 +1,5 @@
 """Before/after scores of a self-supervised fine-tune on the sequences held out from it, shared by
-the benchmarks selfsup_finetune.py, selfsup_crossval.py, selfsup_interpolation.py and
-selfsup_mask_sources.py: Sintel EPE of the held-out scene (clean and final) and per-pair fused DAVIS
+the benchmarks selfsup_crossval.py and selfsup_mask_sources.py: Sintel EPE of the held-out scene (clean and final) and per-pair fused DAVIS
 J of the held-out sequences, through the runtime pipeline at 320x240 (torch backend); and, per
 held-out sequence, the J of every mask the pipeline can publish (``held_out_mask_sources``), to see
 which part of the mask a fine-tune moves."""
@@ -31,7 +30,7 @@ def held_out_scores(model_path: Path | None, root: Path, motion_model: Path | No
     """{"sintel_clean_epe", "sintel_final_epe": px on the scene ``sintel``, "davis_j": J mean and
     "davis_per_sequence_j" on the sequences ``davis``} of the model file ``model_path`` (None: the
     bundled one); ``root``: the shared data folder; ``motion_model``: a MotionLayerNet file fused in
-    place of the bundled one; ``refine``: the pipeline's flow refinement (runtime.flow_refinement)."""
+    place of the bundled one; ``refine``: the pipeline's flow refinement (classical.flow_refinement)."""
     pipeline = PerceptionPipeline.from_model_file(model_path, "torch", "cpu", (320, 240), motion_model=motion_model,
                                                   refine=refine)
     scores = sintel_scene_epe(pipeline, root, sintel)

@@ -16,9 +16,9 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 
 from jointperception.data.bags import IMAGE_TYPE, bag_topics, read_image_topics, record_rgb, typestore
+from jointperception.data.image_msg import decode_image
 from jointperception.errors import DataFormatError
 from jointperception.eval.replay import GroundTruthScorer, ReplayResult, ReplaySettings, output_topics
-from jointperception.ros.convert import decode_image
 from jointperception.runtime.pipeline import PairOutputs
 
 DIAGNOSTICS_TYPE = "diagnostic_msgs/msg/DiagnosticArray"

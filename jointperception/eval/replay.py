@@ -26,6 +26,7 @@ from jointperception.data.bags import (
     record_rgb,
     require_image_topics,
 )
+from jointperception.data.image_msg import ImageConversionError, decode_image
 from jointperception.errors import DataFormatError, InputError
 from jointperception.eval.metrics import (
     aggregate_flow_errors,
@@ -33,7 +34,6 @@ from jointperception.eval.metrics import (
     jaccard,
     sequence_j_statistics,
 )
-from jointperception.ros.convert import ImageConversionError, decode_image
 from jointperception.runtime.mask_memory import DEFAULT_MEMORY_WEIGHT, MaskMemory
 from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
 from jointperception.runtime.stream import (
@@ -43,7 +43,6 @@ from jointperception.runtime.stream import (
     pair_reset_reason,
 )
 
-GT_KINDS = ("mask", "flow", "occlusion")
 PENDING_LIMIT = 64  # unmatched outputs / GT kept for stamp matching; the oldest go first
 # (stamp_ns, newest frame (H, W, 3) uint8, its outputs): called for the sample frames
 SampleCallback = Callable[[int, np.ndarray, PairOutputs], None]

@@ -6,10 +6,10 @@ import time
 
 import numpy as np
 
+from jointperception.classical.opencv_flow import classical_motion_segmentation, dis_flow
 from jointperception.config import DataConfig
 from jointperception.data.datasets import SyntheticPairDataset
 from jointperception.data.real import FlowPair
-from jointperception.eval.baselines import classical_motion_segmentation, dis_flow
 from jointperception.eval.metrics import aggregate_flow_errors, flow_errors, jaccard
 from jointperception.runtime.motion_layers import MASK_SOURCES, source_masks
 from jointperception.runtime.pipeline import PerceptionPipeline

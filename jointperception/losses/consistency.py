@@ -10,13 +10,6 @@ import torch
 from jointperception.models.blocks import backward_warp
 
 
-def downsample_flow(flow: torch.Tensor, stride: int) -> torch.Tensor:
-    """flow (B, 2, H, W) input pixels -> (B, 2, H/stride, W/stride) pixels of that resolution."""
-    if stride == 1:
-        return flow
-    return torch.nn.functional.avg_pool2d(flow, stride) / stride
-
-
 def feature_consistency_loss(
     features: torch.Tensor, other_features: torch.Tensor, flow: torch.Tensor, occlusion: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, dict[str, float]]:

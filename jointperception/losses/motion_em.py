@@ -1,4 +1,4 @@
-"""Parametric motion fit and the EM motion-segmentation loss (DESIGN §6, EM motion segmentation).
+"""Parametric motion fit and the EM motion-segmentation loss (docs/design.md, equations: EM).
 
 Site i at normalised coordinates (x, y) in [-1, 1]; design vector P(i) = [1, x, y] (affine) or
 [1, x, y, x², xy, y²] (quadratic), one per flow component: f_θk(i) = (P(i)·θ_k^u, P(i)·θ_k^v).
@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 
-MOTION_MODELS = {"affine": 3, "quadratic": 6}  # design vector length per flow component
+from jointperception.classical.motion_model import motion_design
+
 MAX_FLOW = 1e4  # px: flow is clamped here; non-finite vectors become 0 with zero fit weight
 RIDGE = 1e-6  # Tikhonov weight relative to the layer's total weight: keeps tiny layers solvable, small
 #                enough that the loss stays invariant to an added global quadratic flow
@@ -36,22 +38,15 @@ def sanitize_flow(flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 @functools.lru_cache(maxsize=16)
 def _design_cached(height: int, width: int, model: str, device: str, dtype: torch.dtype) -> torch.Tensor:
-    ys = torch.linspace(-1.0, 1.0, height, dtype=torch.float64) if height > 1 else torch.zeros(1, dtype=torch.float64)
-    xs = torch.linspace(-1.0, 1.0, width, dtype=torch.float64) if width > 1 else torch.zeros(1, dtype=torch.float64)
-    y, x = torch.meshgrid(ys, xs, indexing="ij")
-    x, y = x.reshape(-1), y.reshape(-1)
-    columns = [torch.ones_like(x), x, y]
-    if model == "quadratic":
-        columns += [x * x, x * y, y * y]
-    return torch.stack(columns, dim=1).to(device=device, dtype=dtype)
+    rows, cols = np.mgrid[:height, :width]
+    design = motion_design(cols.ravel(), rows.ravel(), height, width, model)  # raster order
+    return torch.from_numpy(design).to(device=device, dtype=dtype)
 
 
 def design_matrix(height: int, width: int, model: str = "quadratic", device: torch.device | str = "cpu",
                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """P: (H·W, D) rows P(i) in raster order, D = 3 (affine) or 6 (quadratic). Buffered per size;
     the returned tensor is shared, never write into it."""
-    if model not in MOTION_MODELS:
-        raise ValueError(f"motion model must be one of {', '.join(MOTION_MODELS)}, got {model!r}")
     return _design_cached(int(height), int(width), model, str(torch.device(device)), dtype)
 
 
@@ -147,7 +142,7 @@ def random_quadratic_flow(batch: int, height: int, width: int, generator: torch.
     """A random global quadratic flow (B, 2, H, W), pixels: θ ~ U(−1, 1) · scale · (1, ½, ½, ¼, ¼, ¼).
 
     Adding it to a training flow leaves the EM loss unchanged in law (every layer's model absorbs
-    it); the network learns to be invariant to it (DESIGN §6 augmentation).
+    it); the network learns to be invariant to it (docs/design.md, equations: EM).
     """
     design = design_matrix(height, width, "quadratic", "cpu", dtype)
     decay = torch.tensor([1.0, 0.5, 0.5, 0.25, 0.25, 0.25], dtype=dtype)

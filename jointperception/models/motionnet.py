@@ -8,11 +8,13 @@ a U-Net of ``levels`` InstanceNorm stages (max-pool down, bilinear up to explici
 a 1x1 head, and a bilinear upsample of the logits to (H, W). Only conv, InstanceNorm, LeakyReLU,
 max-pool, interpolate and concat: exportable to ONNX / TensorRT.
 
-Inference post-processing, shared with classical EM: ``layers_from_logits`` = argmax over K,
-then ids renumbered by decreasing area so 0 is the largest layer (background).
+Inference post-processing, shared with classical EM and the runtime: ``order_by_area`` renumbers
+layer labels by decreasing area so 0 is the largest layer (background); ``layers_from_logits`` =
+argmax over K, then that order.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -74,23 +76,19 @@ class MotionLayerNet(nn.Module):
         return F.interpolate(logits, size=output_size or (height, width), mode="bilinear", align_corners=False)
 
 
-def order_layers_by_area(labels: torch.Tensor, num_layers: int) -> torch.Tensor:
-    """Renumber labels (B, H, W) int64 in 0..K-1 so 0 is the largest layer, then by decreasing area
-    (ties: lower original id first). Returns (B, H, W) int64."""
-    counts = F.one_hot(labels, num_layers).flatten(1, 2).sum(dim=1)  # (B, K)
-    key = counts * num_layers - torch.arange(num_layers, device=labels.device)  # area, then lower id first
-    order = torch.sort(key, dim=1, descending=True).indices  # order[b, r] = id of the r-th largest layer
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(num_layers, device=labels.device).expand_as(order).contiguous())
-    return torch.gather(rank, 1, labels.flatten(1)).view_as(labels)
+def order_by_area(labels: np.ndarray, num_layers: int) -> tuple[np.ndarray, np.ndarray]:
+    """labels (h, w) ints in 0..K-1 -> (ids (h, w) uint8 with 0 = largest layer, then by decreasing
+    area, ties by lower label; order (K,) with order[r] = label of the r-th largest layer)."""
+    areas = np.bincount(labels.ravel(), minlength=num_layers)
+    order = np.argsort(-areas, kind="stable")
+    rank = np.empty(num_layers, dtype=np.uint8)
+    rank[order] = np.arange(num_layers, dtype=np.uint8)
+    return rank[labels], order
 
 
 def layers_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Layer ids (B, H, W) int64 from logits or probabilities (B, K, H, W): argmax, largest layer = 0."""
-    labels = logits.permute(0, 2, 3, 1).contiguous().argmax(dim=-1)  # channels-last argmax: ~8x faster on CPU
-    return order_layers_by_area(labels, logits.shape[1])
-
-
-def foreground_from_layers(layers: torch.Tensor) -> torch.Tensor:
-    """Moving mask (B, H, W) bool: every layer except the largest (id 0, background)."""
-    return layers > 0
+    """Layer ids (B, H, W) int64 on the logits' device from logits or probabilities (B, K, H, W):
+    argmax, then ``order_by_area`` (largest layer = 0)."""
+    labels = logits.permute(0, 2, 3, 1).contiguous().argmax(dim=-1).cpu().numpy()  # channels-last argmax: ~8x faster on CPU
+    ids = np.stack([order_by_area(item, logits.shape[1])[0] for item in labels])
+    return torch.from_numpy(ids).long().to(logits.device)

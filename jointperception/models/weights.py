@@ -18,12 +18,13 @@ from jointperception.errors import ConfigError, ModelFileError
 from jointperception.models import build_model, build_motion_model
 from jointperception.models.jointnet import JointNet
 from jointperception.models.motionnet import MotionLayerNet
+from jointperception.resources import shipped_file
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "jointnet_tiny.safetensors"
+DEFAULT_MODEL_PATH = shipped_file("models/jointnet_tiny.safetensors")
 # the motion-layer network reads flow only, so the bundled one serves any joint model
-DEFAULT_MOTION_MODEL_PATH = DEFAULT_MODEL_PATH.with_name("motionnet_k4.safetensors")
+DEFAULT_MOTION_MODEL_PATH = shipped_file("models/motionnet_k4.safetensors")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 

@@ -1,6 +1,6 @@
 """ROS 2 front end: the only package of jointperception that imports rclpy or message types.
 
-``convert`` (Image <-> numpy) and ``compressed`` (CompressedImage <-> numpy), both importable
-without ROS; ``perception_node`` (executable ``perception_node``), ``camera_source``
+The message codecs that need no ROS live in ``data.image_msg`` and ``data.compressed_image``;
+here: ``perception_node`` (executable ``perception_node``), ``camera_source``
 (executable ``camera_source``).
 """

@@ -24,11 +24,11 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
+from jointperception.data.compressed_image import encode_compressed
+from jointperception.data.image_msg import encode_image
 from jointperception.data.sources import open_frames
 from jointperception.errors import ConfigError, DataFormatError
 from jointperception.ros.common import describe, image_qos, qos_error, transport_topic
-from jointperception.ros.compressed import encode_compressed
-from jointperception.ros.convert import encode_image
 from jointperception.ros.node_main import run_node
 
 

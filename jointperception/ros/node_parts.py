@@ -12,8 +12,8 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 
+from jointperception.data.image_msg import CAUSES
 from jointperception.ros.common import QOS_CHOICES, TRANSPORTS, describe, qos_error, transport_error
-from jointperception.ros.convert import CAUSES
 from jointperception.runtime.backends import BACKEND_NAMES, PRECISIONS
 from jointperception.runtime.mask_memory import DEFAULT_MEMORY_WEIGHT, MAX_MEMORY_WEIGHT
 from jointperception.runtime.motion_layers import MASK_SOURCES
@@ -44,9 +44,9 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "mask_threshold": (0.5, describe("mask = probability > threshold", floats=(0.0, 1.0))),
     "occlusion_threshold": (0.5, describe("occlusion = probability > threshold", floats=(0.0, 1.0))),
     "prealign": (True, describe("take the pair's dominant translation out before the network and add it back to "
-                                "the flow (runtime.prealign: camera pans beyond the training range)")),
+                                "the flow (classical.prealign: camera pans beyond the training range)")),
     "refine_flow": (True, describe("refine the network's flow variationally on the network grid before it is published "
-                                   "and used by the mask (runtime.flow_refinement)")),
+                                   "and used by the mask (classical.flow_refinement)")),
     "refined_layers": (True, describe("with refine_flow: the motion layers from the refined flow (the graph's layer "
                                       "head run again on it), not from the network's raw flow")),
     "mask_memory": (DEFAULT_MEMORY_WEIGHT, describe("weight of the last mask carried along the flow into the newest "

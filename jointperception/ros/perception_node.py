@@ -1,6 +1,6 @@
 """ROS 2 node ``jointperception_node``: camera frames in; mask, flow, occlusion and motion layers out.
 
-Topics (DESIGN §3), every output with the header of the newest input frame:
+Topics (README, ROS 2), every output with the header of the newest input frame:
   in:  ``image`` (sensor_msgs/Image, remap it; with ``image_transport:=compressed``
        sensor_msgs/CompressedImage on ``image/compressed``), ``camera_info`` (optional)
   out: ``~/mask`` mono8, ``~/flow`` 32FC2 (per pixel of the newest frame: its displacement to the

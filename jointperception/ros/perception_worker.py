@@ -32,8 +32,8 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
-from jointperception.ros.compressed import compressed_msg_to_rgb, encode_compressed
-from jointperception.ros.convert import ImageConversionError, encode_image, image_msg_to_rgb
+from jointperception.data.compressed_image import compressed_msg_to_rgb, encode_compressed
+from jointperception.data.image_msg import ImageConversionError, encode_image, image_msg_to_rgb
 from jointperception.ros.node_parts import FrameSlot, RunningStats, diagnostic_status
 from jointperception.runtime.mask_memory import MaskMemory
 from jointperception.runtime.pipeline import NetworkPass, PairOutputs, PerceptionPipeline

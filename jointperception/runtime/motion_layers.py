@@ -9,7 +9,7 @@ Published mask (``MASK_SOURCES``):
     motion        p = 1 - g_background              every non-background layer
     residual      p = r                             r = 1 where the flow moves unlike its robust dominant
                                                     affine motion (residual > Otsu, as the classical
-                                                    reference: eval.classical_segmentation), in the one
+                                                    reference: classical.motion_segmentation), in the one
                                                     connected region the two other cues support most
                                                     (largest sum of p_seg + 1 - g_background), else 0
     fused         p = (p_seg + 1 - g_background + r) / 3  the mean of the three (the default)
@@ -20,23 +20,13 @@ keep the others where the segmentation branch agrees with the layers.
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
-from jointperception.eval.classical_segmentation import dominant_motion
+from jointperception.classical.motion_segmentation import dominant_motion, select_component
+from jointperception.models.motionnet import order_by_area
 
 MASK_SOURCES = ("fused", "segmentation", "motion", "residual")
 RESIDUAL_SOURCES = ("fused", "residual")  # the sources that need the residual cue (4 ms at 320x240)
-
-
-def order_by_area(labels: np.ndarray, num_layers: int) -> tuple[np.ndarray, np.ndarray]:
-    """labels (h, w) ints in 0..K-1 -> (ids (h, w) uint8 with 0 = largest layer, then by decreasing
-    area, ties by lower label; order (K,) with order[r] = label of the r-th largest layer)."""
-    areas = np.bincount(labels.ravel(), minlength=num_layers)
-    order = np.argsort(-areas, kind="stable")
-    rank = np.empty(num_layers, dtype=np.uint8)
-    rank[order] = np.arange(num_layers, dtype=np.uint8)
-    return rank[labels], order
 
 
 def argmax_layers(probabilities: np.ndarray) -> np.ndarray:
@@ -63,17 +53,6 @@ def split_layers(layer_prob: np.ndarray, height: int, width: int) -> tuple[np.nd
     return ids, moving[None, None].astype(np.float32, copy=False)
 
 
-def most_supported_component(mask: np.ndarray, support: np.ndarray) -> np.ndarray:
-    """mask (H, W) bool, support (H, W) float (NaN counts as 0) -> (H, W) bool: the 8-connected
-    component of ``mask`` with the largest summed support (ties: the larger one; none: all False)."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if count <= 1:
-        return np.zeros(mask.shape, dtype=bool)
-    sums = np.bincount(labels.ravel(), weights=np.nan_to_num(support, nan=0.0).ravel(), minlength=count)[1:]
-    best = 1 + int(np.lexsort((stats[1:, cv2.CC_STAT_AREA], sums))[-1])
-    return labels == best
-
-
 def residual_mask(flow: np.ndarray, height: int, width: int, support: np.ndarray) -> np.ndarray:
     """flow (1, 2, h_pad, w_pad) network pixels, support (1, 1, h_pad, w_pad) float (p_seg + 1 -
     g_background) -> (1, 1, h_pad, w_pad) float32 in {0, 1}: the dominant-motion residual rule on
@@ -83,7 +62,7 @@ def residual_mask(flow: np.ndarray, height: int, width: int, support: np.ndarray
     ignores it)."""
     field = flow[0, :, :height, :width].transpose(1, 2, 0)
     out = np.zeros((1, 1) + flow.shape[2:], dtype=np.float32)
-    out[0, 0, :height, :width] = most_supported_component(dominant_motion(field)[0], support[0, 0, :height, :width])
+    out[0, 0, :height, :width] = select_component(dominant_motion(field)[0], support[0, 0, :height, :width])
     return out
 
 

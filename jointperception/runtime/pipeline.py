@@ -1,9 +1,9 @@
 """One code path from a camera frame pair to outputs at camera resolution.
 
 pre:  resize (H, W) -> network size, take the pair's dominant translation out of the second frame
-      (``runtime.prealign``; added back to the flow after the backend), replicate-pad bottom/right
+      (``classical.prealign``; added back to the flow after the backend), replicate-pad bottom/right
       to a multiple of NETWORK_STRIDE, normalise;  backend: network-resolution probabilities and flow;
-post: variational refinement of the flow on the network grid (``runtime.flow_refinement``), motion
+post: variational refinement of the flow on the network grid (``classical.flow_refinement``), motion
       layers (the graph's motion-layer head run again on the refined flow, ``refined_layers``; argmax,
       0 = the largest layer) and the published mask's probability
       (``runtime.motion_layers``; in a stream also carried along the flow by ``runtime.mask_memory``)
@@ -23,11 +23,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from jointperception.classical.flow_refinement import refine_flow
+from jointperception.classical.prealign import dominant_translation, shift_frame
 from jointperception.errors import InputError
-from jointperception.models.normalize import IMAGE_MEAN, IMAGE_STD, NETWORK_STRIDE
+from jointperception.models.normalize import NETWORK_STRIDE, normalize_frame
 from jointperception.models.weights import DEFAULT_MODEL_PATH
 from jointperception.runtime.backends import Backend, create_backend
-from jointperception.runtime.flow_refinement import refine_flow
 from jointperception.runtime.mask_memory import MaskMemory
 from jointperception.runtime.motion_layers import (
     MASK_SOURCES,
@@ -36,7 +37,6 @@ from jointperception.runtime.motion_layers import (
     residual_mask,
     split_layers,
 )
-from jointperception.runtime.prealign import dominant_translation, shift_frame
 
 
 @dataclass(frozen=True)
@@ -103,14 +103,13 @@ def resize_to_network(frame: np.ndarray, network_size: tuple[int, int]) -> np.nd
 
 def preprocess(frame: np.ndarray, network_size: tuple[int, int]) -> np.ndarray:
     """frame (H, W, 3) uint8 RGB -> (1, 3, h_pad, w_pad) float32 normalised network input
-    (``normalize_images``' arithmetic, done in one OpenCV call)."""
+    (``normalize_frame`` of the resized, replicate-padded frame)."""
     width, height = network_size
     frame = resize_to_network(frame, network_size)
     pad_w, pad_h = padded_size(network_size)
     if (pad_w, pad_h) != (width, height):
         frame = cv2.copyMakeBorder(frame, 0, pad_h - height, 0, pad_w - width, cv2.BORDER_REPLICATE)
-    # (x / 255 - mean) / std == (x - 255 mean) * 1 / (255 std), per channel, NCHW float32
-    return cv2.dnn.blobFromImage(frame, 1.0 / (255.0 * IMAGE_STD), mean=(255.0 * IMAGE_MEAN,) * 3)
+    return normalize_frame(frame)
 
 
 def _to_camera(planes: np.ndarray, network_size: tuple[int, int], camera_size: tuple[int, int]) -> np.ndarray:
@@ -201,8 +200,8 @@ class PerceptionPipeline:
         self.flip_average = flip_average  # average with the mirrored pair ("Ours²", SegFlow §5)
         self.mask_source = mask_source  # runtime.motion_layers: what the published mask thresholds
         self.max_layers = max_layers  # K published layers: smaller moving layers merge into background (None: all)
-        self.prealign = prealign  # take the pair's dominant translation out before the network (runtime.prealign)
-        self.refine = refine  # refine the network's flow variationally (runtime.flow_refinement)
+        self.prealign = prealign  # take the pair's dominant translation out before the network (classical.prealign)
+        self.refine = refine  # refine the network's flow variationally (classical.flow_refinement)
         self.refined_layers = refined_layers  # with refine: the motion-layer head again, on the refined flow
 
     @classmethod

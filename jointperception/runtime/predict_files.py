@@ -1,4 +1,4 @@
-"""Run a pipeline over a frame source and write the ``predict`` file set (DESIGN §3).
+"""Run a pipeline over a frame source and write the ``predict`` file set (README, predict; docs/design.md, contracts).
 
 For frame i with stem S: flow/S.flo (i -> i+1), mask/S.png, occlusion/S.png (i w.r.t. i+1),
 layers/S.png, plus summary.json. The last frame has no successor: its mask and layers come from

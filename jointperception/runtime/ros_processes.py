@@ -1,7 +1,7 @@
 """ROS 2 child processes on loopback, started from plain Python (no rclpy here).
 
 Every child runs with the venv's python, a clean copy of the environment (without the ROS
-wheels' bootstrap marker, DESIGN §5), ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, the given
+wheels' bootstrap marker, docs/design.md, contracts), ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, the given
 ``ROS_DOMAIN_ID`` and the shared-memory Fast DDS profile of ``config/fastdds_shm.xml``.
 """
 from __future__ import annotations
@@ -18,9 +18,9 @@ from types import TracebackType
 from typing import Self
 
 from jointperception.errors import ConfigError, InputError
+from jointperception.resources import resource_roots, shipped_file
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-PROFILE_NAME = "fastdds_shm.xml"
+PROFILE = "config/fastdds_shm.xml"
 # The ROS wheels re-exec Python with their library path and set this marker; a child that
 # inherits the marker but not the path cannot import rclpy.
 BOOTSTRAP_MARKER = "_ROS_WHEELS_BOOTSTRAP_COMPLETE"
@@ -28,12 +28,11 @@ DOMAIN_RANGE = (120, 200)  # random picks: valid for Fast DDS ports, apart from 
 
 
 def fastdds_profile() -> Path:
-    """config/fastdds_shm.xml of a source checkout, else of the installed package share folder."""
-    for candidate in (PACKAGE_ROOT / "config" / PROFILE_NAME,
-                      Path(sys.prefix) / "share" / "jointperception" / "config" / PROFILE_NAME):
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(f"{PROFILE_NAME} not found beside the package or in {sys.prefix}/share/jointperception")
+    """config/fastdds_shm.xml of a source checkout, else of the installed package's share folder."""
+    profile = shipped_file(PROFILE)
+    if not profile.is_file():
+        raise ConfigError(f"{PROFILE} not found in {' or '.join(str(root) for root in resource_roots())}")
+    return profile
 
 
 def pick_domain_id(given: int | None = None) -> int:

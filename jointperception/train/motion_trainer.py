@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from pathlib import Path
 
@@ -21,8 +20,6 @@ import torch
 from torch import nn
 
 from jointperception.config import ExperimentConfig
-from jointperception.data.flow_samples import FlowSamples, load_or_build_flow_samples
-from jointperception.data.video_flows import load_or_build_video_flows
 from jointperception.errors import ConfigError
 from jointperception.eval.layer_metrics import foreground_j, matched_layer_iou
 from jointperception.losses.motion_em import em_loss, random_quadratic_flow
@@ -38,8 +35,10 @@ from jointperception.train.checkpoint import (
     rng_state,
     save_checkpoint,
 )
+from jointperception.train.flow_samples import FlowSamples, load_or_build_flow_samples
 from jointperception.train.interrupt import stop_on_signals
 from jointperception.train.metrics_log import MetricsLog
+from jointperception.train.run_start import checkpoint_to_resume, seed_everything
 from jointperception.train.schedules import get_lr
 from jointperception.train.trainer import WEIGHTS_NAME, TrainResult
 
@@ -91,13 +90,11 @@ def train_motion_layers(cfg: ExperimentConfig, run_dir: str | Path, *, resume: s
                         command: str = "") -> TrainResult:
     """Train MotionLayerNet into ``run_dir`` on CPU; ``resume``: a checkpoint or "auto" (run_dir/last.pt)."""
     run_dir, tc, mc = Path(run_dir), cfg.train, cfg.motion
-    random.seed(tc.seed)
-    np.random.seed(tc.seed)
-    torch.manual_seed(tc.seed)
+    seed_everything(tc.seed)
     model = build_motion_model(mc)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     progress = TrainProgress()
-    resume_path = (run_dir / LAST_NAME if (run_dir / LAST_NAME).exists() else None) if str(resume) == "auto" else resume
+    resume_path = checkpoint_to_resume(run_dir, resume)
     if resume_path is not None:
         checkpoint = load_checkpoint(resume_path)
         if checkpoint["model_args"] != cfg.to_dict()["motion"]:
@@ -107,18 +104,12 @@ def train_motion_layers(cfg: ExperimentConfig, run_dir: str | Path, *, resume: s
         restore_rng_state(checkpoint["rng"])
         progress = TrainProgress(int(checkpoint["step"]), float(checkpoint["best_score"]),
                                  float(checkpoint["elapsed_s"]), dict(checkpoint["metrics"]))
-    elif (run_dir / LAST_NAME).exists():
-        raise ConfigError(f"{run_dir}: already holds {LAST_NAME}; pass --resume auto or another --out")
     joint_model = None if mc.joint_model == "bundled" else mc.joint_model
     train_set = load_or_build_flow_samples(run_dir / "flow_train.pt", cfg.data, "train", cfg.data.train_samples,
                                            mc.predicted_flow_samples, joint_model)
     val_set = load_or_build_flow_samples(run_dir / "flow_val.pt", cfg.data, "val", cfg.data.val_samples,
                                          cfg.data.val_samples if mc.predicted_flow_samples else 0, joint_model)
-    video_flow = load_or_build_video_flows(run_dir / "flow_video.pt", mc.video_root, mc.video_images, mc.video_holdout,
-                                           mc.video_flow_samples, tc.seed, joint_model,
-                                           (mc.video_network_width, mc.video_network_height),
-                                           cfg.data.height, cfg.data.width)
-    pool = torch.cat([train_set.gt_flow, train_set.predicted_flow, video_flow])
+    pool = torch.cat([train_set.gt_flow, train_set.predicted_flow])
     log = MetricsLog(run_dir, keep_until_step=progress.step if resume_path else None)
     budget_s = mc.max_train_minutes * 60.0 or math.inf
     last_eval, received, sums, count = -1, 0, {}, 0

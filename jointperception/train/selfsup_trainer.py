@@ -7,9 +7,7 @@ with the supervised losses:
 (EFC eq. 9; the bracket is eq. 8 plus the supervised flow terms), plus, when its weights are set,
 a teacher's distillation on the unlabelled pairs (losses/teacher.py): DIS-medium flow and the
 classical mask (data/teacher.py), the step's own flow after the runtime refinement
-(data/refinement_teacher.py), either flow optionally with its dominant affine motion as the
-background (data/background_teacher.py), or the mask the starting model's pipeline publishes
-(data/pipeline_masks.py). The per-block occlusion heads (models/efc_occlusion_heads.py) live beside
+(data/refinement_teacher.py). The per-block occlusion heads (models/efc_occlusion_heads.py) live beside
 the network and are checkpointed with it, never exported. No labels means no validation:
 ``last.pt`` every ``eval_every`` steps (atomic, resumable), and the final network goes to
 ``run_dir/selfsup.safetensors``. SIGINT/SIGTERM finish the step, write ``last.pt`` and return.
@@ -19,19 +17,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import random
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from jointperception.config import ExperimentConfig, SelfSupConfig
-from jointperception.data.background_teacher import affine_background
 from jointperception.data.datasets import SyntheticPairDataset
 from jointperception.data.paths import shared_data_root
-from jointperception.data.pipeline_masks import published_masks
 from jointperception.data.refinement_teacher import refined_flow_targets
 from jointperception.data.video_pairs import (
     FrameSequence,
@@ -48,17 +42,16 @@ from jointperception.losses.unsupervised import EfcWeights, efc_unlabelled_loss
 from jointperception.models.efc_occlusion_heads import EfcOcclusionHeads
 from jointperception.models.normalize import normalize_images
 from jointperception.models.weights import initial_model, save_weights
-from jointperception.runtime.pipeline import PerceptionPipeline
 from jointperception.train.checkpoint import (
     LAST_NAME,
     load_checkpoint,
     restore_rng_state,
-    resume_checkpoint_path,
     rng_state,
     save_checkpoint,
 )
 from jointperception.train.interrupt import stop_on_signals
 from jointperception.train.metrics_log import MetricsLog
+from jointperception.train.run_start import checkpoint_to_resume, seed_everything
 from jointperception.train.schedules import get_lr
 from jointperception.train.trainer import TrainResult, freeze_batchnorm_statistics, set_trainable_branches
 
@@ -91,19 +84,11 @@ def efc_weights(sc: SelfSupConfig) -> EfcWeights:
                       sc.temporal_consistency, sc.segmentation_mask)
 
 
-def pipeline_teacher_masks(sc: SelfSupConfig, sequences: list[FrameSequence]) -> list[tuple[np.ndarray, ...]]:
-    """The masks ``sc.init_from``'s runtime pipeline (torch, at the frames' size) publishes for every
-    frame: the starting model teaches, and stays fixed while the network trains."""
-    model_path = None if sc.init_from == "bundled" else sc.init_from
-    pipeline = PerceptionPipeline.from_model_file(model_path, "torch", "cpu", (sc.frame_width, sc.frame_height))
-    return published_masks(sequences, pipeline)
-
-
 def teacher_batch(sc: SelfSupConfig, batch: dict[str, torch.Tensor], first: torch.Tensor, second: torch.Tensor,
                   outputs: dict) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """Teacher flow (2B, 2, h, w), valid (2B, 1, h, w) and mask (2B, 1, h, w) in the order of ``first``
     (image1 -> image2, then image2 -> image1); None for a target whose weight is 0."""
-    def both_directions(key: str) -> torch.Tensor:  # the dataset's targets (classical, or given masks)
+    def both_directions(key: str) -> torch.Tensor:  # the dataset's classical targets
         return torch.cat([batch[f"teacher_{key}1"], batch[f"teacher_{key}2"]])
 
     flow = valid = mask = None
@@ -112,8 +97,6 @@ def teacher_batch(sc: SelfSupConfig, batch: dict[str, torch.Tensor], first: torc
             flow, valid = refined_flow_targets(first, second, outputs["flow"])
         else:
             flow, valid = both_directions("flow"), both_directions("valid")
-        if sc.teacher_background == "affine":
-            flow = affine_background(flow, valid)
     if sc.teacher_mask_weight > 0:
         mask = both_directions("mask")
     return flow, valid, mask
@@ -129,10 +112,8 @@ def train_selfsup(cfg: ExperimentConfig, run_dir: str | Path, *, resume: str | P
                   command: str = "") -> TrainResult:
     """Fine-tune ``cfg.selfsup.init_from`` on unlabelled video into ``run_dir`` (CPU)."""
     tc, sc, run_dir = cfg.train, cfg.selfsup, Path(run_dir)
-    random.seed(tc.seed)
-    np.random.seed(tc.seed)
-    torch.manual_seed(tc.seed)
-    resume_path = resume_checkpoint_path(run_dir, resume)
+    seed_everything(tc.seed)
+    resume_path = checkpoint_to_resume(run_dir, resume)
     # a resumed run restores its own weights below, so it never reads init_from
     model = initial_model("" if resume_path else sc.init_from, cfg.model, "selfsup.init_from")
     trainable = set_trainable_branches(model, sc.train_branches)  # train mode; a frozen branch's modules in eval
@@ -152,15 +133,12 @@ def train_selfsup(cfg: ExperimentConfig, run_dir: str | Path, *, resume: str | P
         restore_rng_state(checkpoint["rng"])
         step, elapsed_before = int(checkpoint["step"]), float(checkpoint["elapsed_s"])
         LOG.info("resumed %s at step %d", resume_path, step)
-    elif (run_dir / LAST_NAME).exists():
-        raise ConfigError(f"{run_dir}: already holds {LAST_NAME}; pass --resume auto or another --out")
     if step >= tc.max_steps and (run_dir / WEIGHTS_NAME).exists():  # finished: keep its weights and metadata
         LOG.info("%s: already trained to step %d", run_dir, step)
         return TrainResult(run_dir, step, None, math.nan, {}, run_dir / WEIGHTS_NAME)
     sequences = load_sequences(sc)
     pairs = VideoPairDataset(sequences, tc.max_steps * tc.batch_size, tc.seed, cfg.data.height, cfg.data.width,
-                             sc.max_dt, teacher=sc.uses_classical_targets, prealign=sc.prealign,
-                             masks=pipeline_teacher_masks(sc, sequences) if sc.uses_pipeline_masks else None)
+                             sc.max_dt, teacher=sc.uses_classical_targets, prealign=sc.prealign)
     labelled = SyntheticPairDataset.from_config(cfg.data) if sc.labelled_batch_size else None
     weights = efc_weights(sc)
     log = MetricsLog(run_dir, keep_until_step=step if resume_path else None)

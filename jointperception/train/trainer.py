@@ -15,13 +15,11 @@ from __future__ import annotations
 import gc
 import logging
 import math
-import random
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -42,7 +40,6 @@ from jointperception.train.checkpoint import (
     load_checkpoint,
     make_checkpoint,
     restore_checkpoint,
-    resume_checkpoint_path,
     save_checkpoint,
 )
 from jointperception.train.distributed import (
@@ -56,6 +53,7 @@ from jointperception.train.distributed import (
 from jointperception.train.interrupt import stop_on_signals
 from jointperception.train.loaders import make_loaders
 from jointperception.train.metrics_log import MetricsLog
+from jointperception.train.run_start import checkpoint_to_resume, seed_everything
 from jointperception.train.schedules import (
     BranchSchedule,
     get_lr,
@@ -155,10 +153,8 @@ def _train(
     if cfg.data.val_samples < context.world_size:
         raise ConfigError(f"data.val_samples: need at least one per process ({context.world_size})")
     use_amp = tc.amp and device.type == "cuda"
-    random.seed(tc.seed)
-    np.random.seed(tc.seed)
-    torch.manual_seed(tc.seed)
-    resume_path = resume_checkpoint_path(run_dir, resume)
+    seed_everything(tc.seed)
+    resume_path = checkpoint_to_resume(run_dir, resume)
     # a resumed run restores its own weights below, so it never reads init_from
     model = initial_model("" if resume_path else tc.init_from, cfg.model, "train.init_from").to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
@@ -168,8 +164,6 @@ def _train(
 
     if resume_path is not None:
         schedule = restore_checkpoint(resume_path, cfg, model, optimizer, scaler, progress)
-    elif (run_dir / LAST_NAME).exists():
-        raise ConfigError(f"{run_dir}: already holds {LAST_NAME}; pass --resume auto or another --out")
     train_loader, val_loader = make_loaders(cfg, context, progress.step, pin_memory=device.type == "cuda")
     log = MetricsLog(run_dir, enabled=context.is_main, keep_until_step=progress.step if resume_path else None)
     bar = tqdm(total=tc.max_steps, initial=progress.step, disable=not context.is_main or not sys.stderr.isatty())
