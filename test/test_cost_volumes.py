@@ -12,7 +12,7 @@ from model_helpers import lively_model
 from jointperception.config import ModelConfig
 from jointperception.export.onnx import read_onnx_model
 from jointperception.export.onnx_cache import cached_onnx
-from jointperception.export.parity import MIN_MASK_AGREEMENT, parity_check
+from jointperception.eval.parity import MIN_MASK_AGREEMENT, parity_check
 from jointperception.export.tensorrt_ops import check_tensorrt_compatibility
 from jointperception.models import build_model
 from jointperception.models.blocks import backward_warp
