@@ -132,14 +132,14 @@ class TensorRTBackend:
         """(path, engine) from the cache, built first when missing or unusable; a cached plan
         that TensorRT still refuses is rebuilt once."""
         spec = runtime_spec(trt, onnx_path, precision, input_size, self.device)
-        calibration = cache.calibration_cache_path(spec)
+        int8_onnx = cache.int8_onnx_path(spec)
 
         def build() -> Path:
-            if precision == "int8" and not calibration.is_file():
-                raise InputError(f"no int8 engine or calibration cache for {onnx_path} in {cache.root}; build one "
+            if precision == "int8" and not int8_onnx.is_file():
+                raise InputError(f"no int8 engine or calibrated Q/DQ ONNX for {onnx_path} in {cache.root}; build one "
                                  "with `jointperception build-engine --precision int8 --calibration FRAMES`")
             return build_engine(onnx_path, cache.engine_path(spec), precision, input_size=input_size,
-                                timing_cache=cache.timing_cache_path(spec), calibration_cache=calibration,
+                                timing_cache=cache.timing_cache_path(spec), int8_onnx=int8_onnx,
                                 device=self.device).path
 
         path = cache.lookup(spec) or build()
