@@ -47,7 +47,7 @@ def network_outputs() -> list[dict[str, np.ndarray]]:
 
 
 def test_preprocess_matches_opencv() -> None:
-    frame = render_sequence(1, 2, 240, 320).frames[0]
+    frame = render_sequence(1, 2, 250, 330).frames[0]
     ours = frames.normalise(frames.resize_to_network(frames.upload(frame, CPU), NETWORK)).numpy()
     reference = preprocess(frame, NETWORK)
     assert ours.shape == reference.shape == (1, 3, 128, 160)

@@ -1,9 +1,10 @@
 """Frames on the device: upload, resize to the network size, replicate-pad, normalise, and the
 way back to camera resolution; torch counterparts of ``runtime.pipeline``'s OpenCV calls.
 
-Shrinking uses area averaging with antialiasing (``F.interpolate(..., antialias=True)``, bilinear)
-where OpenCV uses INTER_AREA, and the result is rounded to whole grey levels as OpenCV's uint8
-output is: the two differ by about one grey level on average (tests: mean |diff| <= 1.5).
+Shrinking uses torch's area mode (adaptive average pooling) where OpenCV uses INTER_AREA: the
+same box average for integer factors, overlapping boxes instead of fractional pixel weights
+otherwise; the result is rounded to whole grey levels as OpenCV's uint8 output is (tests: mean
+|diff| <= 1.5 levels at a non-integer factor).
 """
 from __future__ import annotations
 
@@ -26,7 +27,10 @@ def resize_to_network(image: torch.Tensor, network_size: tuple[int, int]) -> tor
     if image.shape[-2:] == (height, width):
         return image
     shrinking = width <= image.shape[-1] and height <= image.shape[-2]
-    resized = F.interpolate(image, size=(height, width), mode="bilinear", align_corners=False, antialias=shrinking)
+    if shrinking:
+        resized = F.interpolate(image, size=(height, width), mode="area")
+    else:
+        resized = F.interpolate(image, size=(height, width), mode="bilinear", align_corners=False)
     return resized.round().clamp(0.0, 255.0)
 
 
