@@ -66,3 +66,15 @@ def test_the_device_pipeline_is_for_torch_on_cuda_and_without_flip_averaging() -
         DevicePipeline(backend, NETWORK, flip_average=True)
     with pytest.raises(InputError, match="frames differ in size"):
         DevicePipeline(backend, NETWORK).infer_pair(np.zeros((8, 8, 3), np.uint8), np.zeros((9, 8, 3), np.uint8))
+
+
+def test_onnxruntime_on_tensors_gives_the_torch_backend_s_outputs(pipelines: tuple[PerceptionPipeline, DevicePipeline],
+                                                                   tmp_path) -> None:
+    """The device pipeline over ONNX Runtime (``infer_tensors``: I/O binding on CUDA, numpy on the CPU)."""
+    _, torch_pipeline = pipelines
+    backend = create_backend("onnxruntime", DEFAULT_MODEL_PATH, "cpu", input_size=(160, 128), cache_dir=tmp_path)
+    frames = render_sequence(6, 2, 120, 160).frames
+    ours = DevicePipeline(backend, NETWORK).infer_pair(frames[1], frames[0])
+    expected = torch_pipeline.infer_pair(frames[1], frames[0])
+    assert np.abs(ours.flow - expected.flow).mean() <= 1e-3
+    assert np.mean(ours.mask == expected.mask) >= 0.999

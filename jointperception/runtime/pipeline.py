@@ -230,7 +230,7 @@ class PerceptionPipeline:
         options = {} if threads is None else {"threads": threads}
         built = create_backend(backend, model_path, device, input_size=padded_size(network_size), precision=precision,
                                motion_model=motion_model, **options)
-        if built.name == "torch" and device != "cpu" and not flip_average:  # every stage on the GPU
+        if device != "cpu" and not flip_average:  # every stage on the GPU (torch, ORT CUDA, TensorRT)
             from jointperception.runtime.torch_stages.pipeline import DevicePipeline
             cls = DevicePipeline
         return cls(built, network_size, model_path=model_path, flip_average=flip_average, mask_source=mask_source,

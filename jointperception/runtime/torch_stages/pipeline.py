@@ -1,12 +1,13 @@
-"""``PerceptionPipeline`` with every stage after image decode on the torch backend's device.
+"""``PerceptionPipeline`` with every stage after image decode on the backend's device.
 
 run_network: upload the two frames, resize, pre-align (FFT phase correlation), normalise, the
 network; finish: undo the pre-alignment, refine the flow, the motion-layer head on the refined
 flow, the layers' split, the residual cue, the fusion, the mask memory (a ``TorchMaskMemory``;
 a host ``MaskMemory`` is updated on the host), the camera-size restore; only the published
-outputs are copied back. ``runtime.pipeline.PerceptionPipeline.from_model_file`` picks it for a
-torch backend on CUDA; on the CPU device it runs the same code (the tests compare it with the
-OpenCV / numpy pipeline). Mirrored-pair averaging (``flip_average``) stays on the CPU path.
+outputs are copied back. The backend runs on tensors (``infer_tensors``: torch, ONNX Runtime
+with I/O binding, TensorRT); ``runtime.pipeline.PerceptionPipeline.from_model_file`` picks this
+pipeline for any backend on CUDA; on the CPU device it runs the same code (the tests compare it
+with the OpenCV / numpy pipeline). Mirrored-pair averaging (``flip_average``) stays on the CPU path.
 """
 from __future__ import annotations
 
@@ -29,12 +30,12 @@ from jointperception.runtime.torch_stages.residual import residual_mask
 
 
 class DevicePipeline(PerceptionPipeline):
-    """Frames in, outputs at camera resolution out, computed on ``backend.device`` (a TorchBackend)."""
+    """Frames in, outputs at camera resolution out, computed on ``backend.device``."""
 
     def __init__(self, backend: object, *args: object, **kwargs: object) -> None:
         super().__init__(backend, *args, **kwargs)
         if not hasattr(backend, "infer_tensors"):
-            raise InputError(f"the device pipeline needs a torch backend, not {backend.name}")
+            raise InputError(f"the device pipeline needs a backend that runs on tensors, not {backend.name}")
         if self.flip_average:
             raise InputError("flip averaging runs on the CPU pipeline only")
         self.device = torch.device(backend.device)
