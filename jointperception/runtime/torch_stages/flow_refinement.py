@@ -7,8 +7,8 @@ same weights (alpha, delta, gamma, iteration counts from ``runtime.flow_refineme
 
 with the data terms normalised by the local gradient strength (n = |gradient|^2 + zeta^2), as
 OpenCV does. Each fixed-point iteration warps the second frame and its gradients by the current
-flow, linearises the data terms in the increment (du, dv), freezes the robust weights, and runs
-SOR_ITERATIONS red-black over-relaxation sweeps (both colours of the checkerboard in parallel:
+flow, linearises the data terms in the increment (du, dv), freezes the robust weights there
+(lagged nonlinearity) and runs SOR_ITERATIONS red-black over-relaxation sweeps (both colours of the checkerboard in parallel:
 GPU-friendly where OpenCV sweeps rows). Not bit-identical to OpenCV (derivative stencils and
 sweep order differ): the tests hold it to moving the flow the way OpenCV does.
 """
@@ -90,23 +90,19 @@ def refine_flow(first: torch.Tensor, second: torch.Tensor, flow: torch.Tensor) -
         norm_i = 1.0 / (i_x ** 2 + i_y ** 2 + ZETA ** 2)
         norm_x = 1.0 / (i_xx ** 2 + i_xy ** 2 + ZETA ** 2)
         norm_y = 1.0 / (i_xy ** 2 + i_yy ** 2 + ZETA ** 2)
+        # robust weights lagged at the start of the fixed-point iteration (increment 0), as Brox et al.
+        weight_i = BRIGHTNESS_WEIGHT * norm_i * _psi_prime(norm_i * i_z ** 2)
+        weight_g = GRADIENT_WEIGHT * _psi_prime(norm_x * i_xz ** 2 + norm_y * i_yz ** 2)
+        grad_u, grad_v = _gradients(flow[:, 0:1]), _gradients(flow[:, 1:2])
+        edges = _edge_weights(SMOOTHNESS_WEIGHT * _psi_prime(sum(g ** 2 for g in (*grad_u, *grad_v))))
+        edge_sum = sum(edges)
+        a11 = weight_i * i_x ** 2 + weight_g * (norm_x * i_xx ** 2 + norm_y * i_xy ** 2)
+        a12 = weight_i * i_x * i_y + weight_g * (norm_x * i_xx * i_xy + norm_y * i_xy * i_yy)
+        a22 = weight_i * i_y ** 2 + weight_g * (norm_x * i_xy ** 2 + norm_y * i_yy ** 2)
+        b1 = weight_i * i_x * i_z + weight_g * (norm_x * i_xx * i_xz + norm_y * i_xy * i_yz)
+        b2 = weight_i * i_y * i_z + weight_g * (norm_x * i_xy * i_xz + norm_y * i_yy * i_yz)
         increment = torch.zeros_like(flow)
         for _ in range(SOR_ITERATIONS):
-            du, dv = increment[:, 0:1], increment[:, 1:2]
-            data_i = i_z + i_x * du + i_y * dv
-            data_x, data_y = i_xz + i_xx * du + i_xy * dv, i_yz + i_xy * du + i_yy * dv
-            weight_i = BRIGHTNESS_WEIGHT * norm_i * _psi_prime(norm_i * data_i ** 2)
-            weight_g = GRADIENT_WEIGHT * _psi_prime(norm_x * data_x ** 2 + norm_y * data_y ** 2)
-            total = flow + increment
-            grad_u, grad_v = _gradients(total[:, 0:1]), _gradients(total[:, 1:2])
-            smooth = SMOOTHNESS_WEIGHT * _psi_prime(sum(g ** 2 for g in (*grad_u, *grad_v)))
-            edges = _edge_weights(smooth)
-            a11 = weight_i * i_x ** 2 + weight_g * (norm_x * i_xx ** 2 + norm_y * i_xy ** 2)
-            a12 = weight_i * i_x * i_y + weight_g * (norm_x * i_xx * i_xy + norm_y * i_xy * i_yy)
-            a22 = weight_i * i_y ** 2 + weight_g * (norm_x * i_xy ** 2 + norm_y * i_yy ** 2)
-            b1 = weight_i * i_x * i_z + weight_g * (norm_x * i_xx * i_xz + norm_y * i_xy * i_yz)
-            b2 = weight_i * i_y * i_z + weight_g * (norm_x * i_xy * i_xz + norm_y * i_yy * i_yz)
-            edge_sum = sum(edges)
             for colour in (checker, ~checker):
                 total = flow + increment
                 pull = sum(w * (n - total) for w, n in zip(edges, _neighbours(total)))  # (1, 2, h, w)
