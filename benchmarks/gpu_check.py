@@ -31,7 +31,6 @@ import torch
 from jointperception.data.synthetic import render_sequence
 from jointperception.models.weights import DEFAULT_MODEL_PATH, load_model
 from jointperception.runtime.backends import TorchBackend
-from jointperception.runtime.mask_memory import MaskMemory
 from jointperception.runtime.pipeline import PerceptionPipeline, preprocess
 from jointperception.runtime.torch_stages.mask_memory import TorchMaskMemory
 from jointperception.runtime.torch_stages.pipeline import DevicePipeline

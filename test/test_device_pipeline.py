@@ -20,6 +20,8 @@ from jointperception.runtime.pipeline import PerceptionPipeline
 from jointperception.runtime.torch_stages.mask_memory import TorchMaskMemory
 from jointperception.runtime.torch_stages.pipeline import DevicePipeline
 
+pytestmark = pytest.mark.slow  # real bundled-model inference on the CPU, tens of seconds
+
 NETWORK = (160, 120)
 
 

@@ -21,6 +21,8 @@ from jointperception.models.weights import DEFAULT_MODEL_PATH
 from jointperception.runtime.onnx_int8 import quantized_onnx
 from jointperception.runtime.pipeline import preprocess
 
+pytestmark = pytest.mark.slow  # real bundled-model inference on the CPU, tens of seconds
+
 SIZE = (160, 128)  # (W, H) of the static export
 
 

@@ -28,6 +28,8 @@ from jointperception.runtime.torch_stages.mask_memory import TorchMaskMemory
 from jointperception.runtime.torch_stages.prealign import dominant_translation
 from jointperception.runtime.torch_stages.residual import residual_mask
 
+pytestmark = pytest.mark.slow  # real bundled-model inference on the CPU, tens of seconds
+
 CPU = torch.device("cpu")
 NETWORK = (160, 120)  # (W, H); pads to 160x128
 
