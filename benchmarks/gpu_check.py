@@ -8,7 +8,7 @@ Needs PyTorch with CUDA and the CPU ONNX Runtime the package imports; no network
 network alone times ``TorchBackend.infer_tensors`` on device tensors (nothing crosses to the host);
 the pipeline times ``DevicePipeline.infer_pair`` from host frames (H, W, 3) uint8 at the network
 size to host outputs, with the default stages (pre-alignment, flow refinement, motion layers on
-the refined flow, the fused mask, a mask memory). Parity: the GPU network's outputs against torch
+the refined flow, the fused mask, a mask memory); ``stage_ms`` times each device stage alone. Parity: the GPU network's outputs against torch
 fp32 on the CPU (flow max / mean |diff| px, mask agreement), the GPU pipeline against the CPU
 pipeline (flow mean |diff|, mask agreement) on a rendered pair at each size. Figures are medians
 over the timed iterations; fps = 1000 / median ms. The goal the issue set (an H100-class GPU,
@@ -32,8 +32,13 @@ from jointperception.data.synthetic import render_sequence
 from jointperception.models.weights import DEFAULT_MODEL_PATH, load_model
 from jointperception.runtime.backends import TorchBackend
 from jointperception.runtime.pipeline import PerceptionPipeline, preprocess
+from jointperception.runtime.torch_stages import frames as device_frames
+from jointperception.runtime.torch_stages.flow_refinement import refine_flow
+from jointperception.runtime.torch_stages.layers import split_layers
 from jointperception.runtime.torch_stages.mask_memory import TorchMaskMemory
 from jointperception.runtime.torch_stages.pipeline import DevicePipeline
+from jointperception.runtime.torch_stages.prealign import dominant_translation
+from jointperception.runtime.torch_stages.residual import residual_mask
 
 SIZES = ((320, 240), (640, 480), (1280, 720))
 QUICK_SIZES = ((96, 64),)
@@ -81,6 +86,34 @@ def pipeline_parity(pipeline: DevicePipeline, cpu: PerceptionPipeline, frames: l
             "layers_agreement": float(np.mean(ours.layers == expected.layers))}
 
 
+def stage_times(backend: TorchBackend, pair: list[np.ndarray], size: tuple[int, int], device: str, warmup: int,
+                iterations: int) -> dict:
+    """Median ms of each device stage alone on one pair (where the pipeline's time goes)."""
+    width, height = size
+    with torch.inference_mode():
+        first, second = (device_frames.resize_to_network(device_frames.upload(frame, torch.device(device)), size)
+                         for frame in pair)
+        inputs = (device_frames.normalise(first), device_frames.normalise(second))
+        raw = {name: value.float().clone() for name, value in backend.infer_tensors(*inputs, layers=False).items()}
+        flow = raw["flow"]
+        moving = split_layers(backend.motion_layers_tensor(flow).float(), height, width)[1]
+        memory = TorchMaskMemory()
+        memory.update(raw["mask_prob"][0, 0, :height, :width], flow[0, :, :height, :width],
+                      raw["occlusion_prob"][0, 0, :height, :width] > 0.5, "fused")
+        stages = {
+            "upload_resize": lambda: device_frames.resize_to_network(device_frames.upload(pair[0], torch.device(device)),
+                                                                     size),
+            "prealign": lambda: dominant_translation(first, second),
+            "network_joint": lambda: backend.infer_tensors(*inputs, layers=False),
+            "refine_flow": lambda: refine_flow(first, second, flow[..., :height, :width]),
+            "motion_layers": lambda: split_layers(backend.motion_layers_tensor(flow).float(), height, width),
+            "residual_cue": lambda: residual_mask(flow, height, width, raw["mask_prob"] + moving),
+            "mask_memory": lambda: memory.update(raw["mask_prob"][0, 0, :height, :width], flow[0, :, :height, :width],
+                                                 raw["occlusion_prob"][0, 0, :height, :width] > 0.5, "fused"),
+        }
+        return {name: timed(run, device, warmup, iterations)["ms_median"] for name, run in stages.items()}
+
+
 def measure_size(size: tuple[int, int], device: str, configs: dict, warmup: int, iterations: int,
                  deadline: float, skipped: list[str]) -> list[dict]:
     network, _config, _extra = load_model(DEFAULT_MODEL_PATH, device="cpu")
@@ -110,6 +143,7 @@ def measure_size(size: tuple[int, int], device: str, configs: dict, warmup: int,
 
         pipeline_time = timed(one_pair, device, warmup, iterations)
         record = {"size": list(size), "config": name, "network": network_time, "pipeline": pipeline_time,
+                  "stage_ms": stage_times(backend, frames[:2], size, device, warmup, iterations),
                   "network_parity_vs_cpu_fp32": network_parity(backend, reference, inputs),
                   "pipeline_parity_vs_cpu_pipeline": pipeline_parity(pipeline, cpu_pipeline, frames)}
         print(f"{label:28s} network {network_time['ms_median']:8.3f} ms ({network_time['fps']:8.1f} fps)  "

@@ -31,6 +31,8 @@ def test_cpu_smoke_run_writes_the_json(tmp_path: Path) -> None:
     [record] = result["records"]
     assert record["size"] == [96, 64] and record["config"] == "fp32"
     assert record["network"]["ms_median"] > 0 and record["pipeline"]["fps"] > 0
+    assert set(record["stage_ms"]) == {"upload_resize", "prealign", "network_joint", "refine_flow", "motion_layers",
+                                       "residual_cue", "mask_memory"}
     assert record["network_parity_vs_cpu_fp32"]["flow_max_px"] <= 1e-4  # the same torch on the same device
     assert record["pipeline_parity_vs_cpu_pipeline"]["mask_agreement"] >= 0.9
     assert result["skipped"] == ["fp16: needs CUDA", "fp16_cuda_graphs: needs CUDA"]
