@@ -28,7 +28,7 @@ from jointperception.config import load_config
 from jointperception.data.paths import repo_root, shared_data_root
 from jointperception.data.real import davis_sequences, flyingchairs_pairs, load_davis_sequence, sintel_pairs
 from jointperception.data.synthetic import render_sequence
-from jointperception.eval.baselines import dis_flow
+from jointperception.classical.opencv_flow import dis_flow
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend choice)

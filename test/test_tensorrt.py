@@ -398,7 +398,7 @@ def test_int8_engine_from_calibration_frames(
                      "--cache-dir", str(gpu.cache), "--out", str(out)])
     assert code == 0 and out.is_file() and sidecar_path(out).is_file()
     assert "built int8 96x64" in capsys.readouterr().out
-    assert list(gpu.cache.glob("calibration-*.cache"))
+    assert list(gpu.cache.glob("int8-qdq-*.onnx"))  # the calibrated Q/DQ graph the engine was built from
     int8 = TensorRTBackend(gpu.onnx, "cuda", precision="int8", input_size=INPUT_SIZE, cache_dir=gpu.cache)
     ours = int8.infer(*gpu.inputs)
     assert all(np.isfinite(value).all() for value in ours.values())

@@ -4,8 +4,10 @@ The engine is written into the engine cache (``--cache-dir``, default
 ``~/.cache/jointperception/tensorrt``) under its key (ONNX sha256, TensorRT version, GPU,
 precision, input shape), where the tensorrt backend finds it, and copied to ``--out`` when
 given. This command always builds; the runtime reuses, and the kept timing cache makes a
-rebuild quick. INT8 calibrates on consecutive frame pairs of a folder, a video or a rosbag2 bag
-(``--topic``, needed when the bag has several camera topics; Image or CompressedImage), preprocessed like the pipeline.
+rebuild quick. It needs TensorRT 10.0 or newer (logged) and builds strongly typed networks:
+fp16 from the mixed-precision ONNX, int8 from an explicit Q/DQ ONNX calibrated on consecutive
+frame pairs of a folder, a video or a rosbag2 bag (``--topic``, needed when the bag has several
+camera topics; Image or CompressedImage), preprocessed like the pipeline.
 """
 from __future__ import annotations
 
@@ -122,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     model_path = args.model if args.model is not None else DEFAULT_MODEL_PATH
     if not model_path.is_file():
         raise ModelFileError(f"{model_path}: model file not found")
-    trt = import_tensorrt(args.device)  # a one-line error here without TensorRT or a GPU
+    trt = import_tensorrt(args.device)  # a one-line error here without TensorRT >= 10 or a GPU
+    LOG.info("build-engine: TensorRT %s, strongly typed %s build", trt.__version__, args.precision)
     frames = None
     if args.calibration is not None:  # read before the (slow) export, so bad data fails fast
         frames = read_calibration_frames(args.calibration, args.topic, args.calibration_pairs + 1)
@@ -139,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         onnx_path, cache.engine_path(spec), args.precision,
         calibration_pairs=calibration_pairs(frames, network_size) if frames is not None else None,
         timing_cache=cache.timing_cache_path(spec), workspace_gb=args.workspace_gb, input_size=input_size,
-        calibration_cache=cache.calibration_cache_path(spec), device=args.device,
+        int8_onnx=cache.int8_onnx_path(spec), device=args.device,
     )
     print(f"built {result.spec.describe()} in {result.seconds:.1f} s: {result.path}")
     if args.out is not None:

@@ -163,10 +163,10 @@ class EngineCache:
         major, minor = spec.compute_capability
         return self.root / f"timing-trt{spec.trt_version}-{gpu}-sm{major}{minor}.cache"
 
-    def calibration_cache_path(self, spec: EngineSpec) -> Path:
-        """INT8 calibration table of this ONNX at this input shape."""
+    def int8_onnx_path(self, spec: EngineSpec) -> Path:
+        """The calibrated int8 Q/DQ ONNX of this ONNX at this input shape (``build-engine`` writes it)."""
         height, width = spec.input_shape[2:]
-        return self.root / f"calibration-{spec.onnx_sha256[:16]}-{width}x{height}.cache"
+        return self.root / f"int8-qdq-{spec.onnx_sha256[:16]}-{width}x{height}.onnx"
 
     def lookup(self, spec: EngineSpec) -> Path | None:
         """The cached engine for ``spec``, or None (logging why) when absent, corrupt or built

@@ -1,9 +1,12 @@
 """TensorRT engine builder: lazy ``tensorrt`` import, the runtime's EngineSpec, and build_engine.
 
-``tensorrt`` is imported lazily (``import_tensorrt``); the cache key, sidecar checks and input
-shapes live in ``export.engine_cache`` and work without it, the INT8 calibrator in
-``export.int8_calibrator``. Builder calls are TensorRT 10 Python API (``create_network(0)``,
-``set_memory_pool_limit``, ``build_serialized_network``).
+``tensorrt`` is imported lazily (``import_tensorrt``, 10.0 or newer); the cache key, sidecar
+checks and input shapes live in ``export.engine_cache`` and work without it. Every network is
+strongly typed (the one mode TensorRT 11 has, opt-in since 10.0), so the precision comes from
+the ONNX graph: fp32 the export itself, fp16 its mixed-precision version
+(``export.onnx_fp16``), int8 its explicit Q/DQ version calibrated on real frames
+(``export.onnx_int8_tensorrt``). No precision builder flag and no implicit calibrator is used;
+``test/test_tensorrt_api.py`` checks every ``trt.`` call against the 10.x and 11.x API.
 """
 from __future__ import annotations
 
@@ -29,8 +32,9 @@ from jointperception.export.engine_cache import (
     resolve_input_shape,
     write_engine,
 )
-from jointperception.export.int8_calibrator import pair_calibrator
 from jointperception.export.onnx_cache import file_sha256
+from jointperception.export.onnx_fp16 import fp16_onnx
+from jointperception.export.onnx_int8_tensorrt import tensorrt_int8_onnx
 
 LOG = logging.getLogger(__name__)
 TRT_LOG = logging.getLogger(f"{__name__}.trt")  # TensorRT's own messages
@@ -79,9 +83,17 @@ def import_tensorrt(device: str = "cuda") -> ModuleType:
         import tensorrt
     except ImportError as exc:  # e.g. the PyPI stub without its libraries
         raise TensorRTUnavailableError(f"tensorrt cannot be imported ({exc})") from exc
-    if int(tensorrt.__version__.split(".")[0]) < MIN_TRT_MAJOR:
-        raise TensorRTUnavailableError(f"tensorrt {tensorrt.__version__} found; TensorRT {MIN_TRT_MAJOR}+ is needed")
+    check_version(tensorrt.__version__)
+    LOG.info("TensorRT %s (strongly typed builds)", tensorrt.__version__)
     return tensorrt
+
+
+def check_version(version: str) -> None:
+    """TensorRTUnavailableError unless ``version`` ("10.3.0", "11.4.0.12") is MIN_TRT_MAJOR or newer."""
+    major = version.split(".")[0]
+    if not major.isdigit() or int(major) < MIN_TRT_MAJOR:
+        raise TensorRTUnavailableError(
+            f"tensorrt {version} found; TensorRT {MIN_TRT_MAJOR}.0 or newer is needed (strongly typed networks)")
 
 
 def runtime_spec(
@@ -150,12 +162,35 @@ def _io_tensors(network: Any) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo,
 
 def _load_timing_cache(config: Any, path: Path) -> None:
     blob = path.read_bytes() if path.is_file() else b""
-    cache = config.create_timing_cache(blob)
-    if cache is None or not config.set_timing_cache(cache, False):
+    timing_cache = config.create_timing_cache(blob)
+    if timing_cache is None or not config.set_timing_cache(timing_cache, False):
         LOG.warning("timing cache %s is unreadable or from another TensorRT/GPU; starting an empty one", path)
         config.set_timing_cache(config.create_timing_cache(b""), False)
     elif blob:
         LOG.info("loaded timing cache %s (%d bytes)", path, len(blob))
+
+
+def typed_onnx(
+    onnx_path: Path,
+    precision: str,
+    calibration_pairs: Iterable[tuple[np.ndarray, np.ndarray]] | None,
+    int8_onnx: Path | None,
+    input_size: tuple[int, int] | None,
+) -> Path:
+    """The ONNX graph whose own types give ``precision`` (strong typing): ``onnx_path`` for fp32,
+    its fp16 version, or its int8 Q/DQ version: quantised on ``calibration_pairs`` into
+    ``int8_onnx`` when pairs are given, else the one already at ``int8_onnx``."""
+    if precision == "fp16":
+        return fp16_onnx(onnx_path)
+    if precision != "int8":
+        return onnx_path
+    if calibration_pairs is not None:
+        if int8_onnx is None:
+            raise InputError("an int8 build from calibration frames needs a path for its Q/DQ ONNX")
+        return tensorrt_int8_onnx(onnx_path, calibration_pairs, int8_onnx, input_size)
+    if int8_onnx is None or not int8_onnx.is_file():
+        raise InputError("an int8 engine needs calibration frames (a folder, video or bag) or a calibrated Q/DQ ONNX")
+    return int8_onnx
 
 
 def build_engine(
@@ -166,76 +201,63 @@ def build_engine(
     timing_cache: str | Path | None = None,
     workspace_gb: float = 2.0,
     input_size: tuple[int, int] | None = None,
-    calibration_cache: str | Path | None = None,
+    int8_onnx: str | Path | None = None,
     device: str = "cuda",
 ) -> BuildResult:
-    """Build a TensorRT engine for ``onnx_path`` at ``out_path`` (+ sidecar ``<out>.json``).
+    """Build a strongly typed TensorRT engine for ``onnx_path`` at ``out_path`` (+ sidecar ``<out>.json``).
 
-    precision: fp32 (TF32 off, for parity), fp16, or int8 (INT8 + FP16 kernels, entropy
-    calibration on ``calibration_pairs``: preprocessed (1, 3, H, W) float32 (image1, image2)
-    pairs, or the table in ``calibration_cache`` when no pairs are given). ``input_size`` (W, H):
-    see ``resolve_input_shape``. ``timing_cache`` is loaded when present and saved after the
-    build. Raises TensorRTUnavailableError, InputError, ModelFileError for a bad ONNX file and
+    precision (``typed_onnx``): fp32 (TF32 off, for parity), fp16 (the mixed-precision graph) or
+    int8 (the Q/DQ graph at ``int8_onnx``, quantised first on ``calibration_pairs``: preprocessed
+    (1, 3, H, W) float32 (image1, image2) pairs, when given). The engine's key stays that of
+    ``onnx_path``; the sidecar records the graph built. ``input_size`` (W, H): see
+    ``resolve_input_shape``. ``timing_cache`` is loaded when present and saved after the build.
+    Raises TensorRTUnavailableError, InputError, ModelFileError for a bad ONNX file and
     TensorRTEngineError when the parser or builder fails (every parser error is in the message).
     """
     trt = import_tensorrt(device)
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     spec = runtime_spec(trt, onnx_path, precision, input_size, device)
-    calibration_cache = Path(calibration_cache) if calibration_cache is not None else None
-    has_table = calibration_cache is not None and calibration_cache.is_file()
-    if precision == "int8" and calibration_pairs is None and not has_table:
-        raise InputError("an int8 engine needs calibration frames (a folder, video or bag) or a calibration cache")
     start = time.perf_counter()
+    built_from = typed_onnx(onnx_path, precision, calibration_pairs, Path(int8_onnx) if int8_onnx else None,
+                            input_size)
     logger = trt_logger(trt)
     logger.take_errors()
     with torch.cuda.device(cuda_index(device)):
         builder = trt.Builder(logger)
-        network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
-        parser = trt.OnnxParser(network, logger)
-        if not parser.parse_from_file(str(onnx_path)):
-            errors = [parser.get_error(i) for i in range(parser.num_errors)]
+        network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+        onnx_parser = trt.OnnxParser(network, logger)
+        if not onnx_parser.parse_from_file(str(built_from)):
+            errors = [onnx_parser.get_error(i) for i in range(onnx_parser.num_errors)]
             lines = [f"node {e.node()}: {e.code().name}: {e.desc()}" for e in errors]
             for line in lines:
                 LOG.error("TensorRT ONNX parser: %s", line)
-            raise TensorRTEngineError(f"{onnx_path}: TensorRT's ONNX parser rejected the model: {'; '.join(lines)}")
+            raise TensorRTEngineError(f"{built_from}: TensorRT's ONNX parser rejected the model: {'; '.join(lines)}")
         inputs, outputs = _io_tensors(network)
         for kind, tensors in (("input", inputs), ("output", outputs)):
             for tensor in tensors:
                 LOG.info("TensorRT network %s %s: shape %s, dtype %s", kind, tensor.name, tensor.shape, tensor.dtype)
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-        if precision == "fp32":
-            config.clear_flag(trt.BuilderFlag.TF32)
-        else:
-            config.set_flag(trt.BuilderFlag.FP16)
-        profile = None
+        config.clear_flag(trt.BuilderFlag.TF32)  # float32 layers stay float32, as the graph says
         if any(-1 in tensor.shape for tensor in inputs):  # dynamic ONNX: one fixed shape per engine
             profile = builder.create_optimization_profile()
             for tensor in inputs:
                 profile.set_shape(tensor.name, spec.input_shape, spec.input_shape, spec.input_shape)
             config.add_optimization_profile(profile)
-        calibrator = None
-        if precision == "int8":
-            config.set_flag(trt.BuilderFlag.INT8)
-            calibrator = pair_calibrator(trt, calibration_pairs, spec.input_shape, calibration_cache,
-                                         torch.device("cuda", cuda_index(device)))
-            config.int8_calibrator = calibrator
-            if profile is not None:
-                config.set_calibration_profile(profile)
         if timing_cache is not None:
             _load_timing_cache(config, Path(timing_cache))
-        LOG.info("building a TensorRT engine for %s (%s)", onnx_path, spec.describe())
+        LOG.info("building a strongly typed TensorRT engine from %s (%s)", built_from, spec.describe())
         plan = builder.build_serialized_network(network, config)
-        if calibrator is not None and calibrator.error is not None:
-            raise calibrator.error
         if plan is None:
             raise TensorRTEngineError(
-                f"{onnx_path}: TensorRT could not build a {precision} engine: {logger.take_errors()}")
+                f"{built_from}: TensorRT could not build a {precision} engine: {logger.take_errors()}")
         if timing_cache is not None:
-            atomic_write(Path(timing_cache), bytes(config.get_timing_cache().serialize()))
+            serialized_cache = config.get_timing_cache()
+            atomic_write(Path(timing_cache), bytes(serialized_cache.serialize()))
     seconds = time.perf_counter() - start
     details = {
-        "onnx_path": str(onnx_path), "build_seconds": round(seconds, 3),
+        "onnx_path": str(onnx_path), "built_from": str(built_from), "built_from_sha256": file_sha256(built_from),
+        "strongly_typed": True, "build_seconds": round(seconds, 3),
         "inputs": [dataclasses.asdict(t) for t in inputs], "outputs": [dataclasses.asdict(t) for t in outputs],
     }
     write_engine(out_path, bytes(plan), spec, details)

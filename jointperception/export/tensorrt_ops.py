@@ -11,6 +11,9 @@ Sources (read, not guessed):
   parser's importers in ``onnxOpImporters.cpp`` (Pad modes constant / reflect / edge / wrap).
   GridSample modes map onto IGridSampleLayer: InterpolationMode kLINEAR / kNEAREST / kCUBIC
   and SampleMode kFILL (zeros) / kCLAMP (border) / kREFLECT (reflection).
+- Explicit quantization (the only INT8 path of strongly typed networks, TensorRT 10.x and 11.x):
+  QuantizeLinear / DequantizeLinear with zero point 0 in INT8 ("Working with Quantized Types",
+  TensorRT developer guide); a uint8 or int32 (bias) Q/DQ is rejected by the parser.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import onnx
+import onnx.numpy_helper
 
 from jointperception.export.onnx import load_onnx_proto
 
@@ -62,6 +66,7 @@ ALLOWED_ATTRIBUTES: dict[str, dict[str, tuple[object, frozenset[object]]]] = {
     "ScatterND": {"reduction": ("none", frozenset({"none"}))},
 }
 POOLING_OPS = ("AveragePool", "MaxPool", "LpPool")
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
 def _attribute(node: onnx.NodeProto, name: str, default: object) -> object:
@@ -111,6 +116,24 @@ def _graph_problems(nodes: Iterable[onnx.NodeProto], ranks: dict[str, int]) -> l
     return problems
 
 
+def _qdq_problems(graph: onnx.GraphProto, types: dict[str, int]) -> list[str]:
+    """Q/DQ nodes must be INT8 with zero point 0 (a missing zero point means uint8 0 in ONNX)."""
+    constants = {init.name: init for init in graph.initializer}
+    problems = []
+    for node in graph.node:
+        if node.op_type not in QDQ_OPS:
+            continue
+        where = f"node {node.name or '(unnamed)'} ({node.op_type})"
+        quantized = node.output[0] if node.op_type == "QuantizeLinear" else node.input[0]
+        zero_point = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        elem = zero_point.data_type if zero_point is not None else types.get(quantized, onnx.TensorProto.UINT8)
+        if elem != onnx.TensorProto.INT8:
+            problems.append(f"{where}: {onnx.TensorProto.DataType.Name(elem)} quantization, TensorRT needs INT8")
+        elif zero_point is not None and onnx.numpy_helper.to_array(zero_point).any():
+            problems.append(f"{where}: non-zero zero point, TensorRT needs symmetric quantization")
+    return problems
+
+
 def check_tensorrt_compatibility(onnx_path: str | Path) -> list[str]:
     """Problems that would stop TensorRT 10 from parsing ``onnx_path``; empty when it can.
 
@@ -124,6 +147,9 @@ def check_tensorrt_compatibility(onnx_path: str | Path) -> list[str]:
     values = list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output)
     ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in values if v.type.tensor_type.HasField("shape")}
     problems += _graph_problems(model.graph.node, ranks)
+    types = {v.name: v.type.tensor_type.elem_type for v in values}
+    types.update({init.name: init.data_type for init in model.graph.initializer})
+    problems += _qdq_problems(model.graph, types)
     for function in model.functions:
         problems += _graph_problems(function.node, ranks)
     return problems

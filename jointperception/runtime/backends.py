@@ -115,16 +115,27 @@ class TorchBackend:
     def infer(self, image1: np.ndarray, image2: np.ndarray, layers: bool = True) -> dict[str, np.ndarray]:
         """See ``Backend.infer``; a CUDA graph always holds the whole fused graph."""
         with torch.inference_mode():
-            inputs = (self._tensor(image1), self._tensor(image2))
+            outputs = self.infer_tensors(self._tensor(image1), self._tensor(image2), layers)
+            # .cpu() copies every output into new host memory: results never alias a later call's
+            return {name: value.float().cpu().numpy() for name, value in outputs.items()}
+
+    def infer_tensors(self, image1: torch.Tensor, image2: torch.Tensor, layers: bool = True) -> dict[str, torch.Tensor]:
+        """``infer`` on tensors already on this backend's device, (1, 3, H, W) float32; outputs stay
+        there, in the backend's dtype (with CUDA graphs: the static buffers, valid until the next call)."""
+        with torch.inference_mode():
+            inputs = tuple(image.to(self._dtype).contiguous(memory_format=self._memory_format) for image in (image1, image2))
             if self.cuda_graphs:
                 if self._graph is None or self._graph.shape != tuple(inputs[0].shape):
                     self._graph = CapturedGraph(self._model, inputs[0])
                 outputs = self._graph.run(*inputs)
             else:
                 outputs = self._model(*inputs) if layers else self._model.joint_outputs(*inputs)
-            names = OUTPUT_NAMES if layers else JOINT_OUTPUT_NAMES
-            # .cpu() copies every output into new host memory: results never alias a later call's
-            return {name: value.float().cpu().numpy() for name, value in zip(names, outputs)}
+            return dict(zip(OUTPUT_NAMES if layers else JOINT_OUTPUT_NAMES, outputs))
+
+    def motion_layers_tensor(self, flow: torch.Tensor) -> torch.Tensor:
+        """``motion_layers`` on a (1, 2, h, w) float32 tensor on this backend's device; the result stays there."""
+        with torch.inference_mode():
+            return self._model.layer_probabilities(flow.to(self._dtype).contiguous(memory_format=self._memory_format))
 
     def motion_layers(self, flow: np.ndarray) -> np.ndarray:
         """See ``Backend.motion_layers``."""

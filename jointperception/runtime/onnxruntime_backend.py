@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import torch
 
 from jointperception.errors import InputError, ModelFileError
 from jointperception.export.onnx import load_onnx_proto, onnx_model_info
@@ -22,7 +23,8 @@ from jointperception.models.perception import (
     LAYER_OUTPUT_NAME,
 )
 from jointperception.runtime.onnx_cpu_layout import unblock_thin_resizes
-from jointperception.runtime.onnx_int8 import quantized_onnx
+from jointperception.export.onnx_int8 import quantized_onnx
+from jointperception.runtime.onnx_io_binding import run_on_tensors
 from jointperception.runtime.onnx_layer_split import split_layer_head
 
 DEFAULT_THREADS = 2  # intra-op threads; set explicitly, never "all cores"
@@ -171,3 +173,15 @@ class OnnxRuntimeBackend:
         """See ``runtime.backends.Backend.motion_layers``."""
         feeds = {LAYER_INPUT_NAME: np.ascontiguousarray(flow, dtype=np.float32)}
         return self._layer_session.run([LAYER_OUTPUT_NAME], feeds)[0]
+
+    def infer_tensors(self, image1: torch.Tensor, image2: torch.Tensor, layers: bool = True) -> dict[str, torch.Tensor]:
+        """``infer`` on (1, 3, H, W) float32 tensors on this backend's device; outputs are fresh tensors
+        there (CUDA: I/O binding, no host copy; ``runtime.onnx_io_binding``)."""
+        outputs = run_on_tensors(self._session, dict(zip(INPUT_NAMES, (image1, image2))), JOINT_OUTPUT_NAMES)
+        if layers:
+            outputs[LAYER_OUTPUT_NAME] = self.motion_layers_tensor(outputs[LAYER_INPUT_NAME])
+        return outputs
+
+    def motion_layers_tensor(self, flow: torch.Tensor) -> torch.Tensor:
+        """``motion_layers`` on a (1, 2, h, w) float32 tensor on this backend's device."""
+        return run_on_tensors(self._layer_session, {LAYER_INPUT_NAME: flow}, (LAYER_OUTPUT_NAME,))[LAYER_OUTPUT_NAME]

@@ -229,6 +229,9 @@ class PerceptionPipeline:
         options = {} if threads is None else {"threads": threads}
         built = create_backend(backend, model_path, device, input_size=padded_size(network_size), precision=precision,
                                motion_model=motion_model, **options)
+        if device != "cpu" and not flip_average:  # every stage on the GPU (torch, ORT CUDA, TensorRT)
+            from jointperception.runtime.torch_stages.pipeline import DevicePipeline
+            cls = DevicePipeline
         return cls(built, network_size, model_path=model_path, flip_average=flip_average, mask_source=mask_source,
                    prealign=prealign, refine=refine, refined_layers=refined_layers)
 

@@ -132,14 +132,14 @@ class TensorRTBackend:
         """(path, engine) from the cache, built first when missing or unusable; a cached plan
         that TensorRT still refuses is rebuilt once."""
         spec = runtime_spec(trt, onnx_path, precision, input_size, self.device)
-        calibration = cache.calibration_cache_path(spec)
+        int8_onnx = cache.int8_onnx_path(spec)
 
         def build() -> Path:
-            if precision == "int8" and not calibration.is_file():
-                raise InputError(f"no int8 engine or calibration cache for {onnx_path} in {cache.root}; build one "
+            if precision == "int8" and not int8_onnx.is_file():
+                raise InputError(f"no int8 engine or calibrated Q/DQ ONNX for {onnx_path} in {cache.root}; build one "
                                  "with `jointperception build-engine --precision int8 --calibration FRAMES`")
             return build_engine(onnx_path, cache.engine_path(spec), precision, input_size=input_size,
-                                timing_cache=cache.timing_cache_path(spec), calibration_cache=calibration,
+                                timing_cache=cache.timing_cache_path(spec), int8_onnx=int8_onnx,
                                 device=self.device).path
 
         path = cache.lookup(spec) or build()
@@ -176,20 +176,27 @@ class TensorRTBackend:
     def infer(self, image1: np.ndarray, image2: np.ndarray, layers: bool = True) -> dict[str, np.ndarray]:
         """See ``runtime.backends.Backend.infer``; inputs must be (1, 3, H, W) at ``input_size``.
 
-        Outputs are new torch CUDA tensors on every call, bound by name, filled by
-        execute_async_v3 on this backend's own stream, then copied to fresh numpy arrays. The
-        engine always runs the whole fused graph; without ``layers`` its "layer_prob" is dropped.
+        The engine always runs the whole fused graph (``infer_tensors``); without ``layers`` its
+        "layer_prob" is dropped. Outputs are copied to fresh numpy arrays.
         """
         for name, image in zip(INPUT_NAMES, (image1, image2)):
             if tuple(np.shape(image)) != self._input_shape:
                 raise InputError(f"{name}: shape {tuple(np.shape(image))}, the engine takes {self._input_shape}")
+        inputs = (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(self._torch_device)
+                  for image in (image1, image2))
+        outputs = self.infer_tensors(*inputs, layers=layers)
+        return {name: value.float().cpu().numpy() for name, value in outputs.items()}
+
+    def infer_tensors(self, image1: torch.Tensor, image2: torch.Tensor, layers: bool = True) -> dict[str, torch.Tensor]:
+        """The engine on (1, 3, H, W) float32 tensors on this backend's GPU -> new output tensors
+        there (the engine's dtypes), bound by name and filled by execute_async_v3 on this backend's
+        own stream, which waits for the caller's stream first; the caller's stream waits for it after."""
         context = self._context
+        caller = torch.cuda.current_stream(self._torch_device)
         with torch.cuda.device(self._index), torch.cuda.stream(self._stream):
-            tensors = {
-                name: torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(
-                    self._torch_device, TORCH_DTYPES[self._dtypes[name]])
-                for name, image in zip(INPUT_NAMES, (image1, image2))
-            }
+            self._stream.wait_stream(caller)
+            tensors = {name: image.to(self._torch_device, TORCH_DTYPES[self._dtypes[name]]).contiguous()
+                       for name, image in zip(INPUT_NAMES, (image1, image2))}
             for name in INPUT_NAMES:
                 if not context.set_input_shape(name, self._input_shape):
                     raise TensorRTEngineError(f"{self.engine_path}: TensorRT rejects input shape {self._input_shape}")
@@ -200,18 +207,22 @@ class TensorRTBackend:
                     raise TensorRTEngineError(f"{self.engine_path}: cannot bind tensor {name}")
             if not context.execute_async_v3(self._stream.cuda_stream):
                 raise RuntimeError(f"TensorRT execution failed: {trt_logger(self._trt).take_errors()}")
-            self._stream.synchronize()
-            return {name: tensors[name].float().cpu().numpy() for name in (OUTPUT_NAMES if layers else JOINT_OUTPUT_NAMES)}
+        caller.wait_stream(self._stream)
+        for tensor in tensors.values():
+            tensor.record_stream(caller)
+        return {name: tensors[name] for name in (OUTPUT_NAMES if layers else JOINT_OUTPUT_NAMES)}
 
     def motion_layers(self, flow: np.ndarray) -> np.ndarray:
-        """See ``runtime.backends.Backend.motion_layers``: the motion-layer head in eager torch on this
-        backend's GPU and stream, with the bundled motion net (the one every export and engine fuses),
-        pooled as the engine's input width says (``motion_stride_for``)."""
+        """See ``runtime.backends.Backend.motion_layers``: ``motion_layers_tensor`` of the flow, copied back."""
+        field = torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32)).to(self._torch_device)
+        return self.motion_layers_tensor(field).float().cpu().numpy()
+
+    def motion_layers_tensor(self, flow: torch.Tensor) -> torch.Tensor:
+        """The motion-layer head in eager torch on this backend's GPU, with the bundled motion net (the
+        one every export and engine fuses), pooled as the engine's input width says (``motion_stride_for``):
+        flow (1, 2, h, w) float32 on the GPU -> (1, K, h, w) there."""
         if self._motion_net is None:
             with torch.cuda.device(self._index):
                 self._motion_net = load_motion_model(device=self._torch_device)[0]
-        with torch.cuda.device(self._index), torch.cuda.stream(self._stream), torch.inference_mode():
-            field = torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32)).to(self._torch_device)
-            probabilities = layer_probabilities(self._motion_net, field, motion_stride_for(self.input_size[0]))
-            result = probabilities.float().cpu().numpy()  # .cpu() waits for the stream's work
-        return result
+        with torch.cuda.device(self._index), torch.inference_mode():
+            return layer_probabilities(self._motion_net, flow.to(self._torch_device), motion_stride_for(self.input_size[0]))

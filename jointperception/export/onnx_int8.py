@@ -5,14 +5,17 @@ uint8 activations whose ranges are calibrated (min / max) on ``CALIBRATION_PAIRS
 synthetic pairs at the model's input size; everything else (correlation, soft-argmax,
 warping, upsampling, sigmoid) stays float32. The file is derived from a static fp32 export and
 cached beside it, keyed by that export's sha256; a stale or corrupt file is rebuilt.
+``write_qdq`` also makes TensorRT's explicit-quantization graph (``export.onnx_int8_tensorrt``).
 """
 from __future__ import annotations
 
 import logging
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 
@@ -47,9 +50,6 @@ def quantized_onnx(fp32_path: Path) -> Path:
 
     Raises ModelFileError for a dynamic-shape export (calibration needs one input size).
     """
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     info = read_onnx_model(fp32_path)
     if info.input_size is None:
         raise ModelFileError(f"{fp32_path}: int8 needs a static-shape export; give an input size")
@@ -57,26 +57,43 @@ def quantized_onnx(fp32_path: Path) -> Path:
     target = fp32_path.with_name(f"{fp32_path.stem}-int8-qdq.onnx")
     if is_current(target, "int8_source_sha256", digest):
         return target
+    metadata = {"int8_source_sha256": digest,
+                "int8_calibration": f"{CALIBRATION_PAIRS} synthetic pairs from seed {CALIBRATION_SEED}, minmax"}
+    return write_qdq(fp32_path, target, _calibration_feeds(info.input_size), metadata, for_tensorrt=False)
+
+
+def write_qdq(fp32_path: Path, target: Path, feeds: Iterable[dict[str, np.ndarray]], metadata: dict[str, str],
+              for_tensorrt: bool) -> Path:
+    """Quantise the QUANTIZED_OPS of ``fp32_path`` (static QDQ, min / max calibrated on ``feeds``:
+    {image1, image2: (1, 3, H, W) float32}) into ``target`` atomically, ``metadata`` added.
+
+    Weights are int8 per output channel, symmetric. Activations: uint8 with a zero point for ONNX
+    Runtime's CPU kernels; for TensorRT's explicit quantization (``for_tensorrt``) int8 symmetric
+    (zero point 0) with float32 biases, the only Q/DQ form its strongly typed builder accepts.
+    """
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Frames(CalibrationDataReader):
         def __init__(self) -> None:
-            self._feeds = iter(_calibration_feeds(info.input_size))
+            self._feeds = iter(feeds)
 
         def get_next(self) -> dict | None:
             return next(self._feeds, None)
 
-    with tempfile.TemporaryDirectory(dir=fp32_path.parent) as work:
+    options = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False} if for_tensorrt else {}
+    with tempfile.TemporaryDirectory(dir=target.parent) as work:
         prepared, quantized = Path(work) / "prepared.onnx", Path(work) / "int8.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         quantize_static(str(prepared), str(quantized), Frames(), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                        activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, extra_options=options)
         proto = onnx.load_model(str(quantized))
-        metadata = info.metadata | {"int8_source_sha256": digest, "int8_calibration":
-                                    f"{CALIBRATION_PAIRS} synthetic pairs from seed {CALIBRATION_SEED}, minmax"}
-        onnx.helper.set_model_props(proto, metadata)
+        onnx.helper.set_model_props(proto, read_onnx_model(fp32_path).metadata | metadata)
         staged = Path(work) / "final.onnx"
         onnx.save_model(proto, str(staged))
         os.replace(staged, target)
-    LOG.info("quantised %s to int8 (%s) in %s", fp32_path.name, ", ".join(QUANTIZED_OPS), target)
+    LOG.info("quantised %s to int8 (%s%s) in %s", fp32_path.name, ", ".join(QUANTIZED_OPS),
+             ", TensorRT Q/DQ" if for_tensorrt else "", target)
     return target
