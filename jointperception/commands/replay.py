@@ -6,13 +6,14 @@ report folder (default: the folder that holds OUT_BAG) metrics.json and report.h
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from jointperception.commands.predict import parse_size
 from jointperception.commands.stage_options import add_stage_arguments, stage_settings
-from jointperception.data.formats import write_image
+from jointperception.data.formats import read_mask, write_image
 from jointperception.eval.replay import ReplaySettings, replay_bag
 from jointperception.eval.report import (
     FILES_DIR,
@@ -63,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-prefix", default=defaults.output_prefix,
                         help="output topics are PREFIX/mask, PREFIX/flow, ... (the node's ~/ in the root namespace)")
     parser.add_argument("--samples", type=int, default=defaults.samples, help="sample strips in the report")
+    parser.add_argument("--first-mask", type=Path, default=None, metavar="MASK.png",
+                        help="mask of the topic's first frame (nonzero = object): follow that object as the node does "
+                             "after an ~/object_mask (docs/first_mask.md; no fine-tuning)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,13 +88,15 @@ def run(args: argparse.Namespace) -> int:
         write_image(path, make_strip(rgb, out.mask, out.flow, out.layers))
         samples.append(path)
 
-    result = replay_bag(pipeline, args.in_bag, args.out, settings, on_sample=save_sample)
+    first_mask = read_mask(args.first_mask) if args.first_mask is not None else None
+    result = replay_bag(pipeline, args.in_bag, args.out, settings, on_sample=save_sample, first_mask=first_mask)
     facts = {
         "input_bag": str(args.in_bag), "topic": args.topic, "output_bag": str(args.out),
         "model": str(pipeline.model_path), "backend": pipeline.backend.name, "device": pipeline.backend.device,
         "network_size": "x".join(map(str, pipeline.network_size)), "mask_source": args.mask_source, "mask_threshold": args.mask_threshold,
         "occlusion_threshold": args.occlusion_threshold, "mask_memory": args.mask_memory,
         "prealign": stages["prealign"], "refine_flow": stages["refine"], "refined_layers": stages["refined_layers"], "reset_gap_s": args.reset_gap_s,
+        "first_mask": None if args.first_mask is None else str(args.first_mask),
     }
     metrics = replay_metrics(result, facts)
     metrics_path = write_metrics(report_dir / "metrics.json", metrics)
@@ -99,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"replayed {result.counts.get('received', 0)} frames of {args.topic}: "
           f"{result.counts.get('processed', 0)} processed, {metrics['throughput_fps']:.1f} fps, "
           f"latency p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms")
+    origins = Counter(row["mask_origin"] for row in result.frames if "mask_origin" in row)
+    if origins:
+        print("  mask per frame: " + ", ".join(f"{name} {count}" for name, count in sorted(origins.items())))
     for kind, values in result.gt.items():
         shown = {k: v for k, v in values.items() if k in ("j_mean", "epe_all", "epe_noc", "fl_all")}
         print(f"  vs GT {kind}: " + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()))
