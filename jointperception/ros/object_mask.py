@@ -29,6 +29,7 @@ import numpy as np
 from jointperception.ros.convert import UNSUPPORTED_ENCODING, ImageConversionError, decode_image
 
 MASK_ENCODINGS = ("mono8", "8UC1")
+FOLLOW_COUNTERS = ("object mask: ", "mask origin: ")  # prefixes of the worker's /diagnostics counters for this input
 
 
 @dataclass(frozen=True)
