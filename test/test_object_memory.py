@@ -23,9 +23,11 @@ def _square(x: int, y: int, size: int = 10) -> np.ndarray:
 
 def _update(memory: ObjectMemory, appearance: np.ndarray, motion: np.ndarray | None = None,
             flow: tuple[float, float] = (0.0, 0.0), occluded: np.ndarray | None = None) -> np.ndarray:
+    """One pair; the motion cue says what the appearance says unless given."""
     field = np.broadcast_to(np.array(flow, np.float32), (H, W, 2))
-    return memory.update(appearance.astype(np.float32), np.zeros((H, W), np.float32) if motion is None else motion,
-                         field, np.zeros((H, W), bool) if occluded is None else occluded, (W, H))
+    motion = appearance if motion is None else motion
+    return memory.update(appearance.astype(np.float32), motion.astype(np.float32), field,
+                         np.zeros((H, W), bool) if occluded is None else occluded, (W, H))
 
 
 def test_the_given_mask_is_published_for_the_newest_frame_then_carried_along_the_flow() -> None:
@@ -34,7 +36,7 @@ def test_the_given_mask_is_published_for_the_newest_frame_then_carried_along_the
     given = _update(memory, np.zeros((H, W)))
     assert memory.source == "given"
     np.testing.assert_array_equal(given > 0.5, _square(10, 10))
-    # the object moved 5 px right: newest -> previous flow is -5; the appearance sees it there, weakly
+    # the object moved 5 px right: newest -> previous flow is -5; the cues see it there, weakly
     carried = _update(memory, 0.3 * _square(15, 10), flow=(-5.0, 0.0))
     assert memory.source == "carried"
     np.testing.assert_array_equal(carried > 0.5, _square(15, 10))
@@ -53,7 +55,7 @@ def test_evidence_counts_only_near_the_carried_object() -> None:
     memory.give(_square(5, 5), newest=True)
     _update(memory, np.zeros((H, W)))
     far_mover = _square(40, 25)  # another object that moves and looks like the followed one
-    out = _update(memory, _square(5, 5) | far_mover, motion=far_mover.astype(np.float32))
+    out = _update(memory, (_square(5, 5) | far_mover).astype(np.float32))
     assert not (out[far_mover] > 0.5).any()
     assert (out[_square(5, 5)] > 0.5).all()
 

@@ -7,15 +7,15 @@ For frames paired (newest, previous) as the node and ``replay`` pair them, on th
          (``mask_memory.carry_along_flow``); defined where the pixel was visible in the previous
          frame (occlusion-gated), unknown elsewhere
     R    the carried object's reach: (c > 0.5) dilated by a disc of ``reach_px`` pixels
-    e    the evidence near the object: max(appearance, motion) inside R, 0 outside; appearance =
-         the segmentation branch (fine-tuned on the given mask where it was), motion = the mean of the
-         motion-layer and residual cues (``runtime.motion_layers``)
+    e    the evidence near the object: motion_weight * motion + (1 - motion_weight) * appearance
+         inside R, 0 outside; appearance = the segmentation branch (fine-tuned on the given mask
+         where it was), motion = the mean of the motion-layer and residual cues (``runtime.motion_layers``)
     p    = carry_weight * c + (1 - carry_weight) * e where c is defined, = e where not
 
 The published mask is p > threshold; p becomes the carried object of the next pair. With the default
-carry weight a pixel the carried object covers needs little evidence, one it does not cover needs
-strong evidence, and nothing outside the reach is kept: the motion and appearance of other objects
-do not leak in. The object has collapsed when the area of p > 0.5 falls below ``collapse_fraction``
+carry weight 0.5 a pixel the carried object covers needs some evidence, one it does not cover needs
+evidence above the threshold, and nothing outside the reach is kept: the motion and appearance of
+other objects do not leak in. The object has collapsed when the area of p > 0.5 falls below ``collapse_fraction``
 of the reference area (the given mask's area, then a running mean of the areas of frames that did
 not collapse), or when the mean appearance over it falls below ``min_appearance``; it is then
 re-identified: p = appearance inside the connected region of appearance > 0.5 that the appearance
@@ -40,13 +40,16 @@ SOURCES = ("given", "carried", "reidentified")  # the mask is the given one / th
 class ObjectRule:
     """The parameters of the rule above (chosen on synthetic scenes and 7 DAVIS sequences)."""
 
-    carry_weight: float = 0.4  # weight of the carried object against the evidence near it
+    carry_weight: float = 0.5  # weight of the carried object against the evidence near it
     reach_px: int = 8  # radius (network pixels) around the carried object where evidence counts
-    collapse_fraction: float = 0.3  # collapsed below this fraction of the reference area
-    min_appearance: float = 0.0  # collapsed when the mean appearance over the object falls below this
+    motion_weight: float = 0.5  # evidence = motion_weight * motion + (1 - motion_weight) * appearance
+    collapse_fraction: float = 0.4  # collapsed below this fraction of the reference area
+    min_appearance: float = 0.0  # collapsed when the mean appearance over the object falls below this (0: never)
     area_rate: float = 0.1  # running-mean rate of the reference area
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.motion_weight <= 1.0:
+            raise InputError(f"motion_weight must be in [0, 1], got {self.motion_weight}")
         if not 0.0 <= self.carry_weight < 1.0:
             raise InputError(f"carry_weight must be in [0, 1), got {self.carry_weight}")
         if self.reach_px < 0:
@@ -125,7 +128,8 @@ class ObjectMemory:
             raise InputError("no object to follow: give a mask first")
         carried, known = carry_along_flow(self._last, flow_to_previous, occluded)
         reach = cv2.dilate(((carried > 0.5) & known).astype(np.uint8), self._disc).astype(bool)
-        evidence = np.where(reach, np.maximum(appearance, motion), 0.0)
+        mixed = self.rule.motion_weight * motion + (1.0 - self.rule.motion_weight) * appearance
+        evidence = np.where(reach, mixed, 0.0)
         weight = self.rule.carry_weight
         probability = np.where(known, weight * carried + (1.0 - weight) * evidence, evidence).astype(np.float32)
         inside = probability > 0.5
