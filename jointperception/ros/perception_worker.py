@@ -300,6 +300,7 @@ class PerceptionWorker:
                            f"being published (pair {pending.frame.stamp_ns} / {pending.previous_stamp_ns} ns)")
         elif match.kind == "stop":
             self._object.reset()
+            self._memory.reset()  # its last mask is from before following began
             self._stats.count("object mask: stop following")
             logger.info("empty object mask: following nothing, back to the unsupervised mask")
         else:
