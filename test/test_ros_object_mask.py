@@ -5,7 +5,6 @@ that object beats the unsupervised stream's. Bad masks are logged and counted; t
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
