@@ -7,7 +7,8 @@ the pairs of ``eval.davis_eval.pair_indices`` (frame i with i+1, the last with t
   unsupervised        bundled model, no first mask (the fused mask, ``predict``'s default)
   unsupervised_flip   bundled model, flip averaging
   finetuned           bundled model fine-tuned on (frame 0, its mask) for this sequence (the
-                      segmentation-branch mask, ``predict --first-mask``'s default)
+                      segmentation-branch mask, per pair: what ``predict --first-mask`` published
+                      before it followed the object; now benchmarks/davis_first_mask.py)
   finetuned_flip      the fine-tuned model with flip averaging (SegFlow's "Ours²")
 
     OMP_NUM_THREADS=2 python benchmarks/davis_semisupervised.py --threads 2 [--frame-step 1]

@@ -253,14 +253,19 @@ def test_first_mask_finetunes_then_predicts(frame_folder: Path, tmp_path: Path, 
     code = _predict(frame_folder, out, model_file, "--backend", "torch", "--first-mask", str(mask_file), "--finetune-iters", "3")
     assert code == 0
     assert _stems(out / "mask", ".png") == {f"img_{i:03d}" for i in range(4)}
-    assert _stems(out / "flow", ".flo") == {f"img_{i:03d}" for i in range(3)}
+    # the node's order: every frame's flow is to the frame it was paired with (i -> i - 1, 0 -> 1)
+    assert _stems(out / "flow", ".flo") == {f"img_{i:03d}" for i in range(4)}
     summary = json.loads((out / "summary.json").read_text())
+    assert "i -> i - 1" in summary["flow_direction"]
+    origins = [row["mask_origin"] for row in summary["frames"]]
+    assert origins[0] == "given" and set(origins[1:]) <= {"carried", "reidentified"}
+    np.testing.assert_array_equal(read_mask(out / "mask" / "img_000.png"), mask)  # frame 0 publishes the given mask
     finetune = summary["finetune"]
     assert finetune["first_mask"] == str(mask_file) and finetune["skipped"] is None
     assert finetune["iterations"] == finetune["max_iterations"] == 3
     assert finetune["seconds"] > 0 and finetune["first_loss"] > 0 and finetune["last_loss"] > 0
     assert summary["model"] == str(model_file) and summary["backend"] == "torch" and summary["flip_average"] is False
-    assert summary["mask_source"] == "segmentation"  # the fine-tuned branch, unless --mask-source says otherwise
+    assert summary["mask_source"] == "fused"  # the motion cue of the followed object
 
 
 def test_first_mask_of_wrong_size_is_a_user_error(
@@ -272,12 +277,13 @@ def test_first_mask_of_wrong_size_is_a_user_error(
     assert not (tmp_path / "out").exists()
 
 
-def test_empty_first_mask_skips_finetuning(frame_folder: Path, tmp_path: Path, model_file: Path) -> None:
-    mask_file, out = _first_mask_file(tmp_path, np.zeros((HEIGHT, WIDTH), bool)), tmp_path / "out"
-    assert _predict(frame_folder, out, model_file, "--first-mask", str(mask_file), "--finetune-iters", "3") == 0
-    finetune = json.loads((out / "summary.json").read_text())["finetune"]
-    assert finetune["iterations"] == 0 and "empty" in finetune["skipped"]
-    assert read_mask(out / "mask" / "img_000.png").shape == (HEIGHT, WIDTH)
+def test_empty_first_mask_is_a_user_error(
+    frame_folder: Path, tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mask_file = _first_mask_file(tmp_path, np.zeros((HEIGHT, WIDTH), bool))
+    code = _predict(frame_folder, tmp_path / "out", model_file, "--first-mask", str(mask_file), "--finetune-iters", "3")
+    _expect_user_error(capsys, code, "empty", str(mask_file))
+    assert not (tmp_path / "out").exists()
 
 
 def test_first_mask_needs_the_torch_backend(

@@ -14,7 +14,7 @@ from jointperception.cli import main
 from jointperception.config import ModelConfig
 from jointperception.data.bags import BagImageWriter, bag_topics, read_image_messages, record_rgb
 from jointperception.data.compressed_image import EncodedCompressedImage
-from jointperception.data.formats import write_image
+from jointperception.data.formats import write_image, write_mask
 from jointperception.data.image_msg import EncodedImage, decode_image, image_to_rgb
 from jointperception.eval.metrics import flow_errors, jaccard
 from jointperception.eval.replay import ReplaySettings, replay_bag
@@ -246,3 +246,33 @@ def test_record_sample_from_a_folder_resizes_and_stamps_at_the_rate(tmp_path: Pa
     assert main(["record-sample", "--out", str(resized), "--source", str(tmp_path / "frames"),
                  "--size", "25x20"]) == 0
     assert [(r.width, r.height) for r in read_image_messages(resized, "/camera/image_raw")] == [(25, 20)] * 3
+
+
+def test_replay_follows_a_first_mask_and_names_each_masks_origin(replayed: tuple[Path, Path, Path], model_file: Path,
+                                                                 tmp_path: Path) -> None:
+    sample, _out, _report = replayed
+    truth = _frames(sample, "/gt/mask")
+    mask_file = tmp_path / "first.png"
+    write_mask(mask_file, truth[0][2] != 0)  # the movers of frame 0
+    out = tmp_path / "run" / "out_bag"
+    assert main(["replay", str(sample), "--topic", TOPIC, "--out", str(out), "--model", str(model_file),
+                 "--network-size", "96x64", "--first-mask", str(mask_file)]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["first_mask"] == str(mask_file)
+    origins = [row["mask_origin"] for row in metrics["per_frame"]]
+    assert len(origins) == 5 and set(origins) <= {"carried", "reidentified"}
+    assert len(_frames(out, f"{PREFIX}/mask")) == 5
+
+
+@pytest.mark.parametrize(("shape", "message"), [((64, 96), "empty"), ((60, 96), "96x60 but the frames are 96x64")])
+def test_a_bad_first_mask_is_one_line_with_exit_code_2(replayed: tuple[Path, Path, Path], model_file: Path,
+                                                       tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       shape: tuple[int, int], message: str) -> None:
+    sample, _out, _report = replayed
+    mask_file = tmp_path / "first.png"
+    write_mask(mask_file, np.full(shape, message != "empty"))
+    out = tmp_path / "o"
+    assert main(["replay", str(sample), "--topic", TOPIC, "--out", str(out), "--model", str(model_file),
+                 "--network-size", "96x64", "--first-mask", str(mask_file)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

@@ -3,6 +3,7 @@ camera topic of a rosbag2 bag (Image or CompressedImage; stems "<index>_<stamp n
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from jointperception.runtime.backends import BACKEND_NAMES, PRECISIONS, TorchBac
 from jointperception.runtime.motion_layers import MASK_SOURCES
 from jointperception.runtime.pipeline import PerceptionPipeline
 from jointperception.runtime.predict_files import predict_to_folder
+from jointperception.runtime.predict_object import predict_object_to_folder
 from jointperception.train.online_finetune import FinetuneSettings, finetune_segmentation
 
 HELP = "predict mask, flow, occlusion and layers for every frame of a folder, a video or a rosbag2 camera topic"
@@ -39,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--first-mask", type=Path, default=None, metavar="MASK.png",
-        help="mask of the first frame (nonzero = object): fine-tune the segmentation branch on it first, on the "
-        "CPU (semi-supervised mode; torch backend only; an empty mask skips fine-tuning with a warning)",
+        help="mask of the first frame (nonzero = object): fine-tune the segmentation branch on it, then follow "
+        "that object (semi-supervised mode, docs/first_mask.md; torch backend only; the mask must not be empty)",
     )
     defaults = FinetuneSettings()
     parser.add_argument("--finetune-iters", type=int, default=defaults.iterations, help="fine-tuning steps at most")
@@ -49,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--mask-source", choices=MASK_SOURCES, default=None,
-        help="what the mask thresholds (see README): default fused, or segmentation with --first-mask "
-        "(the fine-tuned branch follows the given object; motion layers follow whatever moves)",
+        help="what the mask thresholds (see README), default fused; with --first-mask the followed object's "
+        "motion cue (fused or residual: motion layers and residual, else the motion layers)",
     )
     parser.add_argument(
         "--flip-average", action="store_true",
@@ -66,8 +68,11 @@ def first_frame(source: Iterable[tuple[str, np.ndarray]]) -> np.ndarray:
     raise InputError("the input holds no frames")
 
 
-def finetuned_pipeline(args: argparse.Namespace, source: Iterable[tuple[str, np.ndarray]]) -> tuple[PerceptionPipeline, dict]:
-    """Fine-tune the model on (first frame, --first-mask) -> (torch pipeline, summary fields)."""
+def finetuned_pipeline(
+    args: argparse.Namespace, source: Iterable[tuple[str, np.ndarray]]
+) -> tuple[PerceptionPipeline, dict, np.ndarray]:
+    """Fine-tune the model on (first frame, --first-mask) -> (torch pipeline, summary fields, the
+    first mask (H, W) bool)."""
     if args.backend not in ("auto", "torch"):
         raise InputError(f"--first-mask fine-tunes the PyTorch model; use --backend torch or auto, not {args.backend}")
     frame = first_frame(source)
@@ -77,12 +82,14 @@ def finetuned_pipeline(args: argparse.Namespace, source: Iterable[tuple[str, np.
             f"{args.first_mask}: first mask is {mask.shape[1]}x{mask.shape[0]} but the frames are "
             f"{frame.shape[1]}x{frame.shape[0]} (WxH)"
         )
+    if not mask.any():
+        raise InputError(f"{args.first_mask}: first mask is empty: mark the object to follow with nonzero pixels")
     settings = FinetuneSettings(iterations=args.finetune_iters, seconds=args.finetune_seconds)
     model, _cfg, _metadata = load_model(args.model)
     result = finetune_segmentation(model, frame, mask, args.network_size, settings)
     pipeline = PerceptionPipeline(
         TorchBackend(result.model, device=args.device), args.network_size, model_path=args.model or DEFAULT_MODEL_PATH,
-        flip_average=args.flip_average, mask_source=args.mask_source or "segmentation", **stage_settings(args),
+        flip_average=args.flip_average, mask_source=args.mask_source or "fused", **stage_settings(args),
     )
     fields = {
         "first_mask": str(args.first_mask),
@@ -94,7 +101,7 @@ def finetuned_pipeline(args: argparse.Namespace, source: Iterable[tuple[str, np.
         "last_loss": result.losses[-1] if result.losses else None,
         "skipped": result.skipped,
     }
-    return pipeline, fields
+    return pipeline, fields, mask
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,14 +114,14 @@ def run(args: argparse.Namespace) -> int:
             args.model, args.backend, args.device, args.network_size, flip_average=args.flip_average,
             mask_source=args.mask_source or "fused", precision=args.precision, **stage_settings(args),
         )
+        summary = predict_to_folder(pipeline, source, args.out, metadata=metadata)
     else:
-        pipeline, metadata["finetune"] = finetuned_pipeline(args, source)
+        pipeline, metadata["finetune"], first_mask = finetuned_pipeline(args, source)
         finetune = metadata["finetune"]
-        print(
-            f"fine-tuning skipped: {finetune['skipped']}" if finetune["skipped"]
-            else f"fine-tuned the segmentation branch: {finetune['iterations']} steps in {finetune['seconds']:.1f} s"
-        )
-    summary = predict_to_folder(pipeline, source, args.out, metadata=metadata)
+        print(f"fine-tuned the segmentation branch: {finetune['iterations']} steps in {finetune['seconds']:.1f} s")
+        summary = predict_object_to_folder(pipeline, source, args.out, first_mask, metadata=metadata)
+        origins = Counter(row["mask_origin"] for row in summary["frames"])
+        print("mask per frame: " + ", ".join(f"{name} {count}" for name, count in sorted(origins.items())))
     latency = summary["latency_ms"]
     print(
         f"wrote predictions for {summary['frame_count']} frames to {args.out} "

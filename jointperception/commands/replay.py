@@ -6,6 +6,7 @@ report folder (default: the folder that holds OUT_BAG) metrics.json and report.h
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 from jointperception.commands.argument_types import parse_size
@@ -58,6 +59,9 @@ def add_replay_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-prefix", default=defaults.output_prefix,
                         help="output topics are PREFIX/mask, PREFIX/flow, ... (the node's ~/ in the root namespace)")
     parser.add_argument("--samples", type=int, default=defaults.samples, help="sample strips in the report")
+    parser.add_argument("--first-mask", type=Path, default=None, metavar="MASK.png",
+                        help="mask of the topic's first frame (nonzero = object): follow that object as the node does "
+                             "after an ~/object_mask (docs/first_mask.md; no fine-tuning)")
 
 
 def replay_job(args: argparse.Namespace) -> ReplayJob:
@@ -68,7 +72,8 @@ def replay_job(args: argparse.Namespace) -> ReplayJob:
                               mask_memory=args.mask_memory, samples=args.samples)
     return ReplayJob(model=args.model, backend=args.backend, device=args.device, network_size=args.network_size,
                      mask_source=args.mask_source, mask_threshold=args.mask_threshold,
-                     occlusion_threshold=args.occlusion_threshold, settings=settings, **stages)
+                     occlusion_threshold=args.occlusion_threshold, settings=settings, first_mask=args.first_mask,
+                     **stages)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"replayed {result.counts.get('received', 0)} frames of {args.topic}: "
           f"{result.counts.get('processed', 0)} processed, {metrics['throughput_fps']:.1f} fps, "
           f"latency p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms")
+    origins = Counter(row["mask_origin"] for row in result.frames if "mask_origin" in row)
+    if origins:
+        print("  mask per frame: " + ", ".join(f"{name} {count}" for name, count in sorted(origins.items())))
     for kind, values in result.gt.items():
         shown = {k: v for k, v in values.items() if k in ("j_mean", "epe_all", "epe_noc", "fl_all")}
         print(f"  vs GT {kind}: " + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()))

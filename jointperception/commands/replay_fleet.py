@@ -52,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_resources(args: argparse.Namespace) -> TaskResources:
     if args.cpus_per_bag <= 0 or args.gpus_per_bag < 0 or args.max_retries < 0:
         raise InputError("--cpus-per-bag must be > 0, --gpus-per-bag and --max-retries >= 0")
+    if args.first_mask is not None:
+        raise InputError("--first-mask: one object mask belongs to one bag; run `jointperception replay` for it")
     if args.device.startswith("cuda") and args.gpus_per_bag <= 0:
         raise InputError("--device cuda needs --gpus-per-bag > 0 (Ray hides the GPUs from tasks that reserve none)")
     if args.address is not None and (args.num_cpus is not None or args.num_gpus is not None):

@@ -3,7 +3,8 @@ offline, frame by frame.
 
 Every frame is converted like the node does, paired with the previous kept frame under the
 node's pair-reset rule, and ``infer_pair(newest, previous, memory)`` gives the outputs of the
-newest frame, its mask carried along the flow by the node's mask memory (reset with the pair).
+newest frame, its mask carried along the flow by the node's mask memory (reset with the pair), or
+with a first mask the given object followed (``runtime.object_memory``).
 Unlike the live node nothing is dropped: every decodable frame is processed. The output bag (mcap)
 holds the input topic plus ``<prefix>/<name>`` for each output, stamped and logged like the input
 frame. GT topics, when present, are matched to the outputs by stamp and scored.
@@ -35,6 +36,7 @@ from jointperception.eval.metrics import (
     sequence_j_statistics,
 )
 from jointperception.runtime.mask_memory import DEFAULT_MEMORY_WEIGHT, MaskMemory
+from jointperception.runtime.object_memory import ObjectMemory, check_object_mask
 from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
 from jointperception.runtime.stream import (
     OUTPUT_ENCODINGS,
@@ -64,7 +66,7 @@ class ReplaySettings:
 @dataclass(frozen=True)
 class ReplayResult:
     counts: dict[str, int]  # received, processed, "bad: <cause>", "pair resets: <reason>"
-    frames: list[dict[str, float]]  # per processed frame: stamp_ns, latency_ms, GT scores if any
+    frames: list[dict[str, float | str]]  # per processed frame: stamp_ns, latency_ms, GT scores, mask_origin if any
     wall_s: float  # whole replay, reading and writing included
     gt: dict[str, dict[str, float]]  # "mask" / "flow" / "occlusion" summaries; empty without GT
     output_counts: dict[str, int]  # topic -> messages written
@@ -137,15 +139,24 @@ def output_topics(prefix: str) -> dict[str, str]:
 
 
 def replay_bag(pipeline: PerceptionPipeline, in_bag: str | Path, out_bag: str | Path,
-               settings: ReplaySettings, on_sample: SampleCallback | None = None) -> ReplayResult:
+               settings: ReplaySettings, on_sample: SampleCallback | None = None,
+               first_mask: np.ndarray | None = None) -> ReplayResult:
     """Run ``pipeline`` over ``settings.topic`` of ``in_bag`` and write ``out_bag`` (mcap).
 
-    Raises DataFormatError for an unreadable bag, a missing topic or a bad GT image;
-    InputError when ``out_bag`` exists or the topic holds fewer than 2 messages.
+    ``first_mask`` (H, W), nonzero = object, of the topic's first frame: follow that object
+    (``runtime.object_memory``; each frame row names its ``mask_origin``) until a pair reset, then
+    go on unsupervised. Raises DataFormatError for an unreadable bag, a missing topic or a bad GT
+    image; InputError when ``out_bag`` exists, the topic holds fewer than 2 messages, or the first
+    mask is empty or not the first frame's size.
     """
     topics = require_image_topics(in_bag, [settings.topic])
     if topics[settings.topic].count < 2:
         raise InputError(f"{in_bag}: topic {settings.topic} holds {topics[settings.topic].count} messages, need 2+")
+    memory: MaskMemory | ObjectMemory = MaskMemory(settings.mask_memory)
+    if first_mask is not None:
+        memory = ObjectMemory()
+        memory.give(first_mask, newest=False)  # carried into the first pair (second frame, first frame)
+        check_object_mask(first_mask, _first_frame_size(in_bag, settings.topic))
     outputs = output_topics(settings.output_prefix)
     gt_kinds = {topic: kind for kind, topic in settings.gt_topics
                 if topic != settings.topic and topic in topics and topics[topic].msgtype == IMAGE_TYPE}
@@ -153,9 +164,8 @@ def replay_bag(pipeline: PerceptionPipeline, in_bag: str | Path, out_bag: str | 
     samples = {int(i) for i in np.linspace(1, count - 1, settings.samples).round()} if settings.samples > 0 else set()
     scorer = GroundTruthScorer(frozenset(gt_kinds.values()))
     counts: Counter[str] = Counter()
-    frames: list[dict[str, float]] = []
+    frames: list[dict[str, float | str]] = []
     previous: PairFrame | None = None
-    memory = MaskMemory(settings.mask_memory)
     start = time.perf_counter()
     with BagImageWriter(out_bag, storage="mcap") as writer:
         for topic, log_time, record in read_image_topics(in_bag, [settings.topic, *gt_kinds]):
@@ -177,7 +187,7 @@ def replay_bag(pipeline: PerceptionPipeline, in_bag: str | Path, out_bag: str | 
             reason = pair_reset_reason(previous, frame, settings.reset_gap_s)
             if reason is not None:
                 counts[f"pair resets: {reason}"] += 1
-                memory.reset()
+                memory = MaskMemory(settings.mask_memory)  # a followed object cannot be carried over a reset
             first = previous if reason is None else None
             previous = frame
             if first is None:
@@ -187,7 +197,8 @@ def replay_bag(pipeline: PerceptionPipeline, in_bag: str | Path, out_bag: str | 
             for name, out_topic in outputs.items():
                 image = output_image(name, frame.rgb, out)
                 writer.write(out_topic, frame.stamp_ns, image, OUTPUT_ENCODINGS[name], record.frame_id, log_time)
-            frames.append({"stamp_ns": frame.stamp_ns, "latency_ms": out.latency_ms})
+            frames.append({"stamp_ns": frame.stamp_ns, "latency_ms": out.latency_ms,
+                           **({"mask_origin": memory.source} if isinstance(memory, ObjectMemory) else {})})
             scorer.add_outputs(frame.stamp_ns, out)
             if on_sample is not None and index in samples:
                 on_sample(frame.stamp_ns, frame.rgb, out)
@@ -196,3 +207,14 @@ def replay_bag(pipeline: PerceptionPipeline, in_bag: str | Path, out_bag: str | 
     for row in frames:
         row.update(scorer.rows.get(int(row["stamp_ns"]), {}))
     return ReplayResult(dict(counts), frames, time.perf_counter() - start, gt, output_counts)
+
+
+def _first_frame_size(in_bag: str | Path, topic: str) -> tuple[int, int]:
+    """(W, H) of the first frame of ``topic``; DataFormatError when it does not decode."""
+    _topic, _log_time, record = next(iter(read_image_topics(in_bag, [topic])))
+    try:
+        rgb = record_rgb(record)
+    except ImageConversionError as exc:
+        raise DataFormatError(f"{in_bag}: the first frame of {topic} does not decode, so the first mask cannot be "
+                              f"checked: {exc}") from exc
+    return rgb.shape[1], rgb.shape[0]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jointperception.data.formats import read_mask
 from jointperception.eval.replay import ReplayResult, ReplaySettings, replay_bag
 from jointperception.eval.report import replay_metrics, write_metrics, write_report, write_sample_strip
 from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
@@ -28,6 +29,7 @@ class ReplayJob:
     refine: bool = True
     refined_layers: bool = True
     settings: ReplaySettings = field(default_factory=ReplaySettings)
+    first_mask: Path | None = None  # mask of the topic's first frame: follow that object (docs/first_mask.md)
 
     def pipeline(self) -> PerceptionPipeline:
         pipeline = PerceptionPipeline.from_model_file(self.model, self.backend, self.device, self.network_size)
@@ -55,7 +57,8 @@ def replay_to_folder(job: ReplayJob, in_bag: Path, out_bag: Path, report_dir: Pa
     def save_sample(stamp_ns: int, rgb: np.ndarray, out: PairOutputs) -> None:
         samples.append(write_sample_strip(report_dir, stamp_ns, rgb, out))
 
-    result = replay_bag(pipeline, in_bag, out_bag, job.settings, on_sample=save_sample)
+    first_mask = read_mask(job.first_mask) if job.first_mask is not None else None
+    result = replay_bag(pipeline, in_bag, out_bag, job.settings, on_sample=save_sample, first_mask=first_mask)
     facts = {
         "input_bag": str(in_bag), "topic": job.settings.topic, "output_bag": str(out_bag),
         "model": str(pipeline.model_path), "backend": pipeline.backend.name, "device": pipeline.backend.device,
@@ -63,6 +66,7 @@ def replay_to_folder(job: ReplayJob, in_bag: Path, out_bag: Path, report_dir: Pa
         "mask_threshold": job.mask_threshold, "occlusion_threshold": job.occlusion_threshold,
         "mask_memory": job.settings.mask_memory, "prealign": job.prealign, "refine_flow": job.refine,
         "refined_layers": job.refined_layers, "reset_gap_s": job.settings.reset_gap_s,
+        "first_mask": None if job.first_mask is None else str(job.first_mask),
     }
     metrics = replay_metrics(result, facts)
     metrics_path = write_metrics(report_dir / "metrics.json", metrics)

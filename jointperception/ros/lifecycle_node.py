@@ -24,7 +24,7 @@ from rclpy.parameter import Parameter
 from rclpy.subscription import Subscription
 from rclpy.task import Future
 from rclpy.timer import Timer
-from sensor_msgs.msg import CameraInfo
+from sensor_msgs.msg import CameraInfo, Image
 
 from jointperception.errors import JointPerceptionError
 from jointperception.ros.common import image_qos, transport_topic
@@ -99,7 +99,8 @@ class PerceptionLifecycleNode(LifecycleNode):
         self.worker.start()
         msg_type, topic = transport_topic(self, "image", self._param("image_transport"))
         self._inputs = [self.create_subscription(msg_type, topic, self.worker.on_image, qos),
-                        self.create_subscription(CameraInfo, "camera_info", self.worker.on_camera_info, qos)]
+                        self.create_subscription(CameraInfo, "camera_info", self.worker.on_camera_info, qos),
+                        self.create_subscription(Image, "~/object_mask", self.worker.on_object_mask, 10)]
         self._diagnostics_timer = self.create_timer(self._param("diagnostics_period_s"), self.worker.publish_diagnostics)
         return result
 

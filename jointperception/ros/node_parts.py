@@ -14,6 +14,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 
 from jointperception.data.image_msg import CAUSES
 from jointperception.ros.common import QOS_CHOICES, TRANSPORTS, describe, qos_error, transport_error
+from jointperception.ros.object_mask import FOLLOW_COUNTERS
 from jointperception.runtime.backends import BACKEND_NAMES, PRECISIONS
 from jointperception.runtime.mask_memory import DEFAULT_MEMORY_WEIGHT, MAX_MEMORY_WEIGHT
 from jointperception.runtime.motion_layers import MASK_SOURCES
@@ -180,6 +181,7 @@ def diagnostic_status(
         "bad frames": total(counts, "bad", CAUSES),
         **{f"bad: {key}": counts[f"bad: {key}"] for key in CAUSES},
         **{f"pair resets: {key}": counts[f"pair resets: {key}"] for key in RESET_REASONS},
+        **{key: counts[key] for key in sorted(counts) if key.startswith(FOLLOW_COUNTERS)},  # once there are any
     }
     if not worker_alive:
         level, message = DiagnosticStatus.ERROR, "worker thread stopped"

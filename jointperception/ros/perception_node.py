@@ -2,7 +2,8 @@
 
 Topics (README, ROS 2), every output with the header of the newest input frame:
   in:  ``image`` (sensor_msgs/Image, remap it; with ``image_transport:=compressed``
-       sensor_msgs/CompressedImage on ``image/compressed``), ``camera_info`` (optional)
+       sensor_msgs/CompressedImage on ``image/compressed``), ``camera_info`` (optional),
+       ``~/object_mask`` (mono8, stamped like a frame: follow that object; ``ros.object_mask``)
   out: ``~/mask`` mono8, ``~/flow`` 32FC2 (per pixel of the newest frame: its displacement to the
        previous frame, pixels), ``~/occlusion`` mono8 (pixels of the newest frame not visible in
        the previous one), ``~/motion_layers`` mono8, ``~/flow_color`` rgb8, ``~/overlay`` rgb8,
@@ -20,7 +21,7 @@ import torch
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CameraInfo
+from sensor_msgs.msg import CameraInfo, Image
 
 from jointperception.ros.common import image_qos, transport_topic
 from jointperception.ros.node_main import run_node
@@ -60,6 +61,7 @@ class PerceptionNode(Node):
         msg_type, topic = transport_topic(self, "image", transport)
         self.create_subscription(msg_type, topic, self.worker.on_image, qos)
         self.create_subscription(CameraInfo, "camera_info", self.worker.on_camera_info, qos)
+        self.create_subscription(Image, "~/object_mask", self.worker.on_object_mask, 10)  # ros/object_mask.py
         self.create_timer(self.get_parameter("diagnostics_period_s").value, self.worker.publish_diagnostics)
         self.worker.start()
         self.get_logger().info(f"{self.worker.summary()}, qos {qos_name}, input {transport} on {self.resolve_topic_name(topic)}")

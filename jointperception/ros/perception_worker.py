@@ -34,8 +34,11 @@ from std_msgs.msg import Header
 
 from jointperception.data.compressed_image import compressed_msg_to_rgb, encode_compressed
 from jointperception.data.image_msg import ImageConversionError, encode_image, image_msg_to_rgb
+from jointperception.errors import InputError
 from jointperception.ros.node_parts import FrameSlot, RunningStats, diagnostic_status
+from jointperception.ros.object_mask import ObjectMaskInbox, object_mask_from_fields
 from jointperception.runtime.mask_memory import MaskMemory
+from jointperception.runtime.object_memory import ObjectMemory, check_object_mask
 from jointperception.runtime.pipeline import NetworkPass, PairOutputs, PerceptionPipeline
 from jointperception.runtime.stream import OUTPUT_ENCODINGS, PairFrame, output_image, pair_reset_reason
 
@@ -57,6 +60,7 @@ class PendingPair:
     received: float
     memory_weight: float
     reset_memory: bool
+    previous_stamp_ns: int  # the frame the newest is paired with (matches an ~/object_mask)
 
 
 def frame_msg_to_rgb(msg: Image | CompressedImage) -> tuple[np.ndarray, str]:
@@ -113,6 +117,8 @@ class PerceptionWorker:
         self._handoff: queue.Queue[PendingPair | None] = queue.Queue(maxsize=1)
         self._threads: list[threading.Thread] = []
         self._memory = MaskMemory(0.0)  # the published mask carried along the flow; publish stage only
+        self._object = ObjectMemory()  # the object of an ~/object_mask, followed instead; publish stage only
+        self._object_masks = ObjectMaskInbox()
         self._camera_info: CameraInfo | None = None
         self._logged_causes: set[str] = set()
         self._image_pubs = {name: create_publisher(Image, f"~/{name}", qos) for name in OUTPUT_ENCODINGS}
@@ -133,6 +139,7 @@ class PerceptionWorker:
         self._slot = FrameSlot()
         self._handoff = queue.Queue(maxsize=1)
         self._memory = MaskMemory(self._param("mask_memory"))
+        self._object = ObjectMemory()
         stages = [("perception_network", self._serve)]
         if self.pipelined:
             stages.append(("perception_publish", self._finish_handed_over))
@@ -156,6 +163,20 @@ class PerceptionWorker:
         self._stats.count("received")
         if self._slot.put((msg, time.monotonic())):
             self._stats.count("dropped: stale")
+
+    def on_object_mask(self, msg: Image) -> None:
+        """Executor thread: the object to follow from the frame with this stamp (ros.object_mask)."""
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        try:
+            mask = object_mask_from_fields(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian),
+                                           msg.data, stamp_ns)
+        except ImageConversionError as exc:
+            self._stats.count(f"object mask: bad {exc.cause}")
+            self.node.get_logger().warning(f"ignoring object mask stamped {stamp_ns} ns: {exc}")
+            return
+        self._stats.count("object mask: received")
+        if self._object_masks.put(mask):
+            self._stats.count("object mask: replaced before its frame")
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
@@ -235,7 +256,8 @@ class PerceptionWorker:
         self.pipeline.refine = self._param("refine_flow")
         self.pipeline.refined_layers = self._param("refined_layers")
         network_pass = self.pipeline.run_network(current.rgb, previous.rgb)
-        return PendingPair(current, network_pass, received, self._param("mask_memory"), reset_memory)
+        return PendingPair(current, network_pass, received, self._param("mask_memory"), reset_memory,
+                           previous.stamp_ns)
 
     def _hand_over(self, pending: PendingPair | None) -> bool:
         """Queue ``pending`` (None: the end) for the publish stage, waiting while one is queued;
@@ -257,10 +279,40 @@ class PerceptionWorker:
         """Outputs of the pending pair's newest frame (mask memory included), published."""
         if pending.reset_memory:
             self._memory.reset()
+            self._object.reset()  # a followed object cannot be carried over a pair reset
         self._memory.weight = pending.memory_weight
-        out = self.pipeline.finish(pending.network_pass, self._memory)
+        self._take_object_mask(pending)
+        out = self.pipeline.finish(pending.network_pass, self._object if self._object.following else self._memory)
+        if self._object.following:
+            self._stats.count(f"mask origin: {self._object.source}")
         self._publish_outputs(pending.frame, out)
         self._stats.record(latency_ms=(time.monotonic() - pending.received) * 1000.0, inference_ms=out.latency_ms)
+
+    def _take_object_mask(self, pending: PendingPair) -> None:
+        """Give the object memory the ~/object_mask that belongs to this pair, if one does."""
+        match = self._object_masks.match(pending.frame.stamp_ns, pending.previous_stamp_ns)
+        if match is None:
+            return
+        logger = self.node.get_logger()
+        if match.kind == "stale":
+            self._stats.count("object mask: dropped, its frame is gone")
+            logger.warning(f"object mask stamped {match.stamp_ns} ns dropped: no frame with that stamp is "
+                           f"being published (pair {pending.frame.stamp_ns} / {pending.previous_stamp_ns} ns)")
+        elif match.kind == "stop":
+            self._object.reset()
+            self._memory.reset()  # its last mask is from before following began
+            self._stats.count("object mask: stop following")
+            logger.info("empty object mask: following nothing, back to the unsupervised mask")
+        else:
+            height, width = pending.frame.rgb.shape[:2]
+            try:
+                self._object.give(check_object_mask(match.mask, (width, height)), newest=match.kind == "newest")
+            except InputError as exc:
+                self._stats.count("object mask: bad size")
+                logger.warning(f"object mask stamped {match.stamp_ns} ns ignored: {exc}")
+                return
+            self._stats.count("object mask: applied")
+            logger.info(f"following the object of the frame stamped {match.stamp_ns} ns")
 
     def _publish_outputs(self, frame: PairFrame, out: PairOutputs) -> None:
         """Every output someone subscribes to (raw, compressed or both), computed once."""

@@ -38,7 +38,6 @@ class MaskMemory:
         self.weight = check_memory_weight(weight)
         self._last: np.ndarray | None = None  # (h, w) float32, the newest frame's filtered probability
         self._source: str | None = None  # the mask source it was computed from
-        self._grid: tuple[np.ndarray, np.ndarray] | None = None  # pixel coordinates (x, y), each (h, w)
 
     def reset(self) -> None:
         """Forget the stream (a pair reset: stamp jump, size or encoding change)."""
@@ -60,13 +59,21 @@ class MaskMemory:
         return filtered
 
     def _blend(self, current: np.ndarray, flow: np.ndarray, occluded: np.ndarray) -> np.ndarray:
-        height, width = current.shape
-        if self._grid is None or self._grid[0].shape != current.shape:
-            self._grid = tuple(np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)))
-        map_x = self._grid[0] + flow[..., 0].astype(np.float32, copy=False)
-        map_y = self._grid[1] + flow[..., 1].astype(np.float32, copy=False)
-        # visible in the previous frame at a finite place inside it (NaN fails every comparison)
-        carries = ~occluded & (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
-        carried = cv2.remap(self._last, np.where(carries, map_x, -1), np.where(carries, map_y, -1),
-                            cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        carried, carries = carry_along_flow(self._last, flow, occluded)
         return np.where(carries, (1.0 - self.weight) * current + self.weight * carried, current).astype(np.float32)
+
+
+def carry_along_flow(last: np.ndarray, flow: np.ndarray, occluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """last (h, w) float32 of the previous frame, flow (h, w, 2) newest -> previous (network
+    pixels), occluded (h, w) bool of the newest frame -> (carried (h, w) float32: ``last`` sampled
+    bilinearly at x + f(x); carries (h, w) bool: where that is defined, i.e. x visible in the
+    previous frame at a finite place inside it; elsewhere ``carried`` holds nothing meaningful)."""
+    height, width = last.shape
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    map_x = grid_x + flow[..., 0].astype(np.float32, copy=False)
+    map_y = grid_y + flow[..., 1].astype(np.float32, copy=False)
+    # NaN fails every comparison
+    carries = ~occluded & (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
+    carried = cv2.remap(last, np.where(carries, map_x, -1), np.where(carries, map_y, -1),
+                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return carried, carries

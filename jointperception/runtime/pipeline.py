@@ -37,6 +37,7 @@ from jointperception.runtime.motion_layers import (
     residual_mask,
     split_layers,
 )
+from jointperception.runtime.object_memory import ObjectMemory
 
 
 @dataclass(frozen=True)
@@ -235,12 +236,13 @@ class PerceptionPipeline:
         return cls(built, network_size, model_path=model_path, flip_average=flip_average, mask_source=mask_source,
                    prealign=prealign, refine=refine, refined_layers=refined_layers)
 
-    def infer_pair(self, first: np.ndarray, second: np.ndarray, memory: MaskMemory | None = None) -> PairOutputs:
+    def infer_pair(self, first: np.ndarray, second: np.ndarray,
+                   memory: MaskMemory | ObjectMemory | None = None) -> PairOutputs:
         """first, second: (H, W, 3) uint8 RGB of equal size -> PairOutputs of ``first``.
 
         ``memory``: carry the stream's last published mask along the flow into this one
         (``runtime.mask_memory``); only for pairs (newest, previous) where ``second`` is the frame
-        the memory saw last."""
+        the memory saw last; an ``ObjectMemory`` (``runtime.object_memory``) publishes the followed object."""
         return self.finish(self.run_network(first, second), memory)
 
     def run_network(self, first: np.ndarray, second: np.ndarray) -> NetworkPass:
@@ -268,7 +270,7 @@ class PerceptionPipeline:
         return NetworkPass(first_net, second_net, (dx, dy), raw, mirrored, (first.shape[1], first.shape[0]), settings,
                            start)
 
-    def finish(self, network_pass: NetworkPass, memory: MaskMemory | None = None) -> PairOutputs:
+    def finish(self, network_pass: NetworkPass, memory: MaskMemory | ObjectMemory | None = None) -> PairOutputs:
         """The second half of ``infer_pair``: motion layers, flow refinement, the published mask
         (and its memory), camera-size outputs; the pass's own settings, not the pipeline's now."""
         settings, raw, camera_size = network_pass.settings, dict(network_pass.raw), network_pass.camera_size
@@ -298,9 +300,15 @@ class PerceptionPipeline:
         fused = fuse_mask_probability(raw["mask_prob"], moving, residual, settings.mask_source)
         if memory is not None:
             fused = fused.copy()
-            fused[0, 0, :height, :width] = memory.update(
-                fused[0, 0, :height, :width], raw["flow"][0, :, :height, :width].transpose(1, 2, 0),
-                raw["occlusion_prob"][0, 0, :height, :width] > settings.occlusion_threshold, settings.mask_source)
+            flow = raw["flow"][0, :, :height, :width].transpose(1, 2, 0)
+            occluded = raw["occlusion_prob"][0, 0, :height, :width] > settings.occlusion_threshold
+            if isinstance(memory, ObjectMemory):  # first-mask mode: the object's appearance and motion cues
+                motion = moving if residual is None else 0.5 * (moving + residual)
+                fused[0, 0, :height, :width] = memory.update(
+                    raw["mask_prob"][0, 0, :height, :width], motion[0, 0, :height, :width], flow, occluded, camera_size)
+            else:
+                fused[0, 0, :height, :width] = memory.update(
+                    fused[0, 0, :height, :width], flow, occluded, settings.mask_source)
         mask_probability = restore_probability(fused, self.network_size, camera_size)
         occlusion_probability = restore_probability(raw["occlusion_prob"], self.network_size, camera_size)
         return PairOutputs(

@@ -20,7 +20,7 @@ from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
 OUTPUT_FOLDERS = ("flow", "mask", "occlusion", "layers")
 
 
-def _write_frame(out_dir: Path, stem: str, outputs: PairOutputs, forward: bool) -> None:
+def write_frame(out_dir: Path, stem: str, outputs: PairOutputs, forward: bool) -> None:
     write_mask(out_dir / "mask" / f"{stem}.png", outputs.mask)
     write_label_image(out_dir / "layers" / f"{stem}.png", outputs.layers)
     if forward:
@@ -28,7 +28,7 @@ def _write_frame(out_dir: Path, stem: str, outputs: PairOutputs, forward: bool) 
         write_mask(out_dir / "occlusion" / f"{stem}.png", outputs.occlusion)
 
 
-def _latency_stats(latencies: list[float]) -> dict[str, float]:
+def latency_stats(latencies: list[float]) -> dict[str, float]:
     values = np.asarray(latencies, dtype=np.float64)
     return {
         "mean": float(values.mean()),
@@ -60,7 +60,7 @@ def predict_to_folder(
                 for name in OUTPUT_FOLDERS:
                     (out_dir / name).mkdir(parents=True, exist_ok=True)
             outputs = pipeline.infer_pair(previous[1], frame)
-            _write_frame(out_dir, previous[0], outputs, forward=True)
+            write_frame(out_dir, previous[0], outputs, forward=True)
             timings.append((previous[0], outputs.latency_ms))
         before_previous = previous[1] if previous is not None else None
         previous = (stem, frame)
@@ -69,10 +69,18 @@ def predict_to_folder(
     # the last frame has no successor: its mask comes from the reversed pair (last, previous)
     last_stem, last_frame = previous
     outputs = pipeline.infer_pair(last_frame, before_previous)
-    _write_frame(out_dir, last_stem, outputs, forward=False)
+    write_frame(out_dir, last_stem, outputs, forward=False)
     timings.append((last_stem, outputs.latency_ms))
 
-    height, width = last_frame.shape[:2]
+    frames = [{"stem": stem, "latency_ms": ms} for stem, ms in timings]
+    return write_summary(out_dir, pipeline, last_frame.shape, frames, metadata)
+
+
+def write_summary(out_dir: Path, pipeline: PerceptionPipeline, frame_shape: tuple[int, ...],
+                  frames: list[dict[str, object]], metadata: Mapping[str, object] | None) -> dict[str, object]:
+    """summary.json of a run: ``metadata``, then the pipeline, the input size (frame_shape (H, W, 3)),
+    latency statistics and ``frames`` (per frame: stem, latency_ms and what the run adds)."""
+    height, width = frame_shape[:2]
     summary: dict[str, object] = dict(metadata or {})
     summary.update(
         model=str(pipeline.model_path) if pipeline.model_path is not None else None,
@@ -82,9 +90,9 @@ def predict_to_folder(
         flip_average=pipeline.flip_average,
         mask_source=pipeline.mask_source,
         input_resolution={"width": width, "height": height},
-        frame_count=len(timings),
-        latency_ms=_latency_stats([ms for _, ms in timings]),
-        frames=[{"stem": stem, "latency_ms": ms} for stem, ms in timings],
+        frame_count=len(frames),
+        latency_ms=latency_stats([row["latency_ms"] for row in frames]),
+        frames=frames,
     )
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
