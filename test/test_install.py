@@ -20,12 +20,13 @@ PACKAGE_FILES = ("setup.py", "setup.cfg", "package.xml", "resource", "jointperce
 
 def _install(prefix: Path, source: Path) -> Path:
     """Copy what setup.py packages to ``source`` (the build writes there, not into the checkout), pip-install
-    it into ``prefix`` -> that prefix's site-packages."""
+    it into ``prefix`` -> that prefix's site-packages. ``--ignore-installed``: pip would otherwise
+    uninstall the environment's own (editable) install first, breaking every later test."""
     for name in PACKAGE_FILES:
         copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy2
         copy(REPO / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if copy is shutil.copytree else {}))
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--prefix", str(prefix), str(source)], check=True, capture_output=True, text=True)
+                    "--ignore-installed", "--prefix", str(prefix), str(source)], check=True, capture_output=True, text=True)
     return Path(sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)}))
 
 
