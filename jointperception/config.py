@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from jointperception.errors import ConfigError
+from jointperception.names import did_you_mean
 
 
 MOTION_PROFILES = ("small", "real")  # data.motion: the profiles of data/motion_profiles.py
@@ -227,7 +228,8 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
     for key, value in values.items():
         name = f"{prefix}.{key}" if prefix else str(key)
         if key not in fields:
-            raise ConfigError(f"{name}: unknown key (allowed: {', '.join(fields)})")
+            hint = did_you_mean(str(key), fields)
+            raise ConfigError(f"{name}: unknown key{f', {hint}' if hint else ''} (allowed: {', '.join(fields)})")
         default = getattr(cls(), key)
         if dataclasses.is_dataclass(default):
             kwargs[key] = _build(type(default), value, name)

@@ -20,13 +20,12 @@ from jointperception.data.bags import (
     record_rgb,
 )
 from jointperception.data.compressed_image import (
-    MAX_PIXELS,
     compressed_msg_to_rgb,
-    declared_size,
     decode_compressed,
     encode_compressed,
     format_codec,
 )
+from jointperception.data.image_header import MAX_PIXELS, declared_size
 from jointperception.data.image_msg import CORRUPT_DATA, OVERSIZED, UNSUPPORTED_FORMAT, ImageConversionError
 from jointperception.data.synthetic import render_sequence
 from jointperception.errors import InputError

@@ -5,23 +5,22 @@ from ROS, so bags, ``predict`` and ``replay`` share it with the node. ``format``
 compressed_image_transport: ``"<encoding>; <codec> compressed <stored encoding>"`` (e.g.
 ``"rgb8; jpeg compressed bgr8"``), or just the codec (``"jpeg"``, ``"png"``); an empty format is
 read by the data's own signature. Depth images (``compressedDepth``) and video codecs are not
-camera frames and are refused. A PNG or JPEG whose header declares more than MAX_PIXELS is
-refused before decoding (a few bytes could otherwise make the decoder allocate gigabytes).
+camera frames and are refused. Data whose header declares more than ``max_pixels`` (default
+MAX_PIXELS), or of no format OpenCV decodes, is refused before decoding (``image_header``).
 ``compressed_msg_to_rgb`` prefers cv_bridge when a ROS install provides it.
 """
 from __future__ import annotations
 
 import re
-import struct
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
+from jointperception.data.image_header import MAX_PIXELS, check_declared_size
 from jointperception.data.image_msg import (
     CORRUPT_DATA,
-    OVERSIZED,
     UNSUPPORTED_FORMAT,
     ImageConversionError,
 )
@@ -34,9 +33,6 @@ except ImportError:  # cv_bridge comes with a ROS install, not with the pip whee
 # codec names a format may give -> the file suffix OpenCV encodes it by
 CODECS = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png", "tiff": ".tiff", "tif": ".tiff", "webp": ".webp", "bmp": ".bmp"}
 _WORDS = re.compile(r"[a-z0-9_]+")
-MAX_PIXELS = 100_000_000  # beyond any camera frame (8K is 33 Mpx)
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF0..SOF15, not DHT / JPG / DAC
 
 
 @dataclass(frozen=True)
@@ -63,23 +59,6 @@ def format_codec(image_format: str) -> str | None:
     return None
 
 
-def declared_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) a PNG (IHDR) or JPEG (first SOF segment) header declares, None for other
-    or unreadable data; reads the header only."""
-    if data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) >= 24:
-        return struct.unpack(">II", data[16:24])
-    if data[:2] != b"\xff\xd8":
-        return None
-    offset = 2
-    while offset + 9 <= len(data) and data[offset] == 0xFF:
-        marker = data[offset + 1]
-        if marker in _JPEG_FRAME_MARKERS:
-            height, width = struct.unpack(">HH", data[offset + 5 : offset + 9])
-            return width, height
-        offset += 2 + struct.unpack(">H", data[offset + 2 : offset + 4])[0]
-    return None
-
-
 def _rgb_from_decoded(image: np.ndarray, image_format: str) -> np.ndarray:
     """cv2.imdecode's (H, W) or (H, W, 3|4) BGR(A), uint8 or uint16 -> (H, W, 3) uint8 RGB
     (16-bit values scaled by 255 / 65535 as ``convert.to_rgb`` does for mono16)."""
@@ -95,40 +74,41 @@ def _rgb_from_decoded(image: np.ndarray, image_format: str) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def decode_compressed(image_format: str, data: Any) -> np.ndarray:
+def decode_compressed(image_format: str, data: Any, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """CompressedImage fields -> (H, W, 3) uint8 RGB with OpenCV; ``data`` is any buffer.
 
     Raises ImageConversionError: UNSUPPORTED_FORMAT for a format that is no image codec (see
-    ``format_codec``), CORRUPT_DATA for empty or undecodable bytes.
+    ``format_codec``), CORRUPT_DATA for empty or undecodable bytes, OVERSIZED for a header that
+    declares more than ``max_pixels``.
     """
     format_codec(image_format)
     buffer = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
     if buffer.size == 0:
         raise ImageConversionError(CORRUPT_DATA, f"compressed image ({image_format!r}) holds no data")
-    _check_declared_size(buffer[:65536].tobytes(), image_format)
+    _check_declared_size(buffer.tobytes(), image_format, max_pixels)
     image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise ImageConversionError(CORRUPT_DATA, f"{buffer.size} bytes of {image_format!r} do not decode to an image")
     return _rgb_from_decoded(image, image_format)
 
 
-def _check_declared_size(header: bytes, image_format: str) -> None:
-    size = declared_size(header)
-    if size is not None and size[0] * size[1] > MAX_PIXELS:
-        raise ImageConversionError(OVERSIZED, f"{image_format!r} header declares {size[0]}x{size[1]} pixels, "
-                                              f"more than {MAX_PIXELS} (not a camera frame)")
+def _check_declared_size(data: bytes, image_format: str, max_pixels: int) -> None:
+    try:
+        check_declared_size(data, max_pixels)
+    except ImageConversionError as exc:
+        raise ImageConversionError(exc.cause, f"compressed image ({image_format!r}): {exc}") from exc
 
 
-def compressed_msg_to_rgb(msg: Any) -> np.ndarray:
+def compressed_msg_to_rgb(msg: Any, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """sensor_msgs/CompressedImage (or any object with ``format`` and ``data``) -> (H, W, 3)
-    uint8 RGB. The format is checked here first, so every bad message raises
+    uint8 RGB. The format and the declared size (``max_pixels``) are checked here first, so every bad message raises
     ImageConversionError with a cause; cv_bridge, when importable, then decodes."""
     if CvBridge is None:
-        return decode_compressed(msg.format, msg.data)
+        return decode_compressed(msg.format, msg.data, max_pixels)
     format_codec(msg.format)
     if len(msg.data) == 0:
         raise ImageConversionError(CORRUPT_DATA, f"compressed image ({msg.format!r}) holds no data")
-    _check_declared_size(bytes(msg.data[:65536]), msg.format)
+    _check_declared_size(bytes(msg.data), msg.format, max_pixels)
     try:
         return CvBridge().compressed_imgmsg_to_cv2(msg, desired_encoding="rgb8")
     except (CvBridgeError, cv2.error) as exc:

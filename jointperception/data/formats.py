@@ -12,6 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from jointperception.data.image_header import check_declared_size
+from jointperception.data.image_msg import ImageConversionError
 from jointperception.errors import DataFormatError, InputError
 
 FLO_MAGIC = b"PIEH"  # float32 202021.25, little-endian
@@ -40,7 +42,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _decode(path: Path, flags: int) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(_read_bytes(path), np.uint8), flags)
+    """Decode an image file after checking the size its header declares (``image_header``)."""
+    data = _read_bytes(path)
+    try:
+        check_declared_size(data)
+    except ImageConversionError as exc:
+        raise DataFormatError(f"{path}: {exc}") from exc
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None:
         raise DataFormatError(f"{path}: not a decodable image")
     return image

@@ -1,10 +1,14 @@
 """What the nodes share, without loading torch: image QoS, image transports and parameter descriptors."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
+
+from jointperception.names import did_you_mean
 
 QOS_CHOICES = ("sensor_data", "reliable")
 # image_transport's names: raw = sensor_msgs/Image on the base topic, compressed =
@@ -50,3 +54,22 @@ def describe(text: str, read_only: bool = False, floats: tuple[float, float] | N
         floating_point_range=[FloatingPointRange(from_value=floats[0], to_value=floats[1])] if floats else [],
         integer_range=[IntegerRange(from_value=ints[0], to_value=ints[1], step=1)] if ints else [],
     )
+
+
+def unknown_parameter_warnings(given: Iterable[str], declared: Iterable[str]) -> list[str]:
+    """One warning per name in ``given`` (a params file, ``-p``) that is not ``declared``, with the
+    nearest declared name; ``qos_overrides.*`` belong to rclpy and are left alone."""
+    declared = list(declared)
+    warnings = []
+    for name in sorted(given):
+        if name not in declared and not name.startswith("qos_overrides."):
+            hint = did_you_mean(name, declared)
+            warnings.append(f"unknown parameter {name!r} ignored{f', {hint}' if hint else ''}")
+    return warnings
+
+
+def warn_unknown_parameters(node: Node) -> None:
+    """Log ``unknown_parameter_warnings`` for the overrides ``node`` was started with, once its
+    parameters are declared (rclpy keeps both only in private fields)."""
+    for warning in unknown_parameter_warnings(node._parameter_overrides, node._parameters):
+        node.get_logger().warning(warning)

@@ -27,7 +27,7 @@ from rclpy.timer import Timer
 from sensor_msgs.msg import CameraInfo, Image
 
 from jointperception.errors import JointPerceptionError
-from jointperception.ros.common import image_qos, transport_topic
+from jointperception.ros.common import image_qos, transport_topic, warn_unknown_parameters
 from jointperception.ros.node_main import run_node
 from jointperception.ros.node_parts import PARAMETERS, parameter_error
 from jointperception.ros.perception_node import load_pipeline
@@ -59,6 +59,7 @@ class PerceptionLifecycleNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._validate)  # also checks the initial values
         for name, (default, descriptor) in PARAMETERS.items():
             self.declare_parameter(name, default, settable(descriptor))
+        warn_unknown_parameters(self)
 
     def _param(self, name: str) -> object:
         return self.get_parameter(name).value

@@ -12,6 +12,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 
+from jointperception.data.image_header import MAX_PIXELS
 from jointperception.data.image_msg import CAUSES
 from jointperception.ros.common import QOS_CHOICES, TRANSPORTS, describe, qos_error, transport_error
 from jointperception.ros.object_mask import FOLLOW_COUNTERS
@@ -60,6 +61,8 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "pipelined": (False, describe("two worker threads: the network of the newest pair runs while the pair before is "
                                   "finished and published (more frames per second, each a little later); false: one "
                                   "thread", True)),
+    "max_pixels": (MAX_PIXELS, describe("largest compressed frame accepted, width x height as its header declares; "
+                                        "a larger one is dropped (cause oversized) before decoding", ints=(1, 2**31 - 1))),
     "diagnostics_period_s": (1.0, describe("period of /diagnostics", True, floats=(0.05, 60.0))),
     "output_jpeg_quality": (90, describe("JPEG quality of ~/flow_color/compressed and ~/overlay/compressed "
                                          "(masks and layers are PNG, lossless)", ints=(1, 100))),

@@ -23,7 +23,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 
-from jointperception.ros.common import image_qos, transport_topic
+from jointperception.ros.common import image_qos, transport_topic, warn_unknown_parameters
 from jointperception.ros.node_main import run_node
 from jointperception.ros.node_parts import PARAMETERS, parameter_error
 from jointperception.ros.perception_worker import PerceptionWorker
@@ -53,6 +53,7 @@ class PerceptionNode(Node):
         self.add_on_set_parameters_callback(self._validate)  # also checks the initial values
         for name, (default, descriptor) in PARAMETERS.items():
             self.declare_parameter(name, default, descriptor)
+        warn_unknown_parameters(self)
         qos_name = self.get_parameter("qos").value
         qos = image_qos(qos_name)
         self.worker = PerceptionWorker(self, load_pipeline(self), self.create_publisher, qos,

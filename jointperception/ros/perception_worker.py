@@ -63,11 +63,12 @@ class PendingPair:
     previous_stamp_ns: int  # the frame the newest is paired with (matches an ~/object_mask)
 
 
-def frame_msg_to_rgb(msg: Image | CompressedImage) -> tuple[np.ndarray, str]:
+def frame_msg_to_rgb(msg: Image | CompressedImage, max_pixels: int) -> tuple[np.ndarray, str]:
     """A camera frame message -> ((H, W, 3) uint8 RGB, what marks its stream: the Image encoding or
-    the CompressedImage format); raises ImageConversionError with a cause."""
+    the CompressedImage format); raises ImageConversionError with a cause (OVERSIZED for a
+    compressed frame whose header declares more than ``max_pixels``)."""
     if isinstance(msg, CompressedImage):
-        return compressed_msg_to_rgb(msg), msg.format
+        return compressed_msg_to_rgb(msg, max_pixels), msg.format
     return image_msg_to_rgb(msg), msg.encoding
 
 
@@ -228,7 +229,7 @@ class PerceptionWorker:
                 continue
             last_start = received
             try:
-                rgb, encoding = frame_msg_to_rgb(msg)
+                rgb, encoding = frame_msg_to_rgb(msg, self._param("max_pixels"))
             except ImageConversionError as exc:
                 self._stats.count(f"bad: {exc.cause}")
                 self._warn_once(exc.cause, f"skipping frame: {exc}")
