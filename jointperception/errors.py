@@ -19,3 +19,11 @@ class ModelFileError(JointPerceptionError):
 
 class InputError(JointPerceptionError):
     """A frame or a command-line input is unusable (empty folder, size mismatch, NaN...)."""
+
+
+class ShortInputError(DataFormatError):
+    """A video or bag yielded fewer frames than its container or metadata declares (raised after
+    the last frame read); commands finish on the frames read, warn, and exit EXIT_SHORT_INPUT."""
+
+
+EXIT_SHORT_INPUT = 3  # exit status of a predict / replay run that read fewer frames than the input declares

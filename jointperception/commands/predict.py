@@ -3,6 +3,7 @@ camera topic of a rosbag2 bag (Image or CompressedImage; stems "<index>_<stamp n
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,7 +14,7 @@ from jointperception.commands.argument_types import parse_size
 from jointperception.commands.stage_options import add_stage_arguments, stage_settings
 from jointperception.data.formats import read_mask
 from jointperception.data.sources import BagFrames, open_frames
-from jointperception.errors import InputError
+from jointperception.errors import EXIT_SHORT_INPUT, InputError
 from jointperception.models.weights import DEFAULT_MODEL_PATH, load_model
 from jointperception.runtime.backends import BACKEND_NAMES, PRECISIONS, TorchBackend
 from jointperception.runtime.motion_layers import MASK_SOURCES
@@ -127,4 +128,7 @@ def run(args: argparse.Namespace) -> int:
         f"wrote predictions for {summary['frame_count']} frames to {args.out} "
         f"(backend {summary['backend']}, mean {latency['mean']:.1f} ms, p90 {latency['p90']:.1f} ms per pair)"
     )
-    return 0
+    for warning in summary["warnings"]:
+        print(f"jointperception predict: warning: {warning} (summary.json lists it; exit {EXIT_SHORT_INPUT})",
+              file=sys.stderr)
+    return EXIT_SHORT_INPUT if summary["warnings"] else 0

@@ -6,11 +6,13 @@ report folder (default: the folder that holds OUT_BAG) metrics.json and report.h
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
 from pathlib import Path
 
 from jointperception.commands.argument_types import parse_size
 from jointperception.commands.stage_options import add_stage_arguments, stage_settings
+from jointperception.errors import EXIT_SHORT_INPUT
 from jointperception.eval.replay import ReplaySettings
 from jointperception.eval.replay_job import ReplayJob, replay_to_folder
 from jointperception.runtime.backends import BACKEND_NAMES
@@ -92,4 +94,7 @@ def run(args: argparse.Namespace) -> int:
         shown = {k: v for k, v in values.items() if k in ("j_mean", "epe_all", "epe_noc", "fl_all")}
         print(f"  vs GT {kind}: " + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()))
     print(f"output bag: {args.out}\nmetrics:    {outcome.metrics_path}\nreport:     {outcome.report_path}")
-    return 0
+    for warning in result.warnings:
+        print(f"jointperception replay: warning: {warning} (metrics.json lists it; exit {EXIT_SHORT_INPUT})",
+              file=sys.stderr)
+    return EXIT_SHORT_INPUT if result.warnings else 0

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple, Self
+from typing import NamedTuple, Self, TypeVar
 
 import apsw
 import numpy as np
@@ -25,7 +25,9 @@ from rosbags.typesys.store import Typestore
 
 from jointperception.data.compressed_image import EncodedCompressedImage, decode_compressed, encode_compressed
 from jointperception.data.image_msg import EncodedImage, encode_image, image_to_rgb
-from jointperception.errors import DataFormatError, InputError
+from jointperception.errors import DataFormatError, InputError, ShortInputError
+
+T = TypeVar("T")
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
@@ -181,7 +183,8 @@ def read_image_topics(bag_path: str | Path, topics: Sequence[str]) -> Iterator[t
     back when a source loops).
 
     Raises (on first use) DataFormatError naming the bag for a missing or corrupt bag or message,
-    or when fewer messages than the metadata lists could be read (after the last one), and as
+    or more messages than the metadata lists were read (after the last one); ShortInputError (after
+    the last one) when fewer were read (``stop_at_shortfall``); and as
     ``require_image_topics`` for a topic that is absent or holds no camera frames.
     """
     bag_path = Path(bag_path)
@@ -200,11 +203,23 @@ def read_image_topics(bag_path: str | Path, topics: Sequence[str]) -> Iterator[t
         except _CORRUPT as exc:
             raise DataFormatError(f"{bag_path}: corrupt bag data ({type(exc).__name__}: {exc})") from exc
         for topic in topics:
+            if read[topic] < available[topic].count:
+                raise ShortInputError(f"{bag_path}: the metadata lists {available[topic].count} messages on {topic}, "
+                                      f"the storage gave {read[topic]}")
             if read[topic] != available[topic].count:
                 raise DataFormatError(f"{bag_path}: corrupt bag: the metadata lists {available[topic].count} "
                                       f"messages on {topic}, the storage gave {read[topic]}")
     finally:
         reader.close()
+
+
+def stop_at_shortfall(messages: Iterable[T], shortfalls: list[str]) -> Iterator[T]:
+    """The items of ``messages`` until it raises ShortInputError, whose message is appended to
+    ``shortfalls``; any other error propagates."""
+    try:
+        yield from messages
+    except ShortInputError as exc:
+        shortfalls.append(str(exc))
 
 
 def read_image_messages(bag_path: str | Path, topic: str) -> Iterator[FrameRecord]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from jointperception.data.bags import camera_topic, is_bag, read_image_messages, record_rgb
+from jointperception.data.bags import camera_topic, is_bag, read_image_messages, record_rgb, stop_at_shortfall
 from jointperception.data.formats import read_image
 from jointperception.data.image_msg import ImageConversionError
 from jointperception.errors import DataFormatError, InputError
@@ -66,7 +66,8 @@ class VideoFrames:
     """The frames of a video file read with OpenCV; stems are zero-padded indices "00000".
 
     The frame count is not known reliably in advance, so this source has no ``__len__``;
-    ``estimated_frames`` holds the container's claim (None when it makes none).
+    ``estimated_frames`` holds the container's claim (None when it makes none), and after an
+    iteration ``shortfall`` says when fewer frames decoded than it claims (None otherwise).
     Raises DataFormatError when the file cannot be opened or yields no frame.
     """
 
@@ -76,6 +77,7 @@ class VideoFrames:
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         capture.release()
         self.estimated_frames: int | None = count if count > 0 else None
+        self.shortfall: str | None = None
 
     def _open(self) -> cv2.VideoCapture:
         capture = cv2.VideoCapture(str(self.path))
@@ -98,6 +100,8 @@ class VideoFrames:
             capture.release()
         if index == 0:
             raise DataFormatError(f"{self.path}: video yields no frames")
+        if self.estimated_frames is not None and index < self.estimated_frames:
+            self.shortfall = f"{self.path}: the container declares {self.estimated_frames} frames, {index} decoded"
 
 
 class BagFrames:
@@ -108,13 +112,15 @@ class BagFrames:
     ``topic`` None: the bag's only camera topic. Raises InputError (at construction) for an
     ambiguous topic, and (while iterating) for a frame whose size differs from the first's;
     DataFormatError naming the bag, topic and stamp for a corrupt bag or a frame that cannot be
-    decoded (with its cause).
+    decoded (with its cause). After an iteration ``shortfall`` says when the storage held fewer
+    messages than the metadata lists (None otherwise).
     """
 
     def __init__(self, bag: Path, topic: str | None = None) -> None:
         self.path = bag
         self.topic, info = camera_topic(bag, topic)
         self._count = info.count
+        self.shortfall: str | None = None
 
     def __len__(self) -> int:
         return self._count
@@ -123,16 +129,25 @@ class BagFrames:
         yield from _one_size(self._frames())
 
     def _frames(self) -> Iterator[tuple[str, np.ndarray, str]]:
-        for index, record in enumerate(read_image_messages(self.path, self.topic)):
+        shortfalls: list[str] = []
+        for index, record in enumerate(stop_at_shortfall(read_image_messages(self.path, self.topic), shortfalls)):
             where = f"{self.path}: {self.topic} message {index} (stamp {record.stamp_ns})"
             try:
                 frame = record_rgb(record)
             except ImageConversionError as exc:
                 raise DataFormatError(f"{where} cannot be read: {exc} [{exc.cause}]") from exc
             yield f"{index:05d}_{record.stamp_ns}", frame, where
+        self.shortfall = shortfalls[0] if shortfalls else None
 
 
 FrameSource = FolderFrames | VideoFrames | BagFrames
+
+
+def source_warnings(source: object) -> list[str]:
+    """After iterating ``source``: the shortfall of a video or bag that yielded fewer frames than it
+    declares, as a list for summary.json (empty for a complete input or another source)."""
+    shortfall = source.shortfall if isinstance(source, (VideoFrames, BagFrames)) else None
+    return [shortfall] if shortfall else []
 
 
 def open_frames(path: str | Path, topic: str | None = None) -> FrameSource:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from jointperception.data.bags import (
     record_encoding,
     record_rgb,
     require_image_topics,
+    stop_at_shortfall,
 )
 from jointperception.data.image_msg import ImageConversionError, decode_image
 from jointperception.errors import DataFormatError, InputError
@@ -70,6 +71,7 @@ class ReplayResult:
     wall_s: float  # whole replay, reading and writing included
     gt: dict[str, dict[str, float]]  # "mask" / "flow" / "occlusion" summaries; empty without GT
     output_counts: dict[str, int]  # topic -> messages written
+    warnings: list[str] = field(default_factory=list)  # the input bag held fewer messages than it lists
 
 
 class GroundTruthScorer:
@@ -168,7 +170,9 @@ def replay_bag(pipeline: PerceptionPipeline, in_bag: str | Path, out_bag: str | 
     previous: PairFrame | None = None
     start = time.perf_counter()
     with BagImageWriter(out_bag, storage="mcap") as writer:
-        for topic, log_time, record in read_image_topics(in_bag, [settings.topic, *gt_kinds]):
+        warnings: list[str] = []
+        for topic, log_time, record in stop_at_shortfall(read_image_topics(in_bag, [settings.topic, *gt_kinds]),
+                                                         warnings):
             if topic in gt_kinds:
                 try:
                     scorer.add_truth(gt_kinds[topic], record.stamp_ns, decode_image(*record[2:]))
@@ -206,7 +210,7 @@ def replay_bag(pipeline: PerceptionPipeline, in_bag: str | Path, out_bag: str | 
     gt = scorer.finish()
     for row in frames:
         row.update(scorer.rows.get(int(row["stamp_ns"]), {}))
-    return ReplayResult(dict(counts), frames, time.perf_counter() - start, gt, output_counts)
+    return ReplayResult(dict(counts), frames, time.perf_counter() - start, gt, output_counts, warnings)
 
 
 def _first_frame_size(in_bag: str | Path, topic: str) -> tuple[int, int]:

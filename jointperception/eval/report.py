@@ -40,7 +40,8 @@ def latency_stats(latency_ms: Sequence[float]) -> dict[str, float]:
 
 def replay_metrics(result: ReplayResult, facts: Mapping[str, object]) -> dict[str, object]:
     """The metrics.json content: ``facts`` (bags, model, backend, ...), frame counts, latency,
-    throughput and GT scores (``gt`` is {} when the bag has no GT topic)."""
+    throughput, GT scores (``gt`` is {} when the bag has no GT topic) and ``warnings`` (the input
+    bag held fewer messages than its metadata lists)."""
     latencies = [row["latency_ms"] for row in result.frames]
     return {
         **facts,
@@ -50,6 +51,7 @@ def replay_metrics(result: ReplayResult, facts: Mapping[str, object]) -> dict[st
         "wall_s": result.wall_s,
         "gt": result.gt,
         "output_topics": result.output_counts,
+        "warnings": result.warnings,
         "per_frame": result.frames,
     }
 

@@ -2,7 +2,8 @@
 rosbag2 bag (mcap or sqlite3).
 
 Messages keep their headers (``--restamp``: stamp = publish wall time) and go out in log-time
-order at the bag's timing scaled by ``--rate``, or at a fixed ``--rate-hz``; ``--ros-args -r
+order at the bag's timing scaled by ``--rate``, or at a fixed ``--rate-hz`` (``--loop`` keeps the
+period across passes: ``play_schedule``); ``--ros-args -r
 FROM:=TO`` publishes topic FROM of the bag as TO. Lock-step mode
 (``--lockstep-topic``) is for deterministic evaluation: after each frame of the first topic the
 player waits until an Image stamped like it arrived on the lock-step topic (or the timeout
@@ -39,6 +40,7 @@ from jointperception.data.bags import (
 from jointperception.errors import InputError, JointPerceptionError
 from jointperception.ros.common import QOS_CHOICES, image_qos
 from jointperception.ros.node_main import run_node
+from jointperception.ros.play_schedule import PlaySchedule
 
 SPIN_STEP_S = 0.02  # longest executor wait while pacing or waiting for lock-step outputs
 LATE_S = 0.05  # a message due longer ago than this shifts the schedule to now
@@ -103,6 +105,7 @@ class BagPlayer(Node):
         self.published = 0
         self.timeouts = 0
         self.deadline = float("inf")
+        self.schedule: PlaySchedule | None = None  # from the first pass on; --loop keeps its period across passes
 
     def _on_answer(self, msg: Image) -> None:
         self.answered.add((msg.header.stamp.sec, msg.header.stamp.nanosec))
@@ -140,16 +143,16 @@ class BagPlayer(Node):
 
     def play_pass(self) -> bool:
         """Publish the bag once; False when ``--duration`` ran out or ROS shut down."""
-        start_wall, first_log = time.monotonic(), None
+        if self.schedule is None:
+            self.schedule = PlaySchedule(time.monotonic(), self.args.rate, self.args.rate_hz)
+        else:
+            self.schedule.next_pass()
         first_of_pass = True
         for index, (topic, log_time, record) in enumerate(read_image_topics(self.args.bag, self.topics)):
-            first_log = log_time if first_log is None else first_log
-            if self.args.rate_hz is not None:  # fixed rate: message i at i / rate_hz
-                due = start_wall + index / self.args.rate_hz
-            else:  # bag timing: log-time offset / rate
-                due = start_wall + (log_time - first_log) / 1e9 / self.args.rate
+            due = self.schedule.due(index, log_time)
             if (late := time.monotonic() - due) > LATE_S:  # behind (lock-step, a busy CPU): no catch-up burst
-                start_wall, due = start_wall + late, due + late
+                self.schedule.shift(late)
+                due += late
             if self.spin_until(lambda: not rclpy.ok(), min(due, self.deadline)) or due > self.deadline:
                 return False
             stamp = self.get_clock().now().to_msg() if self.args.restamp else \

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from jointperception.data.formats import write_flo, write_label_image, write_mask
+from jointperception.data.sources import source_warnings
 from jointperception.errors import InputError
 from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
 
@@ -73,13 +74,15 @@ def predict_to_folder(
     timings.append((last_stem, outputs.latency_ms))
 
     frames = [{"stem": stem, "latency_ms": ms} for stem, ms in timings]
-    return write_summary(out_dir, pipeline, last_frame.shape, frames, metadata)
+    return write_summary(out_dir, pipeline, last_frame.shape, frames, metadata, source_warnings(source))
 
 
 def write_summary(out_dir: Path, pipeline: PerceptionPipeline, frame_shape: tuple[int, ...],
-                  frames: list[dict[str, object]], metadata: Mapping[str, object] | None) -> dict[str, object]:
+                  frames: list[dict[str, object]], metadata: Mapping[str, object] | None,
+                  warnings: list[str]) -> dict[str, object]:
     """summary.json of a run: ``metadata``, then the pipeline, the input size (frame_shape (H, W, 3)),
-    latency statistics and ``frames`` (per frame: stem, latency_ms and what the run adds)."""
+    latency statistics, ``warnings`` (a video or bag shorter than it declares: ``source_warnings``)
+    and ``frames`` (per frame: stem, latency_ms and what the run adds)."""
     height, width = frame_shape[:2]
     summary: dict[str, object] = dict(metadata or {})
     summary.update(
@@ -92,6 +95,7 @@ def write_summary(out_dir: Path, pipeline: PerceptionPipeline, frame_shape: tupl
         input_resolution={"width": width, "height": height},
         frame_count=len(frames),
         latency_ms=latency_stats([row["latency_ms"] for row in frames]),
+        warnings=warnings,
         frames=frames,
     )
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jointperception.data.sources import source_warnings
 from jointperception.errors import InputError
 from jointperception.runtime.object_memory import ObjectMemory, ObjectRule, check_object_mask
 from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
@@ -53,7 +54,7 @@ def predict_object_to_folder(
     if not rows:
         raise InputError(f"need at least 2 frames, the input has {0 if first is None else 1}")
     metadata = {**(metadata or {}), "flow_direction": FLOW_DIRECTION}
-    return write_summary(out_dir, pipeline, previous[1].shape, rows, metadata)
+    return write_summary(out_dir, pipeline, previous[1].shape, rows, metadata, source_warnings(source))
 
 
 def _write(out_dir: Path, stem: str, outputs: PairOutputs, memory: ObjectMemory) -> dict[str, object]:
