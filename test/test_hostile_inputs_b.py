@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -27,6 +29,7 @@ from jointperception.errors import EXIT_SHORT_INPUT, ConfigError, DataFormatErro
 from jointperception.models import build_model
 from jointperception.models.weights import save_weights
 from jointperception.names import did_you_mean
+from jointperception.ros.play_schedule import PlaySchedule
 
 HUGE = 60000  # 60000 x 60000 = 3.6 Gpx, far above MAX_PIXELS
 _JP2 = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
@@ -263,3 +266,72 @@ def test_a_misspelt_training_config_key_is_refused_with_the_nearest_name(tmp_pat
     config.write_text("train:\n  bacth_size: 4\n")
     with pytest.raises(ConfigError, match=r"train\.bacth_size: unknown key, did you mean batch_size\?"):
         load_config(config)
+
+
+# --- bag_player --loop keeps its period -------------------------------------------------------------
+
+
+def test_the_play_schedule_keeps_the_period_across_passes() -> None:
+    """A 4-message bag looped three times: every interval, the pass boundaries included, is one period."""
+    fixed = PlaySchedule(100.0, rate_hz=15.0)
+    bag_timing = PlaySchedule(100.0, rate=2.0)  # logged at 15 Hz, played twice as fast
+    logged = [5_000_000_000 + round(index * 1e9 / 15) for index in range(4)]
+    fixed_dues, bag_dues = [], []
+    for pass_index in range(3):
+        if pass_index:
+            fixed.next_pass()
+            bag_timing.next_pass()
+        fixed_dues += [fixed.due(index, log_time) for index, log_time in enumerate(logged)]
+        bag_dues += [bag_timing.due(index, log_time) for index, log_time in enumerate(logged)]
+    np.testing.assert_allclose(np.diff(fixed_dues), 1 / 15, atol=1e-9)
+    np.testing.assert_allclose(np.diff(bag_dues), 1 / 30, atol=1e-9)
+
+
+def test_a_late_player_shifts_the_schedule_and_keeps_the_period() -> None:
+    schedule = PlaySchedule(0.0, rate_hz=10.0)
+    assert schedule.due(0, 0) == 0.0
+    schedule.shift(0.5)  # the player was half a second late for message 0
+    assert schedule.due(1, 0) == pytest.approx(0.6)
+    schedule.next_pass()
+    assert schedule.due(0, 0) == pytest.approx(0.7)
+    single = PlaySchedule(0.0)
+    single.due(0, 7)
+    single.next_pass()  # a one-message bag at bag timing has no period
+    assert single.due(0, 7) == 0.0
+
+
+def test_bag_player_loops_at_its_rate_over_dds(tmp_path: Path) -> None:
+    """bag_player --loop --restamp --rate-hz 10 on a 3-frame bag, as a real process: the stamps
+    (publish times) of consecutive messages stay one period apart over the pass boundaries."""
+    pytest.importorskip("rclpy", reason="ROS 2 wheels (rclpy) not installed")
+    from rclpy.qos import qos_profile_sensor_data
+    from ros_helpers import REPO, open_probe, pick_domain_id, ros_env, stop
+    from sensor_msgs.msg import Image
+
+    bag = tmp_path / "three"
+    with BagImageWriter(bag) as writer:
+        for index in range(3):
+            writer.write("/cam/image_raw", 1_000_000_000 + index * 100_000_000, _RGB, "rgb8", "cam")
+    domain_id = pick_domain_id()
+    probe = open_probe(domain_id)
+    stamps: list[float] = []
+    probe.node.create_subscription(Image, "/cam/image_raw",
+                                   lambda m: stamps.append(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9),
+                                   qos_profile_sensor_data)
+    log = tmp_path / "player.log"
+    with open(log, "wb") as out:
+        player = subprocess.Popen(
+            [sys.executable, "-m", "jointperception.ros.bag_player", str(bag), "--loop", "--restamp", "--rate-hz", "10",
+             "--duration", "1.25", "--wait-subscribers", "1"],
+            env=ros_env(domain_id), cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        assert probe.spin_until(lambda: player.poll() is not None, 60.0), log.read_text()
+        probe.spin_for(0.3)
+    finally:
+        stop(player)
+        probe.close()
+    assert player.returncode == 0, log.read_text()
+    intervals = np.diff(stamps)
+    assert len(stamps) >= 7, (stamps, log.read_text())  # at least two pass boundaries
+    assert intervals.min() > 0.07, intervals  # the old player sent a pass's first frame at once (~0 s)
+    assert np.median(intervals) == pytest.approx(0.1, abs=0.01)
