@@ -261,6 +261,19 @@ def test_nearest_name_is_suggested() -> None:
     assert did_you_mean("zzz", ["network_width"]) == ""
 
 
+def test_unknown_node_parameters_are_named_with_the_nearest_one() -> None:
+    pytest.importorskip("rclpy", reason="ROS 2 wheels (rclpy) not installed")
+    from jointperception.ros.common import unknown_parameter_warnings
+    from jointperception.ros.node_parts import PARAMETERS
+
+    given = ["network_widht", "max_pixel", "qos_overrides./image.subscription.depth", "mask_threshold", "xyzzy"]
+    assert unknown_parameter_warnings(given, PARAMETERS) == [
+        "unknown parameter 'max_pixel' ignored, did you mean max_pixels?",
+        "unknown parameter 'network_widht' ignored, did you mean network_width?",
+        "unknown parameter 'xyzzy' ignored",
+    ]
+
+
 def test_a_misspelt_training_config_key_is_refused_with_the_nearest_name(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("train:\n  bacth_size: 4\n")
@@ -335,3 +348,40 @@ def test_bag_player_loops_at_its_rate_over_dds(tmp_path: Path) -> None:
     assert len(stamps) >= 7, (stamps, log.read_text())  # at least two pass boundaries
     assert intervals.min() > 0.07, intervals  # the old player sent a pass's first frame at once (~0 s)
     assert np.median(intervals) == pytest.approx(0.1, abs=0.01)
+
+
+# --- the node: a misspelt parameter is named, max_pixels bounds compressed frames --------------------
+
+
+def test_node_warns_of_a_misspelt_parameter_and_drops_frames_above_max_pixels(tmp_path: Path) -> None:
+    """perception_node (compressed input, max_pixels 3000) started with a params file holding
+    ``network_widht``: the log names it with the nearest parameter; a 48x40 PNG frame (1920 px) is
+    served, a 96x64 one (6144 px) is dropped with cause oversized, and the node keeps serving."""
+    pytest.importorskip("rclpy", reason="ROS 2 wheels (rclpy) not installed")
+    from perception_link import linked, random_frame, save_untrained_model, send_pair
+    from ros_helpers import pick_domain_id, start_module, stop
+
+    model = save_untrained_model(tmp_path / "m.safetensors")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
+        "network_widht": 64, "max_pixels": 3000, "model": str(model), "threads": 1, "network_height": 48,
+        "network_width": 64, "backend": "torch", "image_transport": "compressed", "diagnostics_period_s": 0.2,
+        "mask_memory": 0.0}}}))
+    domain_id = pick_domain_id()
+    log = tmp_path / "node.log"
+    process = start_module("jointperception.ros.perception_node", ["--params-file", str(params), "-r", "__ns:=/camh",
+                                                                   "-r", "image:=/camh/image_raw"], domain_id, log)
+    try:
+        with linked((process, log), domain_id, node="/camh/jointperception_node", camera="/camh",
+                    compression="png") as link:
+            send_pair(link, 10.0, random_frame(5, height=40, width=48))
+            before = link.count("bad: oversized")
+            link.send(11.0, random_frame(6))  # 96 x 64
+            link.expect_count("bad: oversized", before + 1)
+            send_pair(link, 12.0, random_frame(7, height=40, width=48))  # still serving
+            assert process.poll() is None
+    finally:
+        stop(process)
+    text = log.read_text()
+    assert "unknown parameter 'network_widht' ignored, did you mean network_width?" in text, text
+    assert "header declares 96x64 pixels, more than the 3000 allowed" in text, text
