@@ -41,7 +41,8 @@ def _ifd_entry(tag: int, value: int) -> bytes:
 
 # format -> a few bytes whose header declares HUGE x HUGE (or the format's largest size)
 CRAFTED = {
-    "png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR" + struct.pack(">II", HUGE, HUGE) + b"\x08\x02\x00\x00\x00" + bytes(4),
+    "png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR" + struct.pack(">II", HUGE, HUGE) + b"\x08\x02\x00\x00\x00"
+           + bytes(4),
     "jpeg": b"\xff\xd8\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00" + bytes(9)
             + b"\xff\xc0" + struct.pack(">HBHH", 17, 8, HUGE, HUGE) + bytes(12) + b"\xff\xd9",
     "bmp": b"BM" + bytes(12) + struct.pack("<Iii", 40, HUGE, -HUGE) + bytes(28),
@@ -61,9 +62,11 @@ CRAFTED = {
     "sun raster": b"\x59\xa6\x6a\x95" + struct.pack(">IIII", HUGE, HUGE, 24, 0),
     "radiance hdr": b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 60000 +X 60000\n",
     "gif": b"GIF89a" + struct.pack("<HH", 0xFFFF, 0xFFFF) + bytes(3),
-    "jpeg 2000 (codestream)": b"\xff\x4f\xff\x51" + struct.pack(">HH", 41, 0) + struct.pack(">IIII", HUGE, HUGE, 0, 0),
+    "jpeg 2000 (codestream)": b"\xff\x4f\xff\x51" + struct.pack(">HH", 41, 0)
+                              + struct.pack(">IIII", HUGE, HUGE, 0, 0),
     "jpeg 2000 (jp2)": _JP2 + struct.pack(">I", 20) + b"ftypjp2 " + bytes(8)
-                       + struct.pack(">I", 45) + b"jp2h" + struct.pack(">I", 22) + b"ihdr" + struct.pack(">II", HUGE, HUGE),
+                       + struct.pack(">I", 45) + b"jp2h" + struct.pack(">I", 22) + b"ihdr"
+                       + struct.pack(">II", HUGE, HUGE),
     "openexr": b"\x76\x2f\x31\x01\x02\x00\x00\x00" + b"dataWindow\x00box2i\x00" + struct.pack("<I", 16)
                + struct.pack("<iiii", 0, 0, HUGE - 1, HUGE - 1) + b"\x00",
     "avif": struct.pack(">I", 16) + b"ftypavif" + bytes(4) + struct.pack(">I", 20) + b"ispe" + bytes(4)
@@ -71,8 +74,8 @@ CRAFTED = {
 }
 # suffix OpenCV encodes -> the image array to encode (37 x 53: no format's rounding hides a swap)
 _RGB = np.random.default_rng(0).integers(0, 255, (37, 53, 3), dtype=np.uint8)
-WRITTEN = {".png": _RGB, ".jpg": _RGB, ".bmp": _RGB, ".tiff": _RGB, ".webp": _RGB, ".ppm": _RGB, ".pgm": _RGB[..., 0],
-           ".pbm": _RGB[..., 0], ".pam": _RGB, ".pfm": _RGB.astype(np.float32) / 255, ".sr": _RGB,
+WRITTEN = {".png": _RGB, ".jpg": _RGB, ".bmp": _RGB, ".tiff": _RGB, ".webp": _RGB, ".ppm": _RGB,
+           ".pgm": _RGB[..., 0], ".pbm": _RGB[..., 0], ".pam": _RGB, ".pfm": _RGB.astype(np.float32) / 255, ".sr": _RGB,
            ".hdr": _RGB.astype(np.float32) / 255, ".gif": _RGB, ".jp2": _RGB, ".avif": _RGB}
 
 

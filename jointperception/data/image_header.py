@@ -63,8 +63,9 @@ def _tiff(data: bytes) -> Size | None:
     for start in range(ifd + count_size, min(ifd + count_size + count * entry, len(data) - entry + 1), entry):
         tag, kind = struct.unpack(order + "HH", data[start : start + 4])
         if tag in (256, 257):
+            value_format = order + ("H" if kind == 3 else "I")  # SHORT or LONG
             value_at = start + (12 if big else 8)
-            found[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), data[value_at : value_at + (2 if kind == 3 else 4)])[0]
+            found[tag] = struct.unpack_from(value_format, data, value_at)[0]
     return (found[256], found[257]) if len(found) == 2 else None
 
 
