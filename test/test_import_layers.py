@@ -15,7 +15,7 @@ PACKAGE_DIR = Path(jointperception.__file__).resolve().parent
 PACKAGE = PACKAGE_DIR.name
 # lowest first; a part may import its own layer's modules only within itself
 LAYERS = (
-    ("errors",),
+    ("errors", "names"),
     ("config", "viz", "resources"),
     ("classical",),
     ("data",),

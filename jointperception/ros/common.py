@@ -1,4 +1,5 @@
-"""What the nodes share, without loading torch: image QoS, image transports and parameter descriptors."""
+"""What the nodes share, without loading torch: image QoS, image transports, parameter descriptors and
+warnings for parameters they do not declare."""
 from __future__ import annotations
 
 from collections.abc import Iterable
