@@ -40,7 +40,14 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _decode(path: Path, flags: int) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(_read_bytes(path), np.uint8), flags)
+    data = _read_bytes(path)
+    if not data:
+        raise DataFormatError(f"{path}: empty file (0 bytes), not an image")
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error as exc:  # e.g. a header beyond OpenCV's pixel limit
+        reason = (exc.err or str(exc)).strip()
+        raise DataFormatError(f"{path}: not a decodable image (OpenCV: {reason})") from None
     if image is None:
         raise DataFormatError(f"{path}: not a decodable image")
     return image

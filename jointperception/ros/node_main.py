@@ -9,15 +9,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 import rclpy
+import yaml
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
 
-from jointperception.errors import JointPerceptionError
+from jointperception.errors import ConfigError, JointPerceptionError
 
 NodeT = TypeVar("NodeT", bound=Node)
 
@@ -37,6 +39,22 @@ def normal_stops() -> Iterator[None]:
             raise
 
 
+def check_params_files(args: list[str]) -> None:
+    """ConfigError naming the file and line for a ``--params-file`` that is missing or not YAML
+    (rcl would only say that it failed to parse its arguments)."""
+    files = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--params-file"]
+    for name in files:
+        try:
+            yaml.safe_load(Path(name).read_text())
+        except OSError as exc:
+            raise ConfigError(f"{name}: cannot read params file ({exc.strerror or exc})") from None
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            line = f" at line {where.line + 1}" if where is not None else ""
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise ConfigError(f"{name}: not valid YAML{line} ({problem})") from None
+
+
 def run_node(
     program: str,
     create: Callable[[], NodeT],
@@ -45,7 +63,15 @@ def run_node(
     args: list[str] | None = None,
 ) -> int:
     """rclpy.init(args), ``create()`` the node, ``spin(node)`` until it returns -> exit code."""
-    rclpy.init(args=args)
+    try:
+        check_params_files(sys.argv if args is None else args)
+        rclpy.init(args=args)
+    except JointPerceptionError as exc:
+        print(f"{program}: error: {exc}", file=sys.stderr)
+        return 2
+    except rclpy_implementation.RCLError as exc:  # bad --ros-args: rcl names the rule, then its C sources
+        print(f"{program}: error: {str(exc).split(', at /')[0]}", file=sys.stderr)
+        return 2
     node: NodeT | None = None
     exit_code = 0
     try:
