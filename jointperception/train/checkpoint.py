@@ -8,6 +8,7 @@ A checkpoint holds only plain containers, numbers, strings and tensors, so
     config      the whole ExperimentConfig as a dict
     optimizer, scaler   their state dicts
     step        optimizer steps done;  schedule  ``BranchSchedule.to_dict()``
+    content_sha256  ``integrity.payload_sha256`` of the rest, checked at load
     rng         RNG states as tensors (``rng_state`` / ``restore_rng_state``)
     best_score, elapsed_s, metrics   trainer bookkeeping (``TrainProgress``)
 The run directory keeps ``last.pt`` (latest) and ``best.pt`` (best validation score).
@@ -21,6 +22,7 @@ import math
 import os
 import pickle
 import random
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ from torch import nn
 
 from jointperception.config import ExperimentConfig
 from jointperception.errors import ConfigError, ModelFileError
+from jointperception.integrity import HASH_KEY, check_hash, payload_sha256
 from jointperception.train.schedules import BranchSchedule
 
 CHECKPOINT_FORMAT = "jointperception-checkpoint"
@@ -39,6 +42,7 @@ CHECKPOINT_VERSION = 1
 LAST_NAME = "last.pt"
 BEST_NAME = "best.pt"
 REQUIRED_KEYS = ("format", "version", "model", "model_args", "config", "step")
+TMP_SUFFIX = ".tmp"  # a write in progress: ".<name>.<pid>.tmp" beside the checkpoint
 LOG = logging.getLogger(__name__)
 
 
@@ -68,9 +72,10 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **checkpoint}
     try:
-        torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **checkpoint}, tmp)
+        torch.save({**payload, HASH_KEY: payload_sha256(payload)}, tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -82,8 +87,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise ModelFileError(f"{path}: checkpoint not found")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        with warnings.catch_warnings():  # a foreign pickle's protocol warning: the error below says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise ModelFileError(f"{path}: refused: not a checkpoint of plain tensors and containers (pickled Python "
+                             "objects or not a torch file); use a file written by jointperception train") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelFileError(f"{path}: not a readable checkpoint ({reason})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
@@ -93,7 +103,34 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
     if missing:
         raise ModelFileError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    check_hash(path, checkpoint.pop(HASH_KEY, None), payload_sha256(checkpoint))
     return checkpoint
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the temporary files (``.last.pt.<pid>.tmp``) of checkpoint writes whose process is gone
+    (killed mid-save) -> the paths removed. A live writer's file is left alone."""
+    removed = []
+    for tmp in run_dir.glob(f".*.*{TMP_SUFFIX}"):
+        pid = tmp.name[: -len(TMP_SUFFIX)].rsplit(".", 1)[-1]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    if removed:
+        LOG.info("%s: removed %d stale temporary file(s) of an interrupted checkpoint write", run_dir, len(removed))
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def rng_state() -> dict[str, Any]:
