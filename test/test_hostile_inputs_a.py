@@ -30,7 +30,13 @@ from jointperception.export.engine_cache import EngineSpec, engine_problem, writ
 from jointperception.export.onnx import read_onnx_model
 from jointperception.export.onnx_cache import cached_onnx
 from jointperception.integrity import HASH_KEY
-from jointperception.models.weights import DEFAULT_MODEL_PATH, DEFAULT_MOTION_MODEL_PATH, load_model, load_motion_model, save_weights
+from jointperception.models.weights import (
+    DEFAULT_MODEL_PATH,
+    DEFAULT_MOTION_MODEL_PATH,
+    load_model,
+    load_motion_model,
+    save_weights,
+)
 from jointperception.ranges import FLOAT_RANGES, INT_RANGES
 from jointperception.train.checkpoint import LAST_NAME, TMP_SUFFIX, load_checkpoint, save_checkpoint
 from jointperception.train.run_start import checkpoint_to_resume
@@ -95,7 +101,8 @@ def test_node_parameters_take_their_ranges_from_the_shared_table() -> None:
             assert (rule.from_value, rule.to_value) == pytest.approx(FLOAT_RANGES[name]), name
             checked += 1
         else:
-            assert not descriptor.integer_range and not descriptor.floating_point_range, f"{name}: range not in the table"
+            ranged = descriptor.integer_range or descriptor.floating_point_range
+            assert not ranged, f"{name}: range not in the table"
     assert checked >= 10
 
 
@@ -223,7 +230,9 @@ def test_safetensors_with_a_flipped_byte(source: str, model_file: Path, tmp_path
     assert str(copy) in str(info.value)
 
 
-def test_predict_with_a_flipped_model(frames: Path, model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_with_a_flipped_model(
+    frames: Path, model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     model = tmp_path / "m.safetensors"
     shutil.copy(model_file, model)
     start, length = _safetensors_data_offset(model)
@@ -248,7 +257,10 @@ def test_a_model_saved_without_a_hash_loads_with_a_warning(
     assert "no content hash" in caplog.text and str(older) in caplog.text
 
 
-@pytest.mark.parametrize("name", [DEFAULT_MODEL_PATH.name, "jointnet_tiny_selfsup.safetensors", DEFAULT_MOTION_MODEL_PATH.name])
+BUNDLED = [DEFAULT_MODEL_PATH.name, "jointnet_tiny_selfsup.safetensors", DEFAULT_MOTION_MODEL_PATH.name]
+
+
+@pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_models_carry_their_hash(name: str, caplog: pytest.LogCaptureFixture) -> None:
     from safetensors import safe_open
 

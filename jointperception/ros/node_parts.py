@@ -33,9 +33,12 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "device": ("cpu", describe("cpu, cuda or cuda:N", True)),
     "precision": ("fp32", describe(f"network precision, one of {PRECISIONS}: fp16 on torch CUDA / TensorRT, int8 on "
                                    "ONNX Runtime CPU / TensorRT (auto skips backends that cannot)", True)),
-    "network_width": (320, describe("network input width (frames are resized)", True, ints=INT_RANGES["network_width"])),
-    "network_height": (240, describe("network input height (frames are resized)", True, ints=INT_RANGES["network_height"])),
-    "threads": (0, describe("CPU threads of torch and ONNX Runtime; 0 = their defaults", True, ints=INT_RANGES["threads"])),
+    "network_width": (320, describe("network input width (frames are resized)", True,
+                                    ints=INT_RANGES["network_width"])),
+    "network_height": (240, describe("network input height (frames are resized)", True,
+                                     ints=INT_RANGES["network_height"])),
+    "threads": (0, describe("CPU threads of torch and ONNX Runtime; 0 = their defaults", True,
+                            ints=INT_RANGES["threads"])),
     "qos": ("sensor_data", describe(f"image QoS, one of {QOS_CHOICES}; depth 1", True)),
     "image_transport": ("raw", describe(f"input transport, one of {TRANSPORTS}: raw subscribes sensor_msgs/Image on "
                                         "image, compressed sensor_msgs/CompressedImage (jpeg, png) on image/compressed "
@@ -44,7 +47,8 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
                                "moving layers; the bundled network has 4)", ints=INT_RANGES["num_layers"])),
     "mask_source": ("fused", describe(f"what ~/mask thresholds, one of {MASK_SOURCES} (runtime.motion_layers)")),
     "mask_threshold": (0.5, describe("mask = probability > threshold", floats=FLOAT_RANGES["mask_threshold"])),
-    "occlusion_threshold": (0.5, describe("occlusion = probability > threshold", floats=FLOAT_RANGES["occlusion_threshold"])),
+    "occlusion_threshold": (0.5, describe("occlusion = probability > threshold",
+                                          floats=FLOAT_RANGES["occlusion_threshold"])),
     "prealign": (True, describe("take the pair's dominant translation out before the network and add it back to "
                                 "the flow (classical.prealign: camera pans beyond the training range)")),
     "refine_flow": (True, describe("refine the network's flow variationally on the network grid before it is published "
@@ -61,9 +65,11 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "pipelined": (False, describe("two worker threads: the network of the newest pair runs while the pair before is "
                                   "finished and published (more frames per second, each a little later); false: one "
                                   "thread", True)),
-    "diagnostics_period_s": (1.0, describe("period of /diagnostics", True, floats=FLOAT_RANGES["diagnostics_period_s"])),
+    "diagnostics_period_s": (1.0, describe("period of /diagnostics", True,
+                                           floats=FLOAT_RANGES["diagnostics_period_s"])),
     "output_jpeg_quality": (90, describe("JPEG quality of ~/flow_color/compressed and ~/overlay/compressed "
-                                         "(masks and layers are PNG, lossless)", ints=INT_RANGES["output_jpeg_quality"])),
+                                         "(masks and layers are PNG, lossless)",
+                                         ints=INT_RANGES["output_jpeg_quality"])),
     **{f"publish_{name}": (True, describe(_TOGGLE.format(name))) for name in
        ("mask", "flow", "occlusion", "motion_layers", "flow_color", "overlay", "camera_info")},
 }
