@@ -6,8 +6,6 @@ way ``network_width:=7`` does. ``range_error`` says why a value is outside its r
 """
 from __future__ import annotations
 
-from jointperception.runtime.mask_memory import MAX_MEMORY_WEIGHT
-
 # name -> inclusive (low, high); ints for integer settings, floats for real ones
 INT_RANGES: dict[str, tuple[int, int]] = {
     "network_width": (32, 4096),  # px, network input (frames are resized to it)
@@ -24,7 +22,7 @@ FLOAT_RANGES: dict[str, tuple[float, float]] = {
     "reset_gap_s": (0.0, 3600.0),  # 0 = never
     "diagnostics_period_s": (0.05, 60.0),
     "rate_hz": (0.01, 1000.0),
-    "mask_memory": (0.0, MAX_MEMORY_WEIGHT),  # 1 would never let the newest frame in
+    "mask_memory": (0.0, 0.95),  # runtime.mask_memory; 1 would never let the newest frame in
 }
 
 

@@ -1,5 +1,5 @@
 """Model files: safetensors weights with the ModelConfig and a content hash in the header (no
-pickle), and trainer checkpoints (``.pt``, ``train.checkpoint.load_checkpoint``: weights_only)."""
+pickle), and trainer checkpoints (``.pt``, ``models.torch_files.read_torch_file``: weights_only)."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,8 +19,8 @@ from jointperception.integrity import HASH_KEY, check_hash, tensors_sha256
 from jointperception.models import build_model, build_motion_model
 from jointperception.models.jointnet import JointNet
 from jointperception.models.motionnet import MotionLayerNet
+from jointperception.models.torch_files import read_torch_file
 from jointperception.resources import shipped_file
-from jointperception.train.checkpoint import load_checkpoint
 
 LOG = logging.getLogger(__name__)
 
@@ -65,8 +65,11 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], ModelConfig,
 
 
 def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], ModelConfig, dict[str, Any]]:
-    checkpoint = load_checkpoint(path)
-    state, cfg_values = checkpoint["model"], checkpoint["model_args"]
+    checkpoint = read_torch_file(path)
+    try:
+        state, cfg_values = checkpoint["model"], checkpoint["model_args"]
+    except (KeyError, TypeError) as exc:
+        raise ModelFileError(f"{path}: not a valid jointperception checkpoint (no {exc})") from None
     metadata = {"step": checkpoint.get("step"), "source": "checkpoint"}
     return state, _model_config(cfg_values, path), metadata
 

@@ -20,10 +20,7 @@ import dataclasses
 import logging
 import math
 import os
-import pickle
 import random
-import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +31,8 @@ from torch import nn
 
 from jointperception.config import ExperimentConfig
 from jointperception.errors import ConfigError, ModelFileError
-from jointperception.integrity import HASH_KEY, check_hash, payload_sha256
+from jointperception.integrity import HASH_KEY, payload_sha256
+from jointperception.models.torch_files import read_torch_file
 from jointperception.train.schedules import BranchSchedule
 
 CHECKPOINT_FORMAT = "jointperception-checkpoint"
@@ -82,20 +80,10 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by ``save_checkpoint``; ModelFileError names a missing/corrupt file."""
+    """Read a checkpoint written by ``save_checkpoint``; ModelFileError names a missing, corrupt or
+    refused file (``models.torch_files.read_torch_file``)."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: checkpoint not found")
-    try:
-        with warnings.catch_warnings():  # a foreign pickle's protocol warning: the error below says it all
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        raise ModelFileError(f"{path}: refused: not a checkpoint of plain tensors and containers (pickled Python "
-                             "objects or not a torch file); use a file written by jointperception train") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelFileError(f"{path}: not a readable checkpoint ({reason})") from None
+    checkpoint = read_torch_file(path, map_location)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ModelFileError(f"{path}: not a jointperception trainer checkpoint")
     if checkpoint.get("version") != CHECKPOINT_VERSION:
@@ -103,7 +91,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
     if missing:
         raise ModelFileError(f"{path}: checkpoint lacks {', '.join(missing)}")
-    check_hash(path, checkpoint.pop(HASH_KEY, None), payload_sha256(checkpoint))
     return checkpoint
 
 
