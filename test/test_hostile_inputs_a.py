@@ -121,7 +121,6 @@ def test_predict_network_size_outside_the_node_range(
     ("replay", "--network-size", "16x16", "network_width"),
     ("replay", "--mask-threshold", "1.5", "mask_threshold"),
     ("replay", "--occlusion-threshold", "-0.1", "occlusion_threshold"),
-    ("replay", "--mask-memory", "1.0", "mask_memory"),
     ("replay", "--reset-gap-s", "nan", "reset_gap_s"),
     ("replay", "--reset-gap-s", "soon", "expected a number"),
     ("eval", "--threads", "999", "threads"),

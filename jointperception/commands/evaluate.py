@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame-step", type=int, default=1, help="DAVIS: score every k-th frame")
     parser.add_argument("--out", type=Path, default=None, help="write the results JSON here")
     parser.add_argument("--threads", type=in_range("threads", int), default=2, help="torch CPU threads (and ONNX Runtime intra-op threads)")
-    parser.add_argument("--mask-memory", type=in_range("mask_memory", float), default=DEFAULT_MEMORY_WEIGHT,
+    parser.add_argument("--mask-memory", type=float, default=DEFAULT_MEMORY_WEIGHT,
                         help="DAVIS streaming result: weight of the mask carried along the flow (the node's "
                              f"mask_memory, 0..{MAX_MEMORY_WEIGHT}; 0 = none)")
     add_stage_arguments(parser)

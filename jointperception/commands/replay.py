@@ -42,7 +42,7 @@ def add_replay_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-threshold", type=in_range("mask_threshold", float), default=0.5, help="mask = probability > this")
     parser.add_argument("--occlusion-threshold", type=in_range("occlusion_threshold", float), default=0.5,
                         help="occlusion = probability > this")
-    parser.add_argument("--mask-memory", type=in_range("mask_memory", float), default=defaults.mask_memory,
+    parser.add_argument("--mask-memory", type=float, default=defaults.mask_memory,
                         help="weight of the last mask carried along the flow (the node's mask_memory, "
                              f"0..{MAX_MEMORY_WEIGHT}; 0 = none)")
     add_stage_arguments(parser)
