@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     if args.synthetic_pairs <= 0 or args.frame_step <= 0:
         raise InputError("--synthetic-pairs and --frame-step must be positive")
     check_memory_weight(args.mask_memory)
-    torch.set_num_threads(args.threads)
+    if args.threads:  # 0: torch's default (the node's threads parameter)
+        torch.set_num_threads(args.threads)
     data_cfg = load_config(args.data_config).data if args.data_config else DataConfig()
     root = args.data_root or shared_data_root()
     stages = stage_settings(args)
