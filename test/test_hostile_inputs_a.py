@@ -188,14 +188,15 @@ def test_undecodable_first_mask(
 
 # ---- a broken params YAML for the node ------------------------------------------------------
 
-@pytest.mark.parametrize("text, needle", [
-    ("perception_node:\n  ros__parameters:\n    network_width: [1, 2\n", "not valid YAML at line"),
-    ("perception_node:\n  ros__parameters:\n\tnetwork_width: 64\n", "not valid YAML"),
+@pytest.mark.parametrize("content, needle", [
+    (b"perception_node:\n  ros__parameters:\n    network_width: [1, 2\n", "not valid YAML at line"),
+    (b"perception_node:\n  ros__parameters:\n\tnetwork_width: 64\n", "not valid YAML"),
+    (b"\xff\xfe\x00garbage", "not UTF-8 text"),
 ])
-def test_node_with_a_broken_params_yaml(text: str, needle: str, tmp_path: Path) -> None:
+def test_node_with_a_broken_params_yaml(content: bytes, needle: str, tmp_path: Path) -> None:
     pytest.importorskip("rclpy", reason="ROS 2 wheels (rclpy) not installed")
     params = tmp_path / "params.yaml"
-    params.write_text(text)
+    params.write_bytes(content)
     done = subprocess.run(
         [sys.executable, "-m", "jointperception.ros.perception_node", "--ros-args", "--params-file", str(params)],
         capture_output=True, text=True, timeout=120, env=os.environ.copy(),  # conftest: loopback, own domain

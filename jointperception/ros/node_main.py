@@ -1,7 +1,8 @@
 """The ``main()`` every node executable shares: init, build, spin, report, shut down.
 
 Exit codes: 0 for a normal stop (the node finished, Ctrl-C or SIGTERM), 2 with one stderr line
-when the node cannot start (a parameter of the wrong type or range, a bad model or source),
+when the node cannot start (a parameter of the wrong type or range, a broken ``--params-file``,
+a bad model or source),
 1 when the node reports a failure of its own after starting.
 """
 from __future__ import annotations
@@ -45,9 +46,11 @@ def check_params_files(args: list[str]) -> None:
     files = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--params-file"]
     for name in files:
         try:
-            yaml.safe_load(Path(name).read_text())
+            yaml.safe_load(Path(name).read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"{name}: cannot read params file ({exc.strerror or exc})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{name}: params file is not UTF-8 text") from None
         except yaml.YAMLError as exc:
             where = getattr(exc, "problem_mark", None)
             line = f" at line {where.line + 1}" if where is not None else ""
