@@ -16,7 +16,7 @@ PACKAGE = PACKAGE_DIR.name
 # lowest first; a part may import its own layer's modules only within itself
 LAYERS = (
     ("errors", "names"),
-    ("config", "viz", "resources"),
+    ("config", "viz", "resources", "integrity", "ranges"),
     ("classical",),
     ("data",),
     ("models",),

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from jointperception.commands import record_sample
-from jointperception.commands.argument_types import parse_size
+from jointperception.commands.argument_types import network_size, parse_size
 from jointperception.errors import InputError
 from jointperception.eval.node_run import score_node_run
 from jointperception.eval.replay import ReplaySettings, output_topics
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=record_sample.SYNTHETIC_FRAMES, help="frames of the synthetic bag (2..16)")
     parser.add_argument("--seed", type=int, default=7, help="scene seed")
     parser.add_argument("--size", type=parse_size, default=(320, 240), metavar="WxH", help="frame size")
-    parser.add_argument("--network-size", type=parse_size, default=(320, 240), metavar="WxH",
+    parser.add_argument("--network-size", type=network_size, default=(320, 240), metavar="WxH",
                         help="the node's network input size")
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
                         help="the node's backend (auto: ONNX Runtime on this CPU; the export is cached)")

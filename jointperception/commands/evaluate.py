@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from jointperception.commands.argument_types import parse_size
+from jointperception.commands.argument_types import in_range, network_size
 from jointperception.commands.stage_options import add_stage_arguments, stage_settings
 from jointperception.config import DataConfig, load_config
 from jointperception.data.paths import shared_data_root
@@ -36,14 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="network precision (int8: onnxruntime on the CPU, or a calibrated TensorRT engine)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--network-size", type=parse_size, default=(320, 240), help="network input WxH for real data")
+    parser.add_argument("--network-size", type=network_size, default=(320, 240), help="network input WxH for real data")
     parser.add_argument("--suites", nargs="+", choices=SUITES, default=list(SUITES), help="what to evaluate")
     parser.add_argument("--synthetic-pairs", type=int, default=200, help="synthetic validation pairs")
     parser.add_argument("--data-config", type=Path, default=None, help="YAML whose data section defines the split")
     parser.add_argument("--data-root", type=Path, default=None, help="real data root (default ../shared/data)")
     parser.add_argument("--frame-step", type=int, default=1, help="DAVIS: score every k-th frame")
     parser.add_argument("--out", type=Path, default=None, help="write the results JSON here")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (and ONNX Runtime intra-op threads)")
+    parser.add_argument("--threads", type=in_range("threads", int), default=2, help="torch CPU threads (and ONNX Runtime intra-op threads)")
     parser.add_argument("--mask-memory", type=float, default=DEFAULT_MEMORY_WEIGHT,
                         help="DAVIS streaming result: weight of the mask carried along the flow (the node's "
                              f"mask_memory, 0..{MAX_MEMORY_WEIGHT}; 0 = none)")
@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     if args.synthetic_pairs <= 0 or args.frame_step <= 0:
         raise InputError("--synthetic-pairs and --frame-step must be positive")
     check_memory_weight(args.mask_memory)
-    torch.set_num_threads(args.threads)
+    if args.threads:  # 0: torch's default (the node's threads parameter)
+        torch.set_num_threads(args.threads)
     data_cfg = load_config(args.data_config).data if args.data_config else DataConfig()
     root = args.data_root or shared_data_root()
     stages = stage_settings(args)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jointperception.commands.argument_types import parse_size
+from jointperception.commands.argument_types import network_size
 from jointperception.commands.stage_options import add_stage_arguments, stage_settings
 from jointperception.data.formats import read_mask
 from jointperception.data.sources import BagFrames, open_frames
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="fp16: torch CUDA / TensorRT; int8: ONNX Runtime CPU / TensorRT engine")
     parser.add_argument(
-        "--network-size", type=parse_size, default=(320, 240), metavar="WxH", help="network input size"
+        "--network-size", type=network_size, default=(320, 240), metavar="WxH", help="network input size"
     )
     parser.add_argument(
         "--first-mask", type=Path, default=None, metavar="MASK.png",

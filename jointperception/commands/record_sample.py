@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from jointperception.commands.predict import parse_size
+from jointperception.commands.argument_types import parse_size
 from jointperception.data.bags import STORAGES, BagImageWriter
 from jointperception.data.sources import FrameSource, open_frames
 from jointperception.data.synthetic import SyntheticSequence, render_sequence

@@ -10,7 +10,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from jointperception.commands.argument_types import parse_size
+from jointperception.commands.argument_types import in_range, network_size
 from jointperception.commands.stage_options import add_stage_arguments, stage_settings
 from jointperception.errors import EXIT_SHORT_INPUT
 from jointperception.eval.replay import ReplaySettings
@@ -20,14 +20,6 @@ from jointperception.runtime.mask_memory import MAX_MEMORY_WEIGHT, check_memory_
 from jointperception.runtime.motion_layers import MASK_SOURCES
 
 HELP = "run the perception pipeline over a camera topic of a rosbag2 bag; write an output bag + report"
-
-
-def _probability(text: str) -> float:
-    """A threshold in [0, 1] (the node's range); argparse turns the error into a usage message."""
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,18 +37,18 @@ def add_replay_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None, help="model file (default: the bundled model)")
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="torch", help="inference backend (default torch, as the node)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    parser.add_argument("--network-size", type=parse_size, default=(320, 240), metavar="WxH",
+    parser.add_argument("--network-size", type=network_size, default=(320, 240), metavar="WxH",
                         help="network input size")
     parser.add_argument("--mask-source", choices=MASK_SOURCES, default="fused",
                         help="what the mask thresholds (the node's mask_source; see README)")
-    parser.add_argument("--mask-threshold", type=_probability, default=0.5, help="mask = probability > this")
-    parser.add_argument("--occlusion-threshold", type=_probability, default=0.5,
+    parser.add_argument("--mask-threshold", type=in_range("mask_threshold", float), default=0.5, help="mask = probability > this")
+    parser.add_argument("--occlusion-threshold", type=in_range("occlusion_threshold", float), default=0.5,
                         help="occlusion = probability > this")
     parser.add_argument("--mask-memory", type=float, default=defaults.mask_memory,
                         help="weight of the last mask carried along the flow (the node's mask_memory, "
                              f"0..{MAX_MEMORY_WEIGHT}; 0 = none)")
     add_stage_arguments(parser)
-    parser.add_argument("--reset-gap-s", type=float, default=defaults.reset_gap_s,
+    parser.add_argument("--reset-gap-s", type=in_range("reset_gap_s", float), default=defaults.reset_gap_s,
                         help="forget the previous frame after a stamp gap this long (s); 0 = never")
     parser.add_argument("--output-prefix", default=defaults.output_prefix,
                         help="output topics are PREFIX/mask, PREFIX/flow, ... (the node's ~/ in the root namespace)")

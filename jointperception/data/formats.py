@@ -44,11 +44,17 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def _decode(path: Path, flags: int) -> np.ndarray:
     """Decode an image file after checking the size its header declares (``image_header``)."""
     data = _read_bytes(path)
+    if not data:
+        raise DataFormatError(f"{path}: empty file (0 bytes), not an image")
     try:
         check_declared_size(data)
     except ImageConversionError as exc:
         raise DataFormatError(f"{path}: {exc}") from exc
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error as exc:  # e.g. a header beyond OpenCV's pixel limit
+        reason = (exc.err or str(exc)).strip()
+        raise DataFormatError(f"{path}: not a decodable image (OpenCV: {reason})") from None
     if image is None:
         raise DataFormatError(f"{path}: not a decodable image")
     return image

@@ -4,7 +4,8 @@ One self-contained ``.onnx`` file (weights inside, ``external_data=False``), inp
 ``image2`` normalised float32 (1, 3, H, W); outputs ``mask_prob``, ``flow``, ``occlusion_prob``,
 ``layer_prob`` (models.perception).
 Static export fixes (H, W); dynamic export leaves H = 32 h, W = 32 w symbolic. The ONNX
-``metadata_props`` record the model config, input size, opset, exporter and torch version.
+``metadata_props`` record the model config, input size, opset, exporter, torch version and the
+graph's content hash (``export.onnx_hash``).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from google.protobuf.message import DecodeError
 
 from jointperception.config import ModelConfig
 from jointperception.errors import ModelFileError
+from jointperception.export.onnx_hash import check_graph_hash, stamp_graph_hash
 from jointperception.models.jointnet import JointNet
 from jointperception.models.motionnet import MotionLayerNet
 from jointperception.models.normalize import NETWORK_STRIDE
@@ -151,6 +153,7 @@ def export_onnx(
         **(extra_metadata or {}),
     }
     onnx.helper.set_model_props(proto, metadata)
+    stamp_graph_hash(proto)
     onnx.checker.check_model(proto)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +172,7 @@ def _static_size(graph_input: onnx.ValueInfoProto) -> tuple[int, int] | None:
 
 def load_onnx_proto(path: str | Path) -> onnx.ModelProto:
     """Load and validate any single-file ONNX model; ModelFileError (naming the file) when
-    it is missing, truncated or corrupt."""
+    it is missing, truncated or corrupt, or its graph differs from the hash recorded at export."""
     path = Path(path)
     try:
         proto = onnx.load_model(str(path), load_external_data=False)
@@ -178,6 +181,7 @@ def load_onnx_proto(path: str | Path) -> onnx.ModelProto:
         raise ModelFileError(f"{path}: ONNX file not found") from None
     except (OSError, DecodeError, onnx.checker.ValidationError) as exc:
         raise ModelFileError(f"{path}: not a valid ONNX model ({type(exc).__name__}: {exc})") from None
+    check_graph_hash(proto, path)
     return proto
 
 

@@ -22,6 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from jointperception.export.onnx import load_onnx_proto, read_onnx_model
 from jointperception.export.onnx_cache import file_sha256, is_current
+from jointperception.export.onnx_hash import stamp_graph_hash
 
 LOG = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ def fp16_onnx(fp32_path: Path) -> Path:
     model = convert_to_fp16(load_onnx_proto(fp32_path))
     onnx.helper.set_model_props(model, info.metadata | {"fp16_source_sha256": digest,
                                                         "fp16_ops": ",".join(sorted(FP16_OPS))})
+    stamp_graph_hash(model)
     with tempfile.TemporaryDirectory(dir=fp32_path.parent) as work:
         staged = Path(work) / "fp16.onnx"
         onnx.save_model(model, str(staged))

@@ -23,6 +23,7 @@ from jointperception.data.synthetic import render_sequence
 from jointperception.errors import ModelFileError
 from jointperception.export.onnx import read_onnx_model
 from jointperception.export.onnx_cache import file_sha256, is_current
+from jointperception.export.onnx_hash import stamp_graph_hash
 from jointperception.models.normalize import normalize_images
 from jointperception.models.perception import INPUT_NAMES
 
@@ -91,6 +92,7 @@ def write_qdq(fp32_path: Path, target: Path, feeds: Iterable[dict[str, np.ndarra
                         weight_type=QuantType.QInt8, extra_options=options)
         proto = onnx.load_model(str(quantized))
         onnx.helper.set_model_props(proto, read_onnx_model(fp32_path).metadata | metadata)
+        stamp_graph_hash(proto)
         staged = Path(work) / "final.onnx"
         onnx.save_model(proto, str(staged))
         os.replace(staged, target)

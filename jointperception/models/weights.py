@@ -1,5 +1,5 @@
-"""Model files: safetensors weights with the ModelConfig in the header (no pickle), and
-trainer checkpoints (``.pt``, loaded with ``weights_only=True``)."""
+"""Model files: safetensors weights with the ModelConfig and a content hash in the header (no
+pickle), and trainer checkpoints (``.pt``, ``models.torch_files.read_torch_file``: weights_only)."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,9 +15,11 @@ from safetensors.torch import load_file, save_file
 
 from jointperception.config import ModelConfig, MotionConfig, config_from_dict
 from jointperception.errors import ConfigError, ModelFileError
+from jointperception.integrity import HASH_KEY, check_hash, tensors_sha256
 from jointperception.models import build_model, build_motion_model
 from jointperception.models.jointnet import JointNet
 from jointperception.models.motionnet import MotionLayerNet
+from jointperception.models.torch_files import read_torch_file
 from jointperception.resources import shipped_file
 
 LOG = logging.getLogger(__name__)
@@ -33,7 +35,8 @@ def save_weights(path: str | Path, model: torch.nn.Module, model_cfg: ModelConfi
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    header = {"model_config": json.dumps(dataclasses.asdict(model_cfg)), "metadata": json.dumps(metadata)}
+    header = {"model_config": json.dumps(dataclasses.asdict(model_cfg)), "metadata": json.dumps(metadata),
+              HASH_KEY: tensors_sha256(state)}
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata=header)
     os.replace(tmp, path)
@@ -57,15 +60,16 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], ModelConfig,
         metadata = json.loads(header.get("metadata", "{}"))
     except (SafetensorError, OSError, ValueError, KeyError) as exc:
         raise ModelFileError(f"{path}: not a valid jointperception safetensors model ({exc})") from None
+    check_hash(path, header.get(HASH_KEY), tensors_sha256(state))
     return state, _model_config(cfg_values, path), metadata
 
 
 def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], ModelConfig, dict[str, Any]]:
+    checkpoint = read_torch_file(path)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         state, cfg_values = checkpoint["model"], checkpoint["model_args"]
-    except (RuntimeError, OSError, KeyError, TypeError, EOFError) as exc:
-        raise ModelFileError(f"{path}: not a valid jointperception checkpoint ({exc})") from None
+    except (KeyError, TypeError) as exc:
+        raise ModelFileError(f"{path}: not a valid jointperception checkpoint (no {exc})") from None
     metadata = {"step": checkpoint.get("step"), "source": "checkpoint"}
     return state, _model_config(cfg_values, path), metadata
 
@@ -141,6 +145,7 @@ def load_motion_model(path: str | Path = DEFAULT_MOTION_MODEL_PATH, device: str 
         state = load_file(str(path))
         with open(path, "rb") as handle:
             header = json.loads(handle.read(int.from_bytes(handle.read(8), "little"))).get("__metadata__", {})
+        check_hash(path, header.get(HASH_KEY), tensors_sha256(state))
         motion_cfg = config_from_dict({"motion": json.loads(header["model_config"])}).motion
         metadata = json.loads(header.get("metadata", "{}"))
         model = build_motion_model(motion_cfg)

@@ -28,6 +28,7 @@ from jointperception.data.compressed_image import encode_compressed
 from jointperception.data.image_msg import encode_image
 from jointperception.data.sources import open_frames
 from jointperception.errors import ConfigError, DataFormatError
+from jointperception.ranges import FLOAT_RANGES, INT_RANGES
 from jointperception.ros.common import describe, image_qos, qos_error, transport_topic
 from jointperception.ros.node_main import run_node
 
@@ -106,13 +107,13 @@ class CameraSource(Node):
         super().__init__("camera_source", **kwargs)
         self.add_on_set_parameters_callback(self._validate)
         self.declare_parameter("source", "", describe("image folder, video file or camera device index", True))
-        self.declare_parameter("rate_hz", 30.0, describe("frames per second", True, floats=(0.01, 1000.0)))
+        self.declare_parameter("rate_hz", 30.0, describe("frames per second", True, floats=FLOAT_RANGES["rate_hz"]))
         self.declare_parameter("loop", False, describe("start again at the end of a folder or video"))
         self.declare_parameter("frame_id", "camera", describe("header.frame_id of images and camera_info"))
         self.declare_parameter("calibration_file", "", describe("camera_calibration YAML; '' = no camera_info", True))
         self.declare_parameter("qos", "sensor_data", describe("sensor_data | reliable; depth 1", True))
         self.declare_parameter("compression", "jpeg", describe("codec of image_raw/compressed: jpeg | png", True))
-        self.declare_parameter("jpeg_quality", 90, describe("JPEG quality of image_raw/compressed", ints=(1, 100)))
+        self.declare_parameter("jpeg_quality", 90, describe("JPEG quality of image_raw/compressed", ints=INT_RANGES["jpeg_quality"]))
         self.source = self.get_parameter("source").value
         if not self.source:
             raise ConfigError("set the parameter source: an image folder, a video file or a camera device index")

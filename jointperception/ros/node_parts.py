@@ -17,7 +17,8 @@ from jointperception.data.image_msg import CAUSES
 from jointperception.ros.common import QOS_CHOICES, TRANSPORTS, describe, qos_error, transport_error
 from jointperception.ros.object_mask import FOLLOW_COUNTERS
 from jointperception.runtime.backends import BACKEND_NAMES, PRECISIONS
-from jointperception.runtime.mask_memory import DEFAULT_MEMORY_WEIGHT, MAX_MEMORY_WEIGHT
+from jointperception.ranges import FLOAT_RANGES, INT_RANGES
+from jointperception.runtime.mask_memory import DEFAULT_MEMORY_WEIGHT
 from jointperception.runtime.motion_layers import MASK_SOURCES
 from jointperception.runtime.stream import RESET_REASONS
 
@@ -33,18 +34,22 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "device": ("cpu", describe("cpu, cuda or cuda:N", True)),
     "precision": ("fp32", describe(f"network precision, one of {PRECISIONS}: fp16 on torch CUDA / TensorRT, int8 on "
                                    "ONNX Runtime CPU / TensorRT (auto skips backends that cannot)", True)),
-    "network_width": (320, describe("network input width (frames are resized)", True, ints=(32, 4096))),
-    "network_height": (240, describe("network input height (frames are resized)", True, ints=(32, 4096))),
-    "threads": (0, describe("CPU threads of torch and ONNX Runtime; 0 = their defaults", True, ints=(0, 256))),
+    "network_width": (320, describe("network input width (frames are resized)", True,
+                                    ints=INT_RANGES["network_width"])),
+    "network_height": (240, describe("network input height (frames are resized)", True,
+                                     ints=INT_RANGES["network_height"])),
+    "threads": (0, describe("CPU threads of torch and ONNX Runtime; 0 = their defaults", True,
+                            ints=INT_RANGES["threads"])),
     "qos": ("sensor_data", describe(f"image QoS, one of {QOS_CHOICES}; depth 1", True)),
     "image_transport": ("raw", describe(f"input transport, one of {TRANSPORTS}: raw subscribes sensor_msgs/Image on "
                                         "image, compressed sensor_msgs/CompressedImage (jpeg, png) on image/compressed "
                                         "(after remapping image)", True)),
     "num_layers": (4, describe("K: motion layers published on ~/motion_layers (background + the K - 1 largest "
-                               "moving layers; the bundled network has 4)", ints=(2, 255))),
+                               "moving layers; the bundled network has 4)", ints=INT_RANGES["num_layers"])),
     "mask_source": ("fused", describe(f"what ~/mask thresholds, one of {MASK_SOURCES} (runtime.motion_layers)")),
-    "mask_threshold": (0.5, describe("mask = probability > threshold", floats=(0.0, 1.0))),
-    "occlusion_threshold": (0.5, describe("occlusion = probability > threshold", floats=(0.0, 1.0))),
+    "mask_threshold": (0.5, describe("mask = probability > threshold", floats=FLOAT_RANGES["mask_threshold"])),
+    "occlusion_threshold": (0.5, describe("occlusion = probability > threshold",
+                                          floats=FLOAT_RANGES["occlusion_threshold"])),
     "prealign": (True, describe("take the pair's dominant translation out before the network and add it back to "
                                 "the flow (classical.prealign: camera pans beyond the training range)")),
     "refine_flow": (True, describe("refine the network's flow variationally on the network grid before it is published "
@@ -53,19 +58,21 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
                                       "head run again on it), not from the network's raw flow")),
     "mask_memory": (DEFAULT_MEMORY_WEIGHT, describe("weight of the last mask carried along the flow into the newest "
                                                     "(runtime.mask_memory); 0 = every frame on its own",
-                                                    floats=(0.0, MAX_MEMORY_WEIGHT))),
+                                                    floats=FLOAT_RANGES["mask_memory"])),
     "max_rate_hz": (0.0, describe("process at most this many frames per second; 0 = no limit",
-                                  floats=(0.0, 1000.0))),
+                                  floats=FLOAT_RANGES["max_rate_hz"])),
     "reset_gap_s": (1.0, describe("forget the previous frame after a stamp gap this long; 0 = never",
-                                  floats=(0.0, 3600.0))),
+                                  floats=FLOAT_RANGES["reset_gap_s"])),
     "pipelined": (False, describe("two worker threads: the network of the newest pair runs while the pair before is "
                                   "finished and published (more frames per second, each a little later); false: one "
                                   "thread", True)),
     "max_pixels": (MAX_PIXELS, describe("largest compressed frame accepted, width x height as its header declares; "
                                         "a larger one is dropped (cause oversized) before decoding", ints=(1, 2**31 - 1))),
-    "diagnostics_period_s": (1.0, describe("period of /diagnostics", True, floats=(0.05, 60.0))),
+    "diagnostics_period_s": (1.0, describe("period of /diagnostics", True,
+                                           floats=FLOAT_RANGES["diagnostics_period_s"])),
     "output_jpeg_quality": (90, describe("JPEG quality of ~/flow_color/compressed and ~/overlay/compressed "
-                                         "(masks and layers are PNG, lossless)", ints=(1, 100))),
+                                         "(masks and layers are PNG, lossless)",
+                                         ints=INT_RANGES["output_jpeg_quality"])),
     **{f"publish_{name}": (True, describe(_TOGGLE.format(name))) for name in
        ("mask", "flow", "occlusion", "motion_layers", "flow_color", "overlay", "camera_info")},
 }

@@ -18,9 +18,10 @@ import cv2
 import numpy as np
 
 from jointperception.errors import InputError
+from jointperception.ranges import FLOAT_RANGES
 
 DEFAULT_MEMORY_WEIGHT = 0.5  # benchmarks/mask_memory.py: best DAVIS J on the 7 non-held-out sequences, synthetic J kept
-MAX_MEMORY_WEIGHT = 0.95  # 1 would never let the newest frame in
+MAX_MEMORY_WEIGHT = FLOAT_RANGES["mask_memory"][1]
 
 
 def check_memory_weight(weight: float) -> float:

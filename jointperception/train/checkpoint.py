@@ -8,6 +8,7 @@ A checkpoint holds only plain containers, numbers, strings and tensors, so
     config      the whole ExperimentConfig as a dict
     optimizer, scaler   their state dicts
     step        optimizer steps done;  schedule  ``BranchSchedule.to_dict()``
+    content_sha256  ``integrity.payload_sha256`` of the rest, checked at load
     rng         RNG states as tensors (``rng_state`` / ``restore_rng_state``)
     best_score, elapsed_s, metrics   trainer bookkeeping (``TrainProgress``)
 The run directory keeps ``last.pt`` (latest) and ``best.pt`` (best validation score).
@@ -19,9 +20,7 @@ import dataclasses
 import logging
 import math
 import os
-import pickle
 import random
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,8 @@ from torch import nn
 
 from jointperception.config import ExperimentConfig
 from jointperception.errors import ConfigError, ModelFileError
+from jointperception.integrity import HASH_KEY, payload_sha256
+from jointperception.models.torch_files import read_torch_file
 from jointperception.train.schedules import BranchSchedule
 
 CHECKPOINT_FORMAT = "jointperception-checkpoint"
@@ -39,6 +40,7 @@ CHECKPOINT_VERSION = 1
 LAST_NAME = "last.pt"
 BEST_NAME = "best.pt"
 REQUIRED_KEYS = ("format", "version", "model", "model_args", "config", "step")
+TMP_SUFFIX = ".tmp"  # a write in progress: ".<name>.<pid>.tmp" beside the checkpoint
 LOG = logging.getLogger(__name__)
 
 
@@ -68,24 +70,20 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **checkpoint}
     try:
-        torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **checkpoint}, tmp)
+        torch.save({**payload, HASH_KEY: payload_sha256(payload)}, tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by ``save_checkpoint``; ModelFileError names a missing/corrupt file."""
+    """Read a checkpoint written by ``save_checkpoint``; ModelFileError names a missing, corrupt or
+    refused file (``models.torch_files.read_torch_file``)."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelFileError(f"{path}: not a readable checkpoint ({reason})") from None
+    checkpoint = read_torch_file(path, map_location)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ModelFileError(f"{path}: not a jointperception trainer checkpoint")
     if checkpoint.get("version") != CHECKPOINT_VERSION:
@@ -94,6 +92,32 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if missing:
         raise ModelFileError(f"{path}: checkpoint lacks {', '.join(missing)}")
     return checkpoint
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the temporary files (``.last.pt.<pid>.tmp``) of checkpoint writes whose process is gone
+    (killed mid-save) -> the paths removed. A live writer's file is left alone."""
+    removed = []
+    for tmp in run_dir.glob(f".*.*{TMP_SUFFIX}"):
+        pid = tmp.name[: -len(TMP_SUFFIX)].rsplit(".", 1)[-1]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    if removed:
+        LOG.info("%s: removed %d stale temporary file(s) of an interrupted checkpoint write", run_dir, len(removed))
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def rng_state() -> dict[str, Any]:

@@ -4,6 +4,7 @@ network predicts for the same pairs, cached in a run folder (the joint model run
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,8 @@ def cached_tensors(path: Path, key: dict, build: Callable[[], dict[str, torch.Te
     if path.is_file():
         try:
             cached = torch.load(path, weights_only=True)
+        except pickle.UnpicklingError:
+            raise ModelFileError(f"{path}: refused: not a flow cache of plain tensors; delete it to rebuild") from None
         except (RuntimeError, OSError, EOFError) as exc:
             raise ModelFileError(f"{path}: unreadable flow cache ({exc}); delete it to rebuild") from None
         if cached.get("format") == CACHE_FORMAT and cached.get("key") == key:

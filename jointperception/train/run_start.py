@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from jointperception.errors import ConfigError
-from jointperception.train.checkpoint import LAST_NAME, resume_checkpoint_path
+from jointperception.train.checkpoint import LAST_NAME, remove_stale_temporaries, resume_checkpoint_path
 
 
 def seed_everything(seed: int) -> None:
@@ -23,7 +23,9 @@ def seed_everything(seed: int) -> None:
 
 def checkpoint_to_resume(run_dir: Path, resume: str | Path | None) -> Path | None:
     """The checkpoint the run resumes from (``resume_checkpoint_path``), or None for a fresh run, which
-    refuses a ``run_dir`` that already holds ``last.pt`` rather than overwrite it (ConfigError)."""
+    refuses a ``run_dir`` that already holds ``last.pt`` rather than overwrite it (ConfigError).
+    Temporaries of a checkpoint write killed in an earlier session are removed first."""
+    remove_stale_temporaries(run_dir)
     path = resume_checkpoint_path(run_dir, resume)
     if path is None and (run_dir / LAST_NAME).exists():
         raise ConfigError(f"{run_dir}: already holds {LAST_NAME}; pass --resume auto or another --out")
