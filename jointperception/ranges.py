@@ -14,6 +14,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "num_layers": (2, 255),  # motion layers K (labels are uint8)
     "output_jpeg_quality": (1, 100),
     "jpeg_quality": (1, 100),
+    "max_pixels": (1, 2**31 - 1),  # largest width x height a decoder accepts (data/image_header.py)
 }
 FLOAT_RANGES: dict[str, tuple[float, float]] = {
     "mask_threshold": (0.0, 1.0),

@@ -67,7 +67,8 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
                                   "finished and published (more frames per second, each a little later); false: one "
                                   "thread", True)),
     "max_pixels": (MAX_PIXELS, describe("largest compressed frame accepted, width x height as its header declares; "
-                                        "a larger one is dropped (cause oversized) before decoding", ints=(1, 2**31 - 1))),
+                                        "a larger one is dropped (cause oversized) before decoding",
+                                        ints=INT_RANGES["max_pixels"])),
     "diagnostics_period_s": (1.0, describe("period of /diagnostics", True,
                                            floats=FLOAT_RANGES["diagnostics_period_s"])),
     "output_jpeg_quality": (90, describe("JPEG quality of ~/flow_color/compressed and ~/overlay/compressed "
