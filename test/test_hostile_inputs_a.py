@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from cli_helpers import one_line_error
 from model_helpers import lively_model
 
 from jointperception.cli import EXIT_USER_ERROR, main
@@ -61,12 +62,7 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], code: int, *needles: str) -> str:
     assert code == EXIT_USER_ERROR
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in err, err
-    return err
+    return one_line_error(capsys, *needles)
 
 
 def _predict(frames: Path, out: Path, *extra: str) -> int:

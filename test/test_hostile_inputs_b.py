@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from cli_helpers import one_line_error
 
 from jointperception.cli import EXIT_USER_ERROR, main
 from jointperception.config import ModelConfig, load_config
@@ -84,15 +85,6 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("model") / "untrained.safetensors"
     save_weights(path, build_model(ModelConfig()), ModelConfig(), {"note": "untrained, for tests"})
     return path
-
-
-def _one_line(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 def _frames(folder: Path, count: int, size: tuple[int, int] = (48, 64)) -> list[Path]:
@@ -170,12 +162,12 @@ def test_predict_and_record_sample_refuse_an_oversized_frame_in_one_line(
     code = main(["predict", "--input", str(tmp_path / "frames"), "--out", str(tmp_path / "out"),
                  "--model", str(model_file), "--network-size", "64x48"])
     assert code == EXIT_USER_ERROR
-    _one_line(capsys, str(huge), "60000x60000")
+    one_line_error(capsys, str(huge), "60000x60000")
     assert not (tmp_path / "out" / "summary.json").exists()  # no summary: not a complete output
 
     code = main(["record-sample", "--source", str(tmp_path / "frames"), "--out", str(tmp_path / "bag")])
     assert code == EXIT_USER_ERROR
-    _one_line(capsys, str(huge), "60000x60000")
+    one_line_error(capsys, str(huge), "60000x60000")
 
 
 def test_predict_refuses_an_oversized_first_mask(tmp_path: Path, model_file: Path,
@@ -186,7 +178,7 @@ def test_predict_refuses_an_oversized_first_mask(tmp_path: Path, model_file: Pat
     code = main(["predict", "--input", str(tmp_path / "frames"), "--out", str(tmp_path / "out"),
                  "--model", str(model_file), "--network-size", "64x48", "--first-mask", str(mask)])
     assert code == EXIT_USER_ERROR
-    _one_line(capsys, str(mask), "60000x60000")
+    one_line_error(capsys, str(mask), "60000x60000")
 
 
 # --- a video or bag shorter than it declares ---------------------------------------------------------
@@ -218,7 +210,7 @@ def test_predict_on_a_truncated_video_warns_and_exits_3(tmp_path: Path, model_fi
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert 2 <= summary["frame_count"] < 20
     assert summary["warnings"] == [f"{video}: the container declares 20 frames, {summary['frame_count']} decoded"]
-    _one_line(capsys, "warning", "declares 20 frames")
+    one_line_error(capsys, "warning", "declares 20 frames")
     assert len(list((tmp_path / "out" / "mask").glob("*.png"))) == summary["frame_count"]
 
 
@@ -245,7 +237,7 @@ def test_predict_and_replay_on_a_bag_shorter_than_its_metadata_warn_and_exit_3(
     assert code == EXIT_SHORT_INPUT
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["frame_count"] == 4 and summary["warnings"] == [expected]
-    _one_line(capsys, "warning", expected)
+    one_line_error(capsys, "warning", expected)
 
     code = main(["replay", str(bag), "--out", str(tmp_path / "replayed"), "--topic", "/cam/image_raw",
                  "--model", str(model_file), "--network-size", "64x48", "--samples", "0"])
