@@ -25,7 +25,7 @@ import matplotlib
 import numpy as np
 
 from jointperception.config import load_config
-from jointperception.data.paths import repo_root, shared_data_root
+from jointperception.data.paths import shared_data_root
 from jointperception.data.real import davis_sequences, flyingchairs_pairs, load_davis_sequence, sintel_pairs
 from jointperception.data.synthetic import render_sequence
 from jointperception.classical.opencv_flow import dis_flow
@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/motion_histogram.json"))
     parser.add_argument("--pairs", type=int, default=200, help="training pairs drawn per profile")
     args = parser.parse_args()
-    configs = repo_root() / "config"
+    configs = Path(__file__).resolve().parents[1] / "config"  # training recipes live in the checkout
     sources = {
         # 256x192 crops at the 320x240 scale: as they are; the bundled model's full 160x128 frames: x2
         "training (real profile)": training_magnitudes(configs / "train_real_motion.yaml", args.pairs, 1.0),
