@@ -11,6 +11,7 @@ import importlib
 import logging
 import signal
 import sys
+import threading
 from types import FrameType
 from typing import NoReturn
 
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # main thread only, as argparse's caller
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers can be set
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
         return int(args.run(args) or 0)
     except JointPerceptionError as exc:
@@ -75,4 +77,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jointperception {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)

@@ -89,8 +89,7 @@ def staged_folder(out: str | Path, command: str, keep_failed: bool = False) -> I
             shutil.rmtree(staging)
         raise
     folder.mkdir(exist_ok=True)
-    write_text_atomic(folder / OUTPUT_MARKER, json.dumps(
-        {"command": command, "finished": time.time(), "complete": True}) + "\n")
+    write_text_atomic(folder / OUTPUT_MARKER, json.dumps({"command": command, "complete": True}) + "\n")
     if out.is_dir():
         shutil.rmtree(out)  # an earlier output of this command (checked above)
     os.rename(folder, out)
