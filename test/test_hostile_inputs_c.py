@@ -26,6 +26,9 @@ from jointperception.data.bags import BagImageWriter, is_bag, read_image_message
 from jointperception.data.formats import write_image
 from jointperception.outputs import PARTIAL_MARKER, output_command, partial_path
 from jointperception.runtime.ros_processes import RosChildren
+from jointperception.train.checkpoint import LAST_NAME, TMP_SUFFIX, load_checkpoint
+from jointperception.train.run_start import checkpoint_to_resume
+from jointperception.train.trainer import WEIGHTS_NAME
 
 SIZE = ["--network-size", "64x48"]
 FRAMES = 12  # enough pairs that a run is still writing when the signal comes
@@ -183,6 +186,21 @@ def test_a_folder_not_written_by_the_command_is_refused(command: str, tmp_path: 
     assert main([*args, "--out", str(out)]) in (0, 3)  # an earlier output of the command: replaced whole
     _assert_complete(out, command)
     assert not (out / "left_by_the_first_run").exists()
+
+
+def test_train_killed_leaves_a_whole_checkpoint_and_no_final_model(tmp_path: Path) -> None:
+    """A smoke training run SIGKILLed once its first last.pt is written (a later checkpoint write
+    may be under way): last.pt loads with its hash, the next start clears any temporary, and no
+    best.safetensors (written when a run finishes) passes the run for complete."""
+    run = tmp_path / "run"
+    process = _command("train", "--config", str(REPO / "config" / "train_smoke.yaml"), "--out", str(run),
+                       "--device", "cpu")
+    code, _err = _interrupt_when(process, (run / LAST_NAME).exists, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert not (run / WEIGHTS_NAME).exists()
+    assert checkpoint_to_resume(run, "auto") == run / LAST_NAME
+    assert load_checkpoint(run / LAST_NAME)["step"] >= 1
+    assert not list(run.glob(f".*{TMP_SUFFIX}"))
 
 
 def _publish(probe: object, count: int) -> None:
