@@ -107,7 +107,7 @@ def _assert_complete(out: Path, command: str) -> None:
     assert output_command(out) == command and not partial_path(out).exists()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)  # SIGTERM: replay's test
 def test_predict_stopped_mid_run(signum: int, frame_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     masks = partial_path(out) / out.name / "mask"
