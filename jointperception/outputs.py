@@ -25,8 +25,15 @@ OUTPUT_MARKER = "jointperception_output.json"  # in every complete output folder
 PARTIAL_MARKER = "partial.json"  # in OUT.partial: which command and process are writing it
 
 
+def named(out: str | Path) -> Path:
+    """``out`` with a last component to stage beside (``.`` and ``..`` resolved)."""
+    out = Path(out)
+    return out.resolve() if out.name in ("", "..") else out
+
+
 def partial_path(out: Path) -> Path:
     """The staging folder of ``out``: OUT.partial beside it."""
+    out = named(out)
     return out.with_name(out.name + PARTIAL_SUFFIX)
 
 
@@ -38,9 +45,10 @@ def output_command(folder: Path) -> str | None:
         return None
 
 
-def check_replaceable(out: Path, command: str) -> None:
+def check_replaceable(out: str | Path, command: str) -> None:
     """InputError unless ``out`` is absent, an empty folder or a complete output of ``command``,
     and its OUT.partial is absent or staged by this package (so removing it loses nothing foreign)."""
+    out = named(out)
     staging = partial_path(out)
     if staging.exists() and not (staging / PARTIAL_MARKER).is_file():
         raise InputError(f"{staging}: exists and was not written by jointperception; remove it or choose another --out")
@@ -73,7 +81,7 @@ def staged_folder(out: str | Path, command: str, keep_failed: bool = False) -> I
 
     InputError before anything is written when OUT cannot be replaced (``check_replaceable``).
     """
-    out = Path(out)
+    out = named(out)
     check_replaceable(out, command)
     staging = partial_path(out)
     if staging.exists():
