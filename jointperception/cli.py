@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import NoReturn
 
 from jointperception.errors import JointPerceptionError
@@ -30,6 +33,12 @@ COMMANDS = {
 }
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT) or SIGTERM: outputs are removed or left marked (docs/outputs.md)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    """SIGTERM ends a command as Ctrl-C does, so its partial outputs are cleaned up (``outputs``)."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -57,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers can be set
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
         return int(args.run(args) or 0)
     except JointPerceptionError as exc:
@@ -64,4 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"jointperception {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)

@@ -16,7 +16,7 @@ PACKAGE = PACKAGE_DIR.name
 # lowest first; a part may import its own layer's modules only within itself
 LAYERS = (
     ("errors", "names"),
-    ("config", "viz", "resources", "integrity", "ranges"),
+    ("config", "viz", "resources", "integrity", "ranges", "outputs"),
     ("classical",),
     ("data",),
     ("models",),

@@ -221,8 +221,8 @@ def test_cli_errors_are_one_line_with_exit_code_2(replayed: tuple[Path, Path, Pa
     error = capsys.readouterr().err
     assert "no topic '/nope'" in error and "/camera/image_raw [sensor_msgs/msg/Image]" in error
     assert not (tmp_path / "o").exists()
-    assert main(["replay", str(sample), "--out", str(out), "--model", str(model_file)]) == 2
-    assert "exists already" in capsys.readouterr().err
+    assert main(["replay", str(sample), "--out", str(sample), "--model", str(model_file)]) == 2
+    assert "is not an earlier `replay` output" in capsys.readouterr().err
     assert main(["record-sample", "--out", str(tmp_path / "s"), "--source", str(tmp_path / "absent")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from jointperception.cli import main
 from jointperception.commands.replay_fleet import EXIT_SOME_FAILED, SUMMARY_HTML, SUMMARY_JSON
@@ -149,6 +151,26 @@ def test_a_worker_killed_mid_bag_is_retried_and_every_bag_completes(ray_local: N
     assert summary["counts"] == {"done": 3, "skipped": 0, "failed": 0}
     assert json.loads((out / "long" / DONE_FILE).read_text())["pid"] != killed  # a new worker finished it
     assert json.loads((out / "long" / "metrics.json").read_text())["frames"]["processed"] == 15
+
+
+def test_a_bag_shorter_than_its_metadata_is_a_warning_of_the_fleet(ray_local: None, bags: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Its frames are replayed (done, not failed); fleet.json, the report and stderr name the
+    shortfall, and the exit status is EXIT_SOME_FAILED, as for a failed bag."""
+    short = tmp_path / "short"
+    shutil.copytree(bags / "bag0", short)
+    metadata = yaml.safe_load((short / "metadata.yaml").read_text())
+    for entry in metadata["rosbag2_bagfile_information"]["topics_with_message_count"]:
+        entry["message_count"] += 2
+    (short / "metadata.yaml").write_text(yaml.safe_dump(metadata))
+    out = tmp_path / "out"
+    assert main(["replay-fleet", str(short), "--out", str(out), *SIZE]) == EXIT_SOME_FAILED
+    summary = json.loads((out / SUMMARY_JSON).read_text())
+    assert summary["counts"] == {"done": 1, "skipped": 0, "failed": 0} and summary["failures"] == []
+    expected = f"{short.resolve()}: the metadata lists 6 messages on /camera/image_raw, the storage gave 4"
+    assert summary["warnings"] == [{"name": "short", "bag": str(short.resolve()), "warning": expected}]
+    assert f"replay-fleet: warning: short: {expected}" in capsys.readouterr().err
+    assert expected in (out / SUMMARY_HTML).read_text()
 
 
 def test_bag_lists_patterns_and_shared_names(bags: Path, tmp_path: Path) -> None:

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from jointperception.commands.argument_types import network_size, parse_size
 from jointperception.errors import InputError
 from jointperception.eval.node_run import score_node_run
 from jointperception.eval.replay import ReplaySettings, output_topics
-from jointperception.eval.report import FILES_DIR, replay_metrics, write_metrics, write_report, write_sample_strip
+from jointperception.eval.report import replay_metrics, write_metrics, write_report, write_sample_strip
+from jointperception.outputs import staged_folder
 from jointperception.runtime.backends import BACKEND_NAMES
 from jointperception.runtime.ros_processes import RosChildren, pick_domain_id
 
@@ -34,7 +34,7 @@ RECORDED_OUTPUTS = ("mask", "flow", "occlusion", "motion_layers")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
+    parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder (written whole or not at all, docs/outputs.md)")
     parser.add_argument("--model", type=Path, default=None, help="model file (default: the bundled model)")
     parser.add_argument("--frames", type=int, default=record_sample.SYNTHETIC_FRAMES, help="frames of the synthetic bag (2..16)")
     parser.add_argument("--seed", type=int, default=7, help="scene seed")
@@ -116,27 +116,29 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"model file not found: {args.model}")
     out: Path = args.out
     sample_bag, node_bag = out / "sample_bag", out / "node_bag"
-    for stale in (sample_bag, node_bag, out / FILES_DIR):  # this demo's own outputs of an earlier run
-        shutil.rmtree(stale, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    _record_sample(args, sample_bag)
-    domain_id = pick_domain_id(args.domain_id)
-    started = time.monotonic()
-    with RosChildren(domain_id, out / "logs") as children:
-        _run_graph(args, children, sample_bag, node_bag)
-    graph_s = time.monotonic() - started
+    with staged_folder(out, "demo", keep_failed=True) as staging:  # a failed run keeps its logs in OUT.partial
+        staging.mkdir()
+        _record_sample(args, staging / sample_bag.name)
+        domain_id = pick_domain_id(args.domain_id)
+        started = time.monotonic()
+        with RosChildren(domain_id, staging / "logs") as children:
+            _run_graph(args, children, staging / sample_bag.name, staging / node_bag.name)
+        graph_s = time.monotonic() - started
 
-    samples: list[Path] = []
-    result = score_node_run(sample_bag, node_bag, ReplaySettings(topic=camera_topic(args), output_prefix=NODE),
-                            lambda stamp, rgb, outputs: samples.append(write_sample_strip(out, stamp, rgb, outputs)))
-    facts = {"input_bag": str(sample_bag), "topic": camera_topic(args), "output_bag": str(node_bag),
-             "model": str(args.model or "bundled"), "backend": args.backend, "network_size": "x".join(map(str, args.network_size)),
-             "pacing": "lock-step" if args.rate is None else f"bag timing x {args.rate}",
-             "ros_domain_id": domain_id, "graph_s": graph_s,
-             "latency": "output received - input received (recorder clock)"}
-    metrics = replay_metrics(result, facts)
-    metrics_path = write_metrics(out / "metrics.json", metrics)
-    report_path = write_report(out, metrics, samples)
+        samples: list[Path] = []
+        result = score_node_run(staging / sample_bag.name, staging / node_bag.name,
+                                ReplaySettings(topic=camera_topic(args), output_prefix=NODE),
+                                lambda stamp, rgb, outputs: samples.append(write_sample_strip(staging, stamp, rgb, outputs)))
+        facts = {"input_bag": str(sample_bag), "topic": camera_topic(args), "output_bag": str(node_bag),
+                 "model": str(args.model or "bundled"), "backend": args.backend,
+                 "network_size": "x".join(map(str, args.network_size)),
+                 "pacing": "lock-step" if args.rate is None else f"bag timing x {args.rate}",
+                 "ros_domain_id": domain_id, "graph_s": graph_s,
+                 "latency": "output received - input received (recorder clock)"}
+        metrics = replay_metrics(result, facts)
+        write_metrics(staging / "metrics.json", metrics)
+        write_report(staging, metrics, samples)
+    metrics_path, report_path = out / "metrics.json", out / "report.html"
 
     latency, counts = metrics["latency_ms"], result.counts
     print(f"pipeline:    bag_player -> perception_node -> bag_recorder over DDS (domain {domain_id}, "

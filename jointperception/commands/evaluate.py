@@ -20,6 +20,7 @@ from jointperception.errors import InputError
 from jointperception.eval.davis_eval import evaluate_davis
 from jointperception.eval.flow_eval import flow_predictors, score_flow_pairs
 from jointperception.eval.synthetic_benchmark import evaluate_synthetic_split
+from jointperception.outputs import write_text_atomic
 from jointperception.runtime.backends import PRECISIONS
 from jointperception.runtime.mask_memory import DEFAULT_MEMORY_WEIGHT, MAX_MEMORY_WEIGHT, check_memory_weight
 from jointperception.runtime.pipeline import PerceptionPipeline
@@ -98,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
         results["flyingchairs"] = score_flow_pairs(flyingchairs_pairs(root / "flyingchairs"), flow_predictors(pipeline))
     print(format_table(results))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        write_text_atomic(args.out, json.dumps(results, indent=2, sort_keys=True) + "\n")
         print(f"results written to {args.out}")
     return 0
 

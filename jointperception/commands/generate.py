@@ -7,12 +7,13 @@ from pathlib import Path
 from jointperception.data.generate import generate_dataset
 from jointperception.data.synthetic import MAX_FRAMES, MIN_SIZE
 from jointperception.errors import InputError
+from jointperception.outputs import staged_folder
 
 HELP = "render synthetic sequences (frames, masks, flow, occlusion, layers) in a DAVIS-like layout"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (written whole or not at all, docs/outputs.md)")
     parser.add_argument("--sequences", type=int, default=10, help="number of sequences")
     parser.add_argument("--frames", type=int, default=8, help="frames per sequence (2..16)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first sequence (sequence i uses seed + i)")
@@ -40,9 +41,10 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
-    names = generate_dataset(
-        args.out, args.sequences, args.frames, args.seed, args.height, args.width,
-        max_objects=args.max_objects, max_translation=args.max_translation, photometric=not args.no_photometric,
-    )
+    with staged_folder(args.out, "generate") as folder:
+        names = generate_dataset(
+            folder, args.sequences, args.frames, args.seed, args.height, args.width,
+            max_objects=args.max_objects, max_translation=args.max_translation, photometric=not args.no_photometric,
+        )
     print(f"wrote {len(names)} sequences of {args.frames} frames ({args.width}x{args.height}) to {args.out}")
     return 0

@@ -16,6 +16,7 @@ from jointperception.data.formats import read_mask
 from jointperception.data.sources import BagFrames, open_frames
 from jointperception.errors import EXIT_SHORT_INPUT, InputError
 from jointperception.models.weights import DEFAULT_MODEL_PATH, load_model
+from jointperception.outputs import check_replaceable, staged_folder
 from jointperception.runtime.backends import BACKEND_NAMES, PRECISIONS, TorchBackend
 from jointperception.runtime.motion_layers import MASK_SOURCES
 from jointperception.runtime.pipeline import PerceptionPipeline
@@ -31,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of frames (sorted by name), a video file or a rosbag2 bag (folder, .mcap or .db3)")
     parser.add_argument("--topic", default=None,
                         help="camera topic of a bag input, sensor_msgs/Image or CompressedImage (default: the bag's only one)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (flow/, mask/, occlusion/, layers/)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (flow/, mask/, occlusion/, layers/); written whole or not at all, docs/outputs.md")
     parser.add_argument("--model", type=Path, default=None, help="model file (default: the bundled model)")
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto", help="inference backend")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (torch backend)")
@@ -106,6 +107,7 @@ def finetuned_pipeline(
 
 
 def run(args: argparse.Namespace) -> int:
+    check_replaceable(args.out, "predict")  # before the model loads and fine-tunes
     source = open_frames(args.input, args.topic)
     metadata: dict[str, object] = {"input": str(args.input)}
     if isinstance(source, BagFrames):
@@ -115,12 +117,14 @@ def run(args: argparse.Namespace) -> int:
             args.model, args.backend, args.device, args.network_size, flip_average=args.flip_average,
             mask_source=args.mask_source or "fused", precision=args.precision, **stage_settings(args),
         )
-        summary = predict_to_folder(pipeline, source, args.out, metadata=metadata)
+        with staged_folder(args.out, "predict") as folder:
+            summary = predict_to_folder(pipeline, source, folder, metadata=metadata)
     else:
         pipeline, metadata["finetune"], first_mask = finetuned_pipeline(args, source)
         finetune = metadata["finetune"]
         print(f"fine-tuned the segmentation branch: {finetune['iterations']} steps in {finetune['seconds']:.1f} s")
-        summary = predict_object_to_folder(pipeline, source, args.out, first_mask, metadata=metadata)
+        with staged_folder(args.out, "predict") as folder:
+            summary = predict_object_to_folder(pipeline, source, folder, first_mask, metadata=metadata)
         origins = Counter(row["mask_origin"] for row in summary["frames"])
         print("mask per frame: " + ", ".join(f"{name} {count}" for name, count in sorted(origins.items())))
     latency = summary["latency_ms"]

@@ -22,6 +22,7 @@ from jointperception.data.bags import STORAGES, BagImageWriter
 from jointperception.data.sources import FrameSource, open_frames
 from jointperception.data.synthetic import SyntheticSequence, render_sequence
 from jointperception.errors import InputError
+from jointperception.outputs import staged_folder
 
 HELP = "write a rosbag2 bag of camera frames from a folder, a video or a synthetic scene (with GT)"
 SYNTHETIC = "synthetic"
@@ -32,7 +33,7 @@ GT_TOPICS = {"mask": ("/gt/mask", "mono8"), "flow": ("/gt/flow", "32FC2"), "occl
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, type=Path, help="bag folder to create (must not exist)")
+    parser.add_argument("--out", required=True, type=Path, help="bag folder (written whole or not at all, docs/outputs.md)")
     parser.add_argument("--source", default=SYNTHETIC,
                         help="image folder, video file, or 'synthetic' (default; with GT topics)")
     parser.add_argument("--frames", type=int, default=None,
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         items = _resized(open_frames(args.source), args.frames, args.size)
     start_ns = round(args.start * 1e9)
-    with BagImageWriter(args.out, storage=args.storage) as writer:
+    with staged_folder(args.out, "record-sample") as folder, BagImageWriter(folder, storage=args.storage) as writer:
         for index, (rgb, gt) in enumerate(items):
             stamp_ns = start_ns + round(index * 1e9 / args.rate)
             if args.compression != "none":

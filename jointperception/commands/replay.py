@@ -24,7 +24,7 @@ HELP = "run the perception pipeline over a camera topic of a rosbag2 bag; write 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("in_bag", type=Path, metavar="IN_BAG", help="rosbag2 bag (folder, .mcap or .db3)")
-    parser.add_argument("--out", required=True, type=Path, help="output bag folder (mcap; must not exist)")
+    parser.add_argument("--out", required=True, type=Path, help="output bag folder (mcap; written whole or not at all, docs/outputs.md)")
     parser.add_argument("--report-dir", type=Path, default=None,
                         help="folder for metrics.json and report.html (default: the folder holding --out)")
     add_replay_options(parser)

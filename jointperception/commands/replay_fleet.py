@@ -4,12 +4,14 @@ bag, each task the very code of ``replay`` (``eval.replay_job``).
 FOLDER gets one sub-folder per bag (out_bag/, metrics.json, report.html, as ``replay``), fleet.json
 and fleet_report.html. A re-run skips bags whose sub-folder is complete for the same bag bytes,
 model bytes and settings. Exit status: 0 when every bag is done, EXIT_SOME_FAILED (3) when some
-bags failed (fleet.json lists them with their causes), 2 for bad options or no bags.
+bags failed or were shorter than their metadata declares (fleet.json lists them under failures,
+with their causes, and warnings), 2 for bad options or no bags.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -110,5 +112,8 @@ def run(args: argparse.Namespace) -> int:
           f"{summary['wall_s']:.1f} s")
     for failure in summary["failures"]:
         print(f"  failed {failure['name']}: {failure['cause']}")
+    for warning in summary["warnings"]:
+        print(f"jointperception replay-fleet: warning: {warning['name']}: {warning['warning']} (fleet.json lists it; "
+              f"exit {EXIT_SOME_FAILED})", file=sys.stderr)
     print(f"summary: {summary_path}\nreport:  {report_path}")
-    return EXIT_SOME_FAILED if summary["failures"] else 0
+    return EXIT_SOME_FAILED if summary["failures"] or summary["warnings"] else 0

@@ -92,6 +92,8 @@ def _open_reader(bag_path: Path) -> Reader:
     """An open Reader; DataFormatError naming the bag when it is missing or unreadable."""
     if not bag_path.exists():
         raise DataFormatError(f"{bag_path}: rosbag2 bag not found")
+    if is_unclosed_bag(bag_path):
+        raise DataFormatError(unclosed_bag_message(bag_path))
     try:
         reader = Reader(bag_path)
         reader.open()
@@ -137,11 +139,24 @@ def require_image_topics(bag_path: str | Path, topics: Sequence[str]) -> dict[st
 
 
 def is_bag(path: str | Path) -> bool:
-    """A rosbag2 bag: a folder holding metadata.yaml, or one .mcap / .db3 storage file."""
+    """A rosbag2 bag: a folder holding metadata.yaml (or storage files without it: an unclosed bag,
+    which readers refuse with ``unclosed_bag_message``), or one .mcap / .db3 storage file."""
     path = Path(path)
     if path.is_dir():
-        return (path / "metadata.yaml").is_file()
+        return (path / "metadata.yaml").is_file() or is_unclosed_bag(path)
     return path.is_file() and path.suffix in (".mcap", ".db3")
+
+
+def is_unclosed_bag(path: Path) -> bool:
+    """A folder of .mcap / .db3 files without metadata.yaml: a bag whose writer never closed it
+    (rosbag2 writes metadata.yaml at close), e.g. a recorder killed with SIGKILL."""
+    return (path.is_dir() and not (path / "metadata.yaml").exists()
+            and any(child.suffix in (".mcap", ".db3") for child in path.iterdir()))
+
+
+def unclosed_bag_message(path: Path) -> str:
+    return (f"{path}: incomplete rosbag2 bag: no metadata.yaml, its recorder never closed it (killed?); "
+            f"`ros2 bag reindex {path}` may rebuild it")
 
 
 def _camera_names(available: dict[str, TopicInfo]) -> list[str]:

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from jointperception.eval.report import write_metrics
+from jointperception.outputs import write_text_atomic
 
 OUTPUT_NAMES = ("bench.json", "bench.md", "bench.png")
 
@@ -94,10 +95,11 @@ def plot_accuracy_latency(results: dict, resolution: list[int], path: Path) -> N
 
 
 def write_outputs(results: dict, out_dir: Path) -> list[Path]:
-    """Write bench.json, bench.md and bench.png into ``out_dir``; -> their paths."""
+    """Write bench.png, bench.md and, last, bench.json into ``out_dir`` (each whole: renamed into
+    place); -> their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / name for name in OUTPUT_NAMES]
-    write_metrics(paths[0], results)  # NaN (no pixels in a region) -> null
-    paths[1].write_text(format_markdown(results))
     plot_accuracy_latency(results, results["settings"]["resolutions"][0], paths[2])
+    write_text_atomic(paths[1], format_markdown(results))
+    write_metrics(paths[0], results)  # NaN (no pixels in a region) -> null
     return paths

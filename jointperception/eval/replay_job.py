@@ -11,6 +11,7 @@ import numpy as np
 from jointperception.data.formats import read_mask
 from jointperception.eval.replay import ReplayResult, ReplaySettings, replay_bag
 from jointperception.eval.report import replay_metrics, write_metrics, write_report, write_sample_strip
+from jointperception.outputs import check_replaceable, staged_folder
 from jointperception.runtime.pipeline import PairOutputs, PerceptionPipeline
 
 
@@ -49,8 +50,9 @@ class ReplayRun:
 
 
 def replay_to_folder(job: ReplayJob, in_bag: Path, out_bag: Path, report_dir: Path) -> ReplayRun:
-    """Replay ``in_bag`` into ``out_bag`` (mcap; must not exist) and write report_dir/metrics.json,
-    report_dir/report.html and its files. Raises as ``replay_bag`` and ``PerceptionPipeline.from_model_file``."""
+    """Replay ``in_bag`` into ``out_bag`` (mcap, written whole or not at all: ``outputs.staged_folder``),
+    then write report_dir/metrics.json, report_dir/report.html and its files. Raises as ``replay_bag`` and ``PerceptionPipeline.from_model_file``."""
+    check_replaceable(out_bag, "replay")  # before the model loads
     pipeline = job.pipeline()
     samples: list[Path] = []
 
@@ -58,7 +60,8 @@ def replay_to_folder(job: ReplayJob, in_bag: Path, out_bag: Path, report_dir: Pa
         samples.append(write_sample_strip(report_dir, stamp_ns, rgb, out))
 
     first_mask = read_mask(job.first_mask) if job.first_mask is not None else None
-    result = replay_bag(pipeline, in_bag, out_bag, job.settings, on_sample=save_sample, first_mask=first_mask)
+    with staged_folder(out_bag, "replay") as staging:
+        result = replay_bag(pipeline, in_bag, staging, job.settings, on_sample=save_sample, first_mask=first_mask)
     facts = {
         "input_bag": str(in_bag), "topic": job.settings.topic, "output_bag": str(out_bag),
         "model": str(pipeline.model_path), "backend": pipeline.backend.name, "device": pipeline.backend.device,

@@ -12,6 +12,7 @@ import numpy as np
 
 from jointperception.data.formats import write_image
 from jointperception.eval.replay import ReplayResult
+from jointperception.outputs import write_text_atomic
 from jointperception.runtime.pipeline import PairOutputs
 from jointperception.viz import make_strip
 
@@ -65,9 +66,7 @@ def write_sample_strip(report_dir: Path, stamp_ns: int, rgb: np.ndarray, outputs
 
 
 def write_metrics(path: Path, metrics: Mapping[str, object]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_finite_or_none(metrics), indent=2, allow_nan=False) + "\n")
-    return path
+    return write_text_atomic(path, json.dumps(_finite_or_none(metrics), indent=2, allow_nan=False) + "\n")
 
 
 def write_plots(folder: Path, frames: Sequence[Mapping[str, float]]) -> list[Path]:
@@ -133,6 +132,4 @@ def write_report(report_dir: Path, metrics: Mapping[str, object], samples: Seque
             "th,td{border:1px solid #ccc;padding:2px 8px;text-align:left}img{max-width:100%}"
     page = (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>jointperception replay</title>"
             f"<style>{style}</style></head><body><h1>jointperception replay</h1>{''.join(sections)}</body></html>\n")
-    path = report_dir / "report.html"
-    path.write_text(page)
-    return path
+    return write_text_atomic(report_dir / "report.html", page)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from jointperception.eval.report import latency_stats
 from jointperception.fleet.task import DONE, FAILED, SKIPPED
+from jointperception.outputs import write_text_atomic
 
 WORST_SHOWN = 10
 Outcome = Mapping[str, object]
@@ -27,7 +28,7 @@ def _bag_row(outcome: Outcome) -> dict[str, object]:
     return {**row, "report": f"{outcome['name']}/report.html", "frames": metrics["frames"],
             "throughput_fps": metrics["throughput_fps"], "latency_ms": metrics["latency_ms"],
             "mask_j_mean": gt.get("mask", {}).get("j_mean"), "flow_epe_all": gt.get("flow", {}).get("epe_all"),
-            "task_s": outcome["task_s"]}
+            "task_s": outcome["task_s"], "warnings": metrics.get("warnings", [])}
 
 
 def _worst(rows: Sequence[Mapping[str, object]]) -> tuple[str, list[str]]:
@@ -58,6 +59,8 @@ def fleet_summary(outcomes: Sequence[Outcome], facts: Mapping[str, object], wall
         "worst": worst[:WORST_SHOWN],
         "failures": [{"name": row["name"], "bag": row["bag"], "cause": row["error"]} for row in rows
                      if row["status"] == FAILED],
+        "warnings": [{"name": row["name"], "bag": row["bag"], "warning": warning} for row in rows
+                     if row["status"] != FAILED for warning in row["warnings"]],  # shorter than declared
         "per_bag": rows,
     }
 
@@ -137,6 +140,9 @@ def write_fleet_report(path: Path, summary: Mapping[str, object], outcomes: Sequ
     sections += [f"<h2>Failures ({len(summary['failures'])})</h2>",
                  _table(("bag", "cause"), [(f["bag"], f["cause"]) for f in summary["failures"]])
                  if summary["failures"] else "<p>None.</p>"]
+    sections += [f"<h2>Warnings ({len(summary['warnings'])}): bags shorter than they declare</h2>",
+                 _table(("bag", "warning"), [(w["bag"], w["warning"]) for w in summary["warnings"]])
+                 if summary["warnings"] else "<p>None.</p>"]
     sections += [f"<h2>Worst bags ({html.escape(str(summary['worst_by']))})</h2>",
                  _table(("rank", "bag", "mask J", "flow EPE", "p99 latency (ms)"),
                         [(rank, name, by_name[name]["mask_j_mean"], by_name[name]["flow_epe_all"],
@@ -155,7 +161,6 @@ def write_fleet_report(path: Path, summary: Mapping[str, object], outcomes: Sequ
                      "<h2>Latency distribution</h2>", _latency_figure(outcomes)]
     style = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1em}" \
             "th,td{border:1px solid #ccc;padding:2px 8px;text-align:left}img{max-width:100%}"
-    path.write_text(f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>jointperception replay-fleet</title>"
-                    f"<style>{style}</style></head><body><h1>jointperception replay-fleet</h1>{''.join(sections)}"
-                    "</body></html>\n")
-    return path
+    return write_text_atomic(path, f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>jointperception "
+                             f"replay-fleet</title><style>{style}</style></head><body><h1>jointperception replay-fleet"
+                             f"</h1>{''.join(sections)}</body></html>\n")

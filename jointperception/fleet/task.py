@@ -21,6 +21,7 @@ import torch
 from jointperception.errors import JointPerceptionError
 from jointperception.eval.replay_job import ReplayJob, replay_to_folder
 from jointperception.fleet.content_key import content_sha256, outputs_key
+from jointperception.outputs import write_text_atomic
 
 OUT_BAG = "out_bag"  # the output bag inside the sub-folder, beside metrics.json and report.html
 ATTEMPT_FILE = "attempt.json"
@@ -35,13 +36,6 @@ class BagTask:
     job: ReplayJob
     models_sha256: str  # content_key.models_sha256(job), hashed once by the driver
     threads: int = 1  # torch intra-op threads: the CPUs Ray reserved for the task
-
-
-def _write_json(path: Path, content: dict[str, object]) -> None:
-    """Write ``path`` whole or not at all (a temporary file renamed over it)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(content, indent=2) + "\n")
-    os.replace(temporary, path)
 
 
 def _complete_metrics(folder: Path, key: str) -> dict[str, object] | None:
@@ -84,12 +78,14 @@ def run_bag_task(task: BagTask) -> dict[str, object]:
     if task.folder.exists():  # stale, or left by a killed attempt
         shutil.rmtree(task.folder)
     task.folder.mkdir(parents=True)
-    _write_json(task.folder / ATTEMPT_FILE, {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()})
+    write_text_atomic(task.folder / ATTEMPT_FILE, json.dumps(
+        {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}, indent=2) + "\n")
     try:
         run = replay_to_folder(task.job, task.bag, task.folder / OUT_BAG, task.folder)
     except JointPerceptionError as exc:
         shutil.rmtree(task.folder)
         return outcome(task, FAILED, started, error=str(exc))
-    _write_json(task.folder / DONE_FILE, {"key": key, "bag": str(task.bag), "host": socket.gethostname(),
-                                          "pid": os.getpid(), "seconds": time.perf_counter() - started})
+    write_text_atomic(task.folder / DONE_FILE, json.dumps(
+        {"key": key, "bag": str(task.bag), "host": socket.gethostname(), "pid": os.getpid(),
+         "seconds": time.perf_counter() - started}, indent=2) + "\n")
     return outcome(task, DONE, started, run.metrics)

@@ -107,6 +107,11 @@ class BagPlayer(Node):
         self.deadline = float("inf")
         self.schedule: PlaySchedule | None = None  # from the first pass on; --loop keeps its period across passes
 
+    def destroy_node(self) -> None:
+        """The spinner's guard conditions go first, while the node and the context exist."""
+        self._spinner.shutdown()
+        super().destroy_node()
+
     def _on_answer(self, msg: Image) -> None:
         self.answered.add((msg.header.stamp.sec, msg.header.stamp.nanosec))
 

@@ -116,10 +116,10 @@ def record(args: argparse.Namespace, topics: list[tuple[str, str]]) -> dict[str,
     except WriterError as exc:
         raise InputError(f"{args.out}: cannot create the bag ({exc})") from exc
     recorder: BagRecorder | None = None
+    executor = SingleThreadedExecutor()  # its own, not rclpy's global one a shutdown discards
     try:
         with normal_stops():  # Ctrl-C or SIGTERM ends the recording like a stop condition
             recorder = BagRecorder(writer, topics, args.qos)
-            executor = SingleThreadedExecutor()  # its own, not rclpy's global one a shutdown discards
             executor.add_node(recorder)
             print(f"bag_recorder: recording {', '.join(t for t, _ in topics)} to {args.out}", flush=True)
             while rclpy.ok():
@@ -130,6 +130,7 @@ def record(args: argparse.Namespace, topics: list[tuple[str, str]]) -> dict[str,
                 if args.idle_timeout is not None and time.monotonic() - recorder.last_message > args.idle_timeout:
                     break
     finally:
+        executor.shutdown()  # its guard conditions go before the node and the context, not at a later collection
         writer.close()
         if recorder is not None:
             recorder.destroy_node()

@@ -9,7 +9,7 @@ encoded only while someone subscribes there.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from std_msgs.msg import Header
 
 from jointperception.data.compressed_image import encode_compressed
 from jointperception.data.image_msg import encode_image
-from jointperception.data.sources import open_frames
+from jointperception.data.sources import open_frames, source_warnings
 from jointperception.errors import ConfigError, DataFormatError
 from jointperception.ranges import FLOAT_RANGES, INT_RANGES
 from jointperception.ros.common import describe, image_qos, qos_error, transport_topic
@@ -93,11 +93,17 @@ def device_frames(index: int) -> Iterator[np.ndarray]:
         capture.release()
 
 
+def open_source(source: str) -> Iterable[tuple[str, np.ndarray]]:
+    """A device index ("0"), a video file or an image folder -> (stem, (H, W, 3) uint8 RGB) pairs;
+    after a pass, ``source_warnings`` of it names a video that decoded fewer frames than it declares."""
+    if source.isdigit():
+        return ((str(index), frame) for index, frame in enumerate(device_frames(int(source))))
+    return open_frames(source)
+
+
 def frames_of(source: str) -> Iterator[np.ndarray]:
     """A device index ("0"), a video file or an image folder -> iterator of (H, W, 3) uint8 RGB."""
-    if source.isdigit():
-        return device_frames(int(source))
-    return (frame for _stem, frame in open_frames(source))
+    return (frame for _stem, frame in open_source(source))
 
 
 class CameraSource(Node):
@@ -121,7 +127,8 @@ class CameraSource(Node):
         self.calibration = load_calibration(calibration_file) if calibration_file else None
         self.finished = False  # set when a non-looping source ends
         self.published = 0
-        self._frames = frames_of(self.source)
+        self._opened = open_source(self.source)
+        self._frames = iter(self._opened)
         qos = image_qos(self.get_parameter("qos").value)
         self._image_pub = self.create_publisher(Image, "image_raw", qos)
         self._compressed_pub = self.create_publisher(CompressedImage, transport_topic(self, "image_raw", "compressed")[1], qos)
@@ -138,11 +145,15 @@ class CameraSource(Node):
         return SetParametersResult(successful=True)
 
     def _next_frame(self) -> np.ndarray | None:
-        frame = next(self._frames, None)
-        if frame is None and self.get_parameter("loop").value and self.published > 0:
-            self._frames = frames_of(self.source)
-            frame = next(self._frames, None)
-        return frame
+        item = next(self._frames, None)
+        if item is None:
+            for warning in source_warnings(self._opened):  # a video that ends before its declared count
+                self.get_logger().warning(f"{warning}: the pass ends early")
+        if item is None and self.get_parameter("loop").value and self.published > 0:
+            self._opened = open_source(self.source)
+            self._frames = iter(self._opened)
+            item = next(self._frames, None)
+        return None if item is None else item[1]
 
     def _tick(self) -> None:
         frame = self._next_frame()
@@ -175,8 +186,11 @@ def main(args: list[str] | None = None) -> int:
     def spin_until_finished(node: CameraSource) -> None:
         executor = SingleThreadedExecutor()  # its own: rclpy's global one is discarded by a shutdown racing this loop
         executor.add_node(node)
-        while rclpy.ok() and not node.finished:
-            executor.spin_once(timeout_sec=0.1)
+        try:
+            while rclpy.ok() and not node.finished:
+                executor.spin_once(timeout_sec=0.1)
+        finally:  # its guard conditions go now, before the node and the context; not whenever it is collected
+            executor.shutdown()
 
     return run_node("camera_source", CameraSource, spin_until_finished, args=args)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from jointperception.outputs import write_text_atomic
+
 METRICS_NAME = "metrics.jsonl"
 
 
@@ -30,7 +32,7 @@ class MetricsLog:
                     break
                 if step <= keep_until_step:
                     kept.append(line)
-        self.path.write_text("".join(line + "\n" for line in kept))
+        write_text_atomic(self.path, "".join(line + "\n" for line in kept))  # a kill here keeps the old log
 
     def write(self, **record: object) -> None:
         if self.enabled:
