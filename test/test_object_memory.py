@@ -60,6 +60,19 @@ def test_evidence_counts_only_near_the_carried_object() -> None:
     assert (out[_square(5, 5)] > 0.5).all()
 
 
+@pytest.mark.parametrize("growth_weight, grows", [(0.0, False), (0.8, True)])
+def test_strong_evidence_next_to_the_object_grows_it_only_with_growth(growth_weight: float, grows: bool) -> None:
+    memory = ObjectMemory(ObjectRule(reach_px=4, growth_weight=growth_weight))
+    memory.give(_square(10, 10), newest=True)
+    _update(memory, np.zeros((H, W)))
+    closer = _square(8, 8, size=14)  # the object came closer: 2 px more on every side, the cues agree
+    out = _update(memory, closer.astype(np.float32))
+    assert (out[_square(10, 10)] > 0.5).all()
+    assert (out[closer] > 0.5).all() == grows
+    weak = _update(memory, 0.5 * _square(6, 6, size=18))  # evidence 0.5 * 0.8 stays below the threshold
+    assert not (weak[_square(6, 6, size=18) & ~closer] > 0.5).any()
+
+
 def test_occluded_pixels_carry_nothing() -> None:
     memory = ObjectMemory()
     memory.give(_square(10, 10, size=20), newest=True)

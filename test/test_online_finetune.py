@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from jointperception.config import ModelConfig
-from jointperception.data.augment import online_training_pair, synthesize_next_frame
+from jointperception.data.augment import augment_frame, online_training_pair, synthesize_next_frame
 from jointperception.data.synthetic import render_sequence
 from jointperception.errors import ConfigError, InputError
 from jointperception.eval.metrics import jaccard
@@ -53,6 +53,18 @@ def test_synthesized_next_frame_moves_only_the_object() -> None:
     assert (next_frame[mask & ~moved] == 0).all()  # vacated area left empty (occlusion)
     first, second, target = online_training_pair(frame, mask, rng)
     assert first.shape == second.shape == frame.shape and target.shape == mask.shape and target.any()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_augmented_frame_and_mask_stay_aligned(seed: int) -> None:
+    """Flip, rotation, scale and shift move the frame and its mask together (the object is bright)."""
+    frame = np.full((HEIGHT, WIDTH, 3), 100, np.uint8)
+    mask = np.zeros((HEIGHT, WIDTH), bool)
+    mask[20:40, 10:35] = True  # off centre, so a mirror or a shift applied to one of them only shows
+    frame[mask] = 250
+    image, moved = augment_frame(frame, mask, np.random.default_rng(seed))
+    bright = image[..., 0] > 175
+    assert moved.any() and np.mean(bright == moved) > 0.97  # interpolated edges aside
 
 
 def test_finetuning_trains_only_the_segmentation_branch(model: torch.nn.Module, sequence) -> None:

@@ -10,17 +10,19 @@ For frames paired (newest, previous) as the node and ``replay`` pair them, on th
     e    the evidence near the object: motion_weight * motion + (1 - motion_weight) * appearance
          inside R, 0 outside; appearance = the segmentation branch (fine-tuned on the given mask
          where it was), motion = the mean of the motion-layer and residual cues (``runtime.motion_layers``)
-    p    = carry_weight * c + (1 - carry_weight) * e where c is defined, = e where not
+    p    = max(carry_weight * c + (1 - carry_weight) * e, growth_weight * e) where c is defined, = e where not
 
 The published mask is p > threshold; p becomes the carried object of the next pair. With the default
-carry weight 0.5 a pixel the carried object covers needs some evidence, one it does not cover needs
-evidence above the threshold, and nothing outside the reach is kept: the motion and appearance of
-other objects do not leak in. The object has collapsed when the area of p > 0.5 falls below ``collapse_fraction``
-of the reference area (the given mask's area, then a running mean of the areas of frames that did
-not collapse), or when the mean appearance over it falls below ``min_appearance``; it is then
-re-identified: p = appearance inside the connected region of appearance > 0.5 that the appearance
-and motion support most, 0 elsewhere. Each frame's ``source`` says which rule produced its mask
-(``SOURCES``). docs/first_mask.md gives the rule and how its parameters were chosen.
+carry weight 0.5 a pixel the carried object covers needs some evidence, one it leaves uncovered
+(c = 0) needs growth_weight * e above the threshold (without growth it never joins, and the object
+grows only by the carry's sub-pixel rim), an unknown one needs e above it; nothing outside the reach
+is kept: the motion and appearance of other objects do not leak in. The object has collapsed when
+the area of p > 0.5 falls below ``collapse_fraction`` of the reference area (the given mask's area,
+then a running mean of the areas of frames that did not collapse), or when the mean appearance over
+it falls below ``min_appearance``; it is then re-identified: p = appearance inside the connected
+region of appearance > 0.5 that the appearance and motion support most, 0 elsewhere. Each frame's
+``source`` says which rule produced its mask (``SOURCES``). docs/first_mask.md gives the rule and how
+its parameters were chosen.
 """
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ class ObjectRule:
     collapse_fraction: float = 0.4  # collapsed below this fraction of the reference area
     min_appearance: float = 0.0  # collapsed when the mean appearance over the object falls below this (0: never)
     area_rate: float = 0.1  # running-mean rate of the reference area
+    growth_weight: float = 0.0  # a pixel the carried object does not cover joins when growth_weight * evidence passes
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.motion_weight <= 1.0:
@@ -56,6 +59,8 @@ class ObjectRule:
             raise InputError(f"reach_px must be >= 0, got {self.reach_px}")
         if not 0.0 <= self.collapse_fraction < 1.0 or not 0.0 <= self.min_appearance < 1.0:
             raise InputError("collapse_fraction and min_appearance must be in [0, 1)")
+        if not 0.0 <= self.growth_weight <= 1.0:
+            raise InputError(f"growth_weight must be in [0, 1], got {self.growth_weight}")
         if not 0.0 < self.area_rate <= 1.0:
             raise InputError(f"area_rate must be in (0, 1], got {self.area_rate}")
 
@@ -131,7 +136,8 @@ class ObjectMemory:
         mixed = self.rule.motion_weight * motion + (1.0 - self.rule.motion_weight) * appearance
         evidence = np.where(reach, mixed, 0.0)
         weight = self.rule.carry_weight
-        probability = np.where(known, weight * carried + (1.0 - weight) * evidence, evidence).astype(np.float32)
+        kept = np.maximum(weight * carried + (1.0 - weight) * evidence, self.rule.growth_weight * evidence)
+        probability = np.where(known, kept, evidence).astype(np.float32)
         inside = probability > 0.5
         area = float(inside.sum())
         if area < self.rule.collapse_fraction * self._area or (

@@ -34,7 +34,7 @@ LOG = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class FinetuneSettings:
     iterations: int = 150  # at most this many optimizer steps
-    seconds: float = 45.0  # and at most this much wall time (checked before each step)
+    seconds: float = 180.0  # and at most this much wall time (checked before each step)
     learning_rate: float = 1e-3  # Adam, fixed during the run (SegFlow uses a fixed online rate)
     batch_size: int = 2  # synthesized pairs per step
     seed: int = 0  # augmentation randomness
