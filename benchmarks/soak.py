@@ -25,7 +25,7 @@ Then the training phase (benchmarks/soak_training.py, skipped with ``--train-kil
 Prints a summary and writes every sample to ``--out`` (benchmarks/results/soak.json); never asserts.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/soak.py --minutes 30 [--rate-hz 30] [--train-kills 5]
-        [--train-steps 80] [--out benchmarks/results/soak.json]
+        [--train-steps 40] [--out benchmarks/results/soak.json]
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate-hz", type=float, default=30.0, help="camera frame rate")
     parser.add_argument("--sample-s", type=float, default=10.0, help="period of the process samples")
     parser.add_argument("--train-kills", type=int, default=5, help="SIGKILLs of the training run; 0 skips the phase")
-    parser.add_argument("--train-steps", type=int, default=80, help="max_steps of the training run")
+    parser.add_argument("--train-steps", type=int, default=40, help="max_steps of the training run")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/soak.json"), help="JSON result")
     parser.add_argument("--logs", type=Path, help="keep the processes' logs and the training runs here (default: a "
@@ -289,6 +289,7 @@ def soak(args: argparse.Namespace, logs: Path) -> dict[str, object]:
     samples: list[dict[str, object]] = []
     faults: list[Fault] = []
     crashes = 0
+    started = time.monotonic()
     with RosChildren(domain_id, logs) as children:
         node = children.start("lifecycle_node", "jointperception.ros.lifecycle_node",
                               ["--ros-args", "-r", f"image:={TOPIC}"])
@@ -300,7 +301,7 @@ def soak(args: argparse.Namespace, logs: Path) -> dict[str, object]:
                 raise SystemExit(f"soak: the node did not activate ({children.log_tail('lifecycle_node')})")
             camera.start()
             wait_until(lambda: bool(observer.outputs) or node.poll() is not None, WAIT_S, "first output")
-            begin = time.time()
+            begin, startup_s = time.time(), time.monotonic() - started
             schedule = fault_schedule(camera, observer)
             due = [begin + duration_s * (k + 1) / (len(schedule) + 1) for k in range(len(schedule))]
             next_sample = begin
@@ -323,7 +324,7 @@ def soak(args: argparse.Namespace, logs: Path) -> dict[str, object]:
             else:
                 crashes += 1
             time.sleep(1.5)  # outputs in flight and a last /diagnostics status
-            counters = observer.counters()
+            counters, diagnostics = observer.counters(), dict(observer.diagnostics)
             outputs = list(observer.outputs)
         finally:
             camera.stop()
@@ -332,33 +333,39 @@ def soak(args: argparse.Namespace, logs: Path) -> dict[str, object]:
     resume_times(faults, outputs, run_end)
     node_log = children.log_path("lifecycle_node").read_text(errors="replace")
     return {
-        "duration_s": round(run_end - begin, 1), "domain_id": domain_id, "samples": samples,
+        "duration_s": round(run_end - begin, 1), "startup_s": round(startup_s, 1), "domain_id": domain_id,
+        "configured": next((line.split("configured: ", 1)[1] for line in node_log.splitlines() if "configured: " in line),
+                           None),
+        "samples": samples,
         "rss_slope_mb_per_hour": slope_mb_per_hour(samples, run_end - begin),
         "frames": {"camera_restarts": camera.starts - 1, "outputs_received": len(outputs),
                    **{key.replace(" ", "_"): value for key, value in counters.items()}},
         "faults": [asdict(fault) for fault in faults],
         "crashes": crashes + (node_exit not in (0, None)), "node_exit_code": node_exit,
-        "node_log_tracebacks": node_log.count("Traceback"),
+        "node_log_tracebacks": node_log.count("Traceback"), "diagnostics_final": diagnostics,
     }
 
 
 def print_summary(result: dict[str, object]) -> None:
     node = result["node"]
     samples = node["samples"]
+    slope = "n/a" if node["rss_slope_mb_per_hour"] is None else f"{node['rss_slope_mb_per_hour']:.1f}"
     print(f"\nnode run {node['duration_s']:g} s, {len(samples)} samples: RSS {samples[0]['rss_mb']:.0f} -> "
-          f"{samples[-1]['rss_mb']:.0f} MB, slope over the last two thirds {node['rss_slope_mb_per_hour']} MB/hour; "
+          f"{samples[-1]['rss_mb']:.0f} MB, slope over the last two thirds {slope} MB/hour; "
           f"fds {samples[0]['fds']} -> {samples[-1]['fds']}, threads {samples[0]['threads']} -> {samples[-1]['threads']}")
     print("frames: " + ", ".join(f"{key} {value}" for key, value in node["frames"].items()))
     print(f"{'fault':<40} {'resume (s)':>10}  node alive")
     for fault in node["faults"]:
         resume = "NOT RESUMED" if fault["resume_s"] is None else f"{fault['resume_s']:.2f}"
         print(f"{fault['name']:<40} {resume:>10}  {fault['node_alive']}")
+    print(f"node startup to first output {node['startup_s']} s; configured: {node['configured']}")
     print(f"crashes {node['crashes']} (node exit code {node['node_exit_code']}, "
           f"{node['node_log_tracebacks']} tracebacks in its log)")
     training = result.get("training")
     if training:
-        print(f"training: {training['kills_landed']} SIGKILLs landed, final weights identical to the uninterrupted "
-              f"run: {training['identical']} (optimizer state identical: {training.get('optimizer_identical')})")
+        print(f"training: {training.get('kills_landed')} SIGKILLs landed, final weights identical to the "
+              f"uninterrupted run: {training['identical']} (optimizer state: {training.get('optimizer_identical')}) "
+              f"{training.get('reason', '')}")
 
 
 def main() -> None:
@@ -376,7 +383,9 @@ def main() -> None:
             "node": soak(args, work / "logs"),
         }
         if args.train_kills:
+            started = time.monotonic()
             result["training"] = kill_and_resume(work / "training", args.train_steps, args.train_kills, args.seed)
+            result["training"]["phase_s"] = round(time.monotonic() - started, 1)
     result["machine"]["loadavg_after"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -1,10 +1,13 @@
 """The soak bench's training phase (benchmarks/soak.py): a short ``train`` run of
 config/train_smoke.yaml (``--max-steps`` STEPS) done once uninterrupted and once killed with SIGKILL
-at ``kills`` random moments (seeded; each a uniform fraction of the uninterrupted wall time), each
-time started again with ``--resume auto``, then run to the end. Every tensor of the two final
-``last.pt`` model states (and of the optimizer states) is compared bit for bit."""
+at ``kills`` random moments, each time started again with ``--resume auto``, then run to the end.
+A kill comes once the session has logged a new training step, after a seeded random fraction
+(KILL_FRACTIONS) of the uninterrupted run's training time (its metrics.jsonl "hours"): anywhere in
+a step, a validation or a checkpoint write. Every tensor of the two final ``last.pt`` model states
+(and of the optimizer states) is compared bit for bit."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -19,7 +22,7 @@ from jointperception.resources import shipped_file
 from jointperception.train.checkpoint import LAST_NAME, TMP_SUFFIX, load_checkpoint
 
 CONFIG = "config/train_smoke.yaml"
-KILL_FRACTIONS = (0.1, 0.45)  # a kill comes this fraction of the uninterrupted run's wall time after a start
+KILL_FRACTIONS = (0.02, 0.25)  # of the training time, after a session's first logged step
 
 
 def train_command(run_dir: Path, max_steps: int) -> list[str]:
@@ -38,6 +41,40 @@ def checkpoint_step(run_dir: Path) -> int | None:
     """Optimizer steps in ``run_dir``'s last.pt, None before the first one is written."""
     last = run_dir / LAST_NAME
     return int(load_checkpoint(last)["step"]) if last.exists() else None
+
+
+def metrics(run_dir: Path) -> list[dict[str, object]]:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def training_seconds(run_dir: Path) -> float:
+    """Training wall time of a finished run (its last validation line's hours)."""
+    return 3600.0 * max(float(line["hours"]) for line in metrics(run_dir) if line["kind"] == "val")
+
+
+def logged_step(run_dir: Path) -> int:
+    """The highest step of a "train" line in metrics.jsonl, 0 before any."""
+    return max((int(line["step"]) for line in metrics(run_dir) if line["kind"] == "train"), default=0)
+
+
+def kill_during_training(run_dir: Path, max_steps: int, delay_s: float) -> dict[str, object]:
+    """One session: started, SIGKILLed ``delay_s`` after it logs a step beyond any logged before (it
+    replays at most the steps since the last checkpoint first), unless it ends before."""
+    start_step = checkpoint_step(run_dir) or 0
+    beyond = max(start_step, logged_step(run_dir))
+    process = start_training(run_dir, max_steps)
+    while process.poll() is None and logged_step(run_dir) <= beyond:
+        time.sleep(0.05)
+    try:
+        exit_code = process.wait(delay_s)  # finished before its kill came
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        exit_code = process.wait()
+    return {"started_at_step": start_step, "kill_after_first_step_s": round(delay_s, 3), "exit_code": exit_code,
+            "killed": exit_code == -signal.SIGKILL, "logged_step_at_kill": logged_step(run_dir),
+            "step_in_last_pt": checkpoint_step(run_dir),
+            "stale_temporaries": sorted(p.name for p in run_dir.glob(f".*{TMP_SUFFIX}"))}
 
 
 def differing_tensors(first: dict, second: dict, prefix: str = "") -> list[str]:
@@ -63,30 +100,23 @@ def kill_and_resume(work: Path, max_steps: int, kills: int, seed: int) -> dict[s
     started = time.monotonic()
     whole_exit = start_training(whole, max_steps).wait()
     whole_s = time.monotonic() - started
+    if whole_exit != 0:
+        return {"identical": None, "reason": f"the uninterrupted run failed; log {whole}.log"}
+    train_s = training_seconds(whole)
     rng = random.Random(seed)
-    sessions = []
-    for _ in range(kills):
-        delay = rng.uniform(*KILL_FRACTIONS) * whole_s
-        process = start_training(killed, max_steps)
-        try:
-            exit_code = process.wait(delay)  # finished before its kill came
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            exit_code = process.wait()
-        sessions.append({"kill_after_s": round(delay, 3), "exit_code": exit_code,
-                         "killed": exit_code == -signal.SIGKILL, "step_in_last_pt": checkpoint_step(killed),
-                         "stale_temporaries": sorted(p.name for p in killed.glob(f".*{TMP_SUFFIX}"))})
+    sessions = [kill_during_training(killed, max_steps, rng.uniform(*KILL_FRACTIONS) * train_s) for _ in range(kills)]
+    start_step = checkpoint_step(killed) or 0
     final_exit = start_training(killed, max_steps).wait()
-    sessions.append({"kill_after_s": None, "exit_code": final_exit, "killed": False,
+    sessions.append({"started_at_step": start_step, "exit_code": final_exit, "killed": False,
                      "step_in_last_pt": checkpoint_step(killed),
                      "stale_temporaries": sorted(p.name for p in killed.glob(f".*{TMP_SUFFIX}"))})
     result: dict[str, object] = {
         "command": " ".join(train_command(Path("RUN"), max_steps)[1:]), "max_steps": max_steps, "seed": seed,
-        "uninterrupted_s": round(whole_s, 2), "uninterrupted_exit_code": whole_exit, "sessions": sessions,
+        "uninterrupted_s": round(whole_s, 2), "uninterrupted_training_s": round(train_s, 2), "sessions": sessions,
         "kills_landed": sum(s["killed"] for s in sessions),
     }
-    if whole_exit != 0 or final_exit != 0:
-        return {**result, "identical": None, "reason": f"a run failed; logs {whole}.log, {killed}.log"}
+    if final_exit != 0:
+        return {**result, "identical": None, "reason": f"the resumed run failed; log {killed}.log"}
     reference, resumed = load_checkpoint(whole / LAST_NAME), load_checkpoint(killed / LAST_NAME)
     model_diff = differing_tensors(reference["model"], resumed["model"], "model")
     optimizer_diff = differing_tensors(reference["optimizer"], resumed["optimizer"], "optimizer")

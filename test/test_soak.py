@@ -22,13 +22,13 @@ FAULTS = 6
 def test_short_soak_writes_every_sample_fault_and_the_training_comparison(tmp_path: Path) -> None:
     out = tmp_path / "soak.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(SCRIPT), "--minutes", "0.25", "--sample-s", "2", "--train-kills", "1",
+    done = subprocess.run([sys.executable, str(SCRIPT), "--minutes", "0.2", "--sample-s", "2", "--train-kills", "1",
                            "--train-steps", "4", "--out", str(out)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads(out.read_text())
     node = result["node"]
-    assert node["duration_s"] >= 15 and len(node["samples"]) >= 5
+    assert node["duration_s"] >= 12 and len(node["samples"]) >= 5
     for sample in node["samples"]:
         assert sample["rss_mb"] > 100 and sample["fds"] > 0 and sample["threads"] > 1  # torch is loaded
     assert isinstance(node["rss_slope_mb_per_hour"], float)
