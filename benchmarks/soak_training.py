@@ -111,7 +111,7 @@ def kill_and_resume(work: Path, max_steps: int, kills: int, seed: int) -> dict[s
                      "step_in_last_pt": checkpoint_step(killed),
                      "stale_temporaries": sorted(p.name for p in killed.glob(f".*{TMP_SUFFIX}"))})
     result: dict[str, object] = {
-        "command": " ".join(train_command(Path("RUN"), max_steps)[1:]), "max_steps": max_steps, "seed": seed,
+        "command": " ".join(train_command(Path("RUN"), max_steps)[1:]).replace(str(shipped_file(CONFIG)), CONFIG), "max_steps": max_steps, "seed": seed,
         "uninterrupted_s": round(whole_s, 2), "uninterrupted_training_s": round(train_s, 2), "sessions": sessions,
         "kills_landed": sum(s["killed"] for s in sessions),
     }
