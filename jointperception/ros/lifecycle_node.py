@@ -152,7 +152,7 @@ class PerceptionLifecycleNode(LifecycleNode):
 
 def spin_until_finished(node: PerceptionLifecycleNode) -> None:
     """Spin until the shutdown transition. Not ``rclpy.spin_until_future_complete``: this rclpy adds a
-    done callback to the future at every wake-up (ros2/rclpy#1371), about 250 bytes per frame
+    done callback to the future at every wake-up (ros2/rclpy#1371), about 300 bytes per frame
     received that are never freed while the node runs (benchmarks/soak.py, docs/soak.md)."""
     executor = SingleThreadedExecutor()
     executor.add_node(node)
