@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.subscription import Subscription
@@ -35,6 +35,7 @@ from jointperception.ros.perception_worker import PerceptionWorker
 
 NODE_NAME = "jointperception_lifecycle_node"
 # read-only in perception_node; here settable while unconfigured and applied by configure
+SPIN_CHECK_S = 0.5  # longest wait of the executor before the shutdown transition is noticed
 STARTUP = tuple(name for name, (_default, descriptor) in PARAMETERS.items() if descriptor.read_only)
 
 
@@ -149,12 +150,25 @@ class PerceptionLifecycleNode(LifecycleNode):
         super().destroy_node()
 
 
+def spin_until_finished(node: PerceptionLifecycleNode) -> None:
+    """Spin until the shutdown transition. Not ``rclpy.spin_until_future_complete``: this rclpy adds a
+    done callback to the future at every wake-up (ros2/rclpy#1371), about 300 bytes per frame
+    received that are never freed while the node runs (benchmarks/soak.py, docs/soak.md)."""
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        while not node.finished.done():
+            executor.spin_once(timeout_sec=SPIN_CHECK_S)
+    finally:
+        executor.shutdown()
+
+
 def main(args: list[str] | None = None) -> int:
     """``perception_lifecycle_node [--ros-args ...]``: runs until the shutdown transition or Ctrl-C;
     exit 2 with one line for a parameter of the wrong type or range, 1 if the worker failed."""
     return run_node(
         "perception_lifecycle_node", PerceptionLifecycleNode,
-        lambda node: rclpy.spin_until_future_complete(node, node.finished),
+        spin_until_finished,
         lambda node: node.worker is not None and node.worker.error is not None, args)
 
 
