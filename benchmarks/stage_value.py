@@ -1,11 +1,13 @@
-"""Do the classical stages around the network still pay for themselves? Pre-alignment and the
-variational flow refinement, each switched off, for one model, on development data only.
+"""Do the classical stages around the network still pay for themselves, and does int8 hold? Pre-alignment
+and the variational flow refinement, each switched off, and the int8 graph, for one model, on
+development data only.
 
     OMP_NUM_THREADS=1 python benchmarks/stage_value.py --model runs/real_motion/best.pt \
-        [--pairs 60] [--runs 20] --out benchmarks/results/stage_value.json
+        [--pairs 60] [--runs 20] [--variants default int8] --out benchmarks/results/stage_value.json
 
-Variants: the pipeline as the node runs it (``default``), ``no_prealign``, ``no_refine`` and
-``neither``. Per variant, at the node's 320x240 network size and torch backend:
+Variants: the pipeline as the node runs it (``default``), ``no_prealign``, ``no_refine``,
+``neither`` and ``int8`` (default stages, the int8 graph). Per variant, at the node's 320x240
+network size and backend (ONNX Runtime on the CPU):
   synthetic_epe, synthetic_j   flow EPE and fused-mask J over ``--pairs`` scenes of the "real"
                                motion profile rendered at 320x240 from the validation seeds of
                                config/train_real_motion.yaml (GT flow image 1 -> image 2)
@@ -25,7 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from jointperception.config import load_config
 from jointperception.data.paths import shared_data_root
@@ -35,16 +36,15 @@ from jointperception.eval.davis_eval import per_pair, score_sequences
 from jointperception.eval.dev_suites import DAVIS_FRAME_STEP, NETWORK_SIZE
 from jointperception.eval.held_out import HELD_OUT_DAVIS
 from jointperception.eval.metrics import flow_errors, jaccard
-from jointperception.models.weights import load_model
-from jointperception.runtime.backends import TorchBackend
 from jointperception.runtime.pipeline import PerceptionPipeline
 
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "train_real_motion.yaml"
 VARIANTS = {
-    "default": {"prealign": True, "refine": True},
-    "no_prealign": {"prealign": False, "refine": True},
-    "no_refine": {"prealign": True, "refine": False},
-    "neither": {"prealign": False, "refine": False},
+    "default": {"prealign": True, "refine": True, "precision": "fp32"},
+    "no_prealign": {"prealign": False, "refine": True, "precision": "fp32"},
+    "no_refine": {"prealign": True, "refine": False, "precision": "fp32"},
+    "neither": {"prealign": False, "refine": False, "precision": "fp32"},
+    "int8": {"prealign": True, "refine": True, "precision": "int8"},
 }
 
 
@@ -75,7 +75,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="safetensors model or training checkpoint")
     parser.add_argument("--pairs", type=int, default=60, help="rendered real-profile scenes")
     parser.add_argument("--runs", type=int, default=20, help="timed rounds")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="what to measure")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/stage_value.json"))
     args = parser.parse_args()
 
@@ -84,10 +85,9 @@ def main() -> None:
     scenes = [render_sequence(data_cfg.val_seed + index, 2, height, width, max_objects=data_cfg.max_objects,
                               max_translation=data_cfg.max_translation, motion=data_cfg.motion)
               for index in range(args.pairs)]
-    network, _, _ = load_model(args.model)
-    torch.set_num_threads(args.threads)
-    backend = TorchBackend(network.eval())
-    pipelines = {name: PerceptionPipeline(backend, NETWORK_SIZE, **options) for name, options in VARIANTS.items()}
+    pipelines = {name: PerceptionPipeline.from_model_file(args.model, "onnxruntime", "cpu", NETWORK_SIZE,
+                                                          threads=args.threads, **VARIANTS[name])
+                 for name in args.variants}
     davis_root = shared_data_root() / "davis2016"
     dev = [name for name in davis_sequences(davis_root) if name not in HELD_OUT_DAVIS]
 
@@ -98,11 +98,12 @@ def main() -> None:
         scores[name] = {**synthetic_scores(pipeline, scenes), "davis_dev_j": davis["fused"]["j_mean"]}
         print(name, {k: round(v, 4) for k, v in scores[name].items()}, flush=True)
     timing = interleaved_p50_ms(pipelines, (scenes[0].frames[0], scenes[0].frames[1]), args.runs)
-    for name in VARIANTS:
+    for name in args.variants:
         scores[name]["infer_pair_p50_ms"] = timing[name]
 
     result = {
-        "command": f"OMP_NUM_THREADS=1 python benchmarks/stage_value.py --model {args.model} --pairs {args.pairs}",
+        "command": f"OMP_NUM_THREADS=1 python benchmarks/stage_value.py --model {args.model} --pairs {args.pairs} "
+                   f"--variants {' '.join(args.variants)}",
         "model": str(args.model), "network_size": f"{width}x{height}", "threads": args.threads,
         "davis_dev_sequences": dev, "load_average_1min": os.getloadavg()[0],
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "variants": scores,
