@@ -351,7 +351,7 @@ def test_stale_temporaries_are_removed_at_the_start_of_a_fresh_run(tmp_path: Pat
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     tmp_path.mkdir(exist_ok=True)
-    stale = [tmp_path / f".{name}.{gone.pid}{TMP_SUFFIX}" for name in (LAST_NAME, "best.pt")]
+    stale = [tmp_path / f".{name}.{gone.pid}{TMP_SUFFIX}" for name in (LAST_NAME, "best.pt", "best.safetensors")]
     for path in stale:
         path.write_bytes(b"x")
     unrelated = tmp_path / "notes.tmp"

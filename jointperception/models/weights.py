@@ -31,13 +31,14 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
 def save_weights(path: str | Path, model: torch.nn.Module, model_cfg: ModelConfig, metadata: dict[str, Any]) -> Path:
-    """Write ``model``'s state dict to ``path`` (.safetensors) atomically (tmp + rename)."""
+    """Write ``model``'s state dict to ``path`` (.safetensors) atomically: a ``.<name>.<pid>.tmp``
+    beside it (the pattern a training run's start removes when its writer is gone), then a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     header = {"model_config": json.dumps(dataclasses.asdict(model_cfg)), "metadata": json.dumps(metadata),
               HASH_KEY: tensors_sha256(state)}
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(state, str(tmp), metadata=header)
     os.replace(tmp, path)
     return path
