@@ -71,9 +71,16 @@ def bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _bag(tmp_path_factory.mktemp("bags") / "camera", FRAMES)
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default, so that Python turns it into
+    KeyboardInterrupt. A background job of a non-interactive shell (how CI may start the suite)
+    inherits SIGINT ignored, and Python keeps an ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _command(*args: str) -> subprocess.Popen:
     """``python -m jointperception ARGS`` in the repository, stderr captured."""
-    return subprocess.Popen([sys.executable, "-m", "jointperception", *args], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "jointperception", *args], cwd=REPO, preexec_fn=_default_sigint,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -98,7 +105,10 @@ def _assert_interrupted(code: int, err: str, signum: int, command: str, out: Pat
         staged = json.loads((partial_path(out) / PARTIAL_MARKER).read_text())
         assert staged["command"] == command and staged["complete"] is False
         return
-    assert code == EXIT_INTERRUPTED
+    # 130, or death by SIGINT (-2, which a shell also shows as 130): CPython re-raises SIGINT at exit
+    # when the KeyboardInterrupt began inside nested code it ran (e.g. a library's PyRun_*), even
+    # though the command caught it; the one line and the cleanup are what the user sees either way.
+    assert code in (EXIT_INTERRUPTED, -signal.SIGINT)
     assert err.strip() == f"jointperception {command}: interrupted", err
     assert not partial_path(out).exists()
 
