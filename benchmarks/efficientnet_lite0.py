@@ -31,8 +31,9 @@ from torch import nn
 from jointperception.config import load_config
 from jointperception.export.onnx import export_onnx
 from jointperception.export.onnx_hash import stamp_graph_hash
-from jointperception.models.efficientnet_lite import ENCODER_CHANNELS, load_imagenet_backbone
 from jointperception.models import build_model
+from jointperception.models.efficientnet_lite import ENCODER_CHANNELS, load_imagenet_backbone
+from jointperception.outputs import write_text_atomic
 from jointperception.runtime.onnxruntime_backend import open_session
 from jointperception.runtime.pipeline import padded_size
 
@@ -113,8 +114,7 @@ def main() -> None:
     }
     for name, ms in p50.items():
         print(f"{ms:7.1f} ms  {name}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

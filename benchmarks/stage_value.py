@@ -36,6 +36,7 @@ from jointperception.eval.davis_eval import per_pair, score_sequences
 from jointperception.eval.dev_suites import DAVIS_FRAME_STEP, NETWORK_SIZE
 from jointperception.eval.held_out import HELD_OUT_DAVIS
 from jointperception.eval.metrics import flow_errors, jaccard
+from jointperception.outputs import write_text_atomic
 from jointperception.runtime.pipeline import PerceptionPipeline
 
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "train_real_motion.yaml"
@@ -112,8 +113,7 @@ def main() -> None:
     for name, row in scores.items():
         print(f"{name:<12} {row['synthetic_epe']:8.3f} {row['synthetic_j']:6.3f} {row['davis_dev_j']:11.3f} "
               f"{row['infer_pair_p50_ms']:7.1f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
