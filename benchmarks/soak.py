@@ -113,6 +113,7 @@ class Fault:
     offset_s: float  # the camera's stamp offset after it
     size: tuple[int, int]  # the camera's frame size after it
     node_alive: bool = True  # the node process after the fault
+    not_injected: str | None = None  # why the bench could not inject it (then start = end = when it gave up)
     resume_s: float | None = None  # first output sent after ``end`` received - end; None: not resumed
 
 
@@ -169,6 +170,10 @@ def wait_until(done: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+class NotInjected(Exception):
+    """A fault the bench could not inject (its command was never acknowledged); recorded, the run goes on."""
+
+
 class Camera:
     """The camera process (benchmarks/soak_camera.py), its commands, and its restarts."""
 
@@ -191,22 +196,26 @@ class Camera:
                 [sys.executable, str(CAMERA), "--topic", TOPIC, "--rate-hz", str(self.rate_hz),
                  "--size", f"{width}x{height}", "--stamp-offset-s", str(self.offset_s)],
                 env=child_env(self.domain_id), stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, text=True)
-        return self._wait_line("publishing at ")
+        return self._wait_line("publishing at ", seen=0)
 
     def command(self, text: str) -> float:
         """Send ``text`` (soak_camera's stdin commands); the wall time the camera acknowledged it."""
+        prefix = f"ack {text} at "
+        seen = len(self._lines(prefix))  # counted before sending: the answer can come before this process looks
         self.process.stdin.write(text + "\n")
         self.process.stdin.flush()
-        return self._wait_line(f"ack {text} at ")
+        return self._wait_line(prefix, seen)
 
-    def _wait_line(self, prefix: str) -> float:
-        """The time on the last line of the log starting with ``prefix``, once one more has appeared."""
-        seen = self._lines(prefix)
-        wait_until(lambda: len(self._lines(prefix)) > len(seen) or self.process.poll() is not None, WAIT_S,
-                   f"camera line {prefix!r}")
-        lines = self._lines(prefix)
-        if len(lines) == len(seen):
-            raise SystemExit(f"soak: camera exited ({self.log}: {self.log.read_text()[-500:]})")
+    def _wait_line(self, prefix: str, seen: int) -> float:
+        """The time on the last log line starting with ``prefix``, once there are more than ``seen`` of them.
+        Raises NotInjected when none comes within WAIT_S; exits when the camera process ended."""
+        deadline = time.monotonic() + WAIT_S
+        while len(lines := self._lines(prefix)) == seen:
+            if self.process.poll() is not None:
+                raise SystemExit(f"soak: camera exited ({self.log}: {self.log.read_text()[-500:]})")
+            if time.monotonic() > deadline:
+                raise NotInjected(f"no camera line {prefix!r} within {WAIT_S:g} s")
+            time.sleep(0.05)
         return float(lines[-1][len(prefix):])
 
     def _lines(self, prefix: str) -> list[str]:
@@ -313,9 +322,15 @@ def soak(args: argparse.Namespace, logs: Path) -> dict[str, object]:
                     next_sample += args.sample_s
                 if schedule and time.time() >= due[len(faults)] and (not faults or settled(faults[-1], observer)):
                     name, inject = schedule.pop(0)
-                    start, end = inject()
-                    faults.append(Fault(name, start, end, camera.offset_s, camera.size, node.poll() is None))
-                    print(f"{time.time() - begin:7.1f} s  {name}: injected", flush=True)
+                    try:
+                        start, end = inject()
+                        not_injected = None
+                    except NotInjected as failure:
+                        start = end = time.time()
+                        not_injected = str(failure)
+                    faults.append(Fault(name, start, end, camera.offset_s, camera.size, node.poll() is None,
+                                        not_injected))
+                    print(f"{time.time() - begin:7.1f} s  {name}: {not_injected or 'injected'}", flush=True)
                 time.sleep(0.1)
             run_end = time.time()
             if node.poll() is None:
@@ -357,7 +372,8 @@ def print_summary(result: dict[str, object]) -> None:
     print(f"{'fault':<40} {'resume (s)':>10}  node alive")
     for fault in node["faults"]:
         resume = "NOT RESUMED" if fault["resume_s"] is None else f"{fault['resume_s']:.2f}"
-        print(f"{fault['name']:<40} {resume:>10}  {fault['node_alive']}")
+        not_injected = f"  NOT INJECTED: {fault['not_injected']}" if fault["not_injected"] else ""
+        print(f"{fault['name']:<40} {resume:>10}  {fault['node_alive']}{not_injected}")
     print(f"node startup to first output {node['startup_s']} s; configured: {node['configured']}")
     print(f"crashes {node['crashes']} (node exit code {node['node_exit_code']}, "
           f"{node['node_log_tracebacks']} tracebacks in its log)")
