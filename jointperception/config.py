@@ -49,6 +49,7 @@ class DataConfig:
     photo_root: str = ""  # folder photo_textures are relative to; "" = shared_data_root() ($JOINTPERCEPTION_DATA)
     photo_holdout: tuple[str, ...] = ()  # sequence-name patterns (fnmatch) never used as textures
     photo_fraction: float = 0.5  # probability that a layer gets a photo crop instead of a procedural texture
+    prealign: bool = False  # pre-align pairs as the runtime pipeline does (classical.prealign): residual flow targets
 
     def validate(self) -> None:
         for key in ("height", "width"):

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import pickle
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from jointperception.classical.prealign import dominant_translation, shift_frame
 from jointperception.config import DataConfig
 from jointperception.data.datasets import SyntheticPairDataset
 from jointperception.data.synthetic import render_sequence
@@ -99,3 +101,40 @@ def test_bad_arguments(kwargs: dict) -> None:
     arguments = {"num_samples": 2, "base_seed": 0} | kwargs
     with pytest.raises(ConfigError):
         SyntheticPairDataset(arguments["num_samples"], arguments["base_seed"], H, W)
+
+
+def _warp_error(item: dict[str, torch.Tensor], flow: np.ndarray) -> float:
+    """Mean |image1 - image2 sampled at x + flow| over visible pixels whose target stays inside the frame."""
+    height, width = flow.shape[:2]
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    target_x, target_y = grid_x + flow[..., 0], grid_y + flow[..., 1]
+    warped = cv2.remap(_hwc(item["image2"]), target_x, target_y, cv2.INTER_LINEAR)
+    inside = (target_x >= 0) & (target_x <= width - 1) & (target_y >= 0) & (target_y <= height - 1)
+    visible = inside & (item["occlusion"][0].numpy() == 0)
+    return float(np.abs(_hwc(item["image1"]).astype(np.float32) - warped)[visible].mean())
+
+
+def test_prealigned_items_shift_image2_and_take_the_translation_out_of_the_flow() -> None:
+    size = dict(height=128, width=160, motion="real", max_translation=32.0, photometric=False)
+    raw = SyntheticPairDataset(24, 500, **size)
+    aligned = SyntheticPairDataset(24, 500, **size, prealign=True)
+    shifts = 0
+    for index in range(len(raw)):
+        before, after = raw[index], aligned[index]
+        shift = np.array(dominant_translation(_hwc(before["image1"]), _hwc(before["image2"])), dtype=np.float32)
+        np.testing.assert_array_equal(after["image1"].numpy(), before["image1"].numpy())
+        np.testing.assert_array_equal(_hwc(after["image2"]), shift_frame(_hwc(before["image2"]), *shift.astype(int)))
+        np.testing.assert_allclose(_hwc(after["flow"]), _hwc(before["flow"]) - shift)
+        for name in ("occlusion", "mask", "layers"):
+            assert torch.equal(after[name], before[name]), name
+        if shift.any():
+            shifts += 1  # the residual target explains the shifted frame; the sign's opposite does not
+            residual = _hwc(after["flow"])
+            assert _warp_error(after, residual) < 0.5 * _warp_error(after, residual + 2 * shift)
+    assert shifts >= 3
+
+
+def test_prealign_comes_from_the_data_config() -> None:
+    cfg = DataConfig(height=64, width=96, prealign=True)
+    assert SyntheticPairDataset.from_config(cfg, "train").prealign and SyntheticPairDataset.from_config(cfg, "val").prealign
+    assert not SyntheticPairDataset.from_config(DataConfig(height=64, width=96), "train").prealign

@@ -152,6 +152,31 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
         trainer.train(other_model, tmp_path / "full", device="cpu", resume="auto")
 
 
+def test_a_changed_validation_split_restarts_the_best_score(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    run = tmp_path / "run"
+    trainer.train(smoke_config(max_steps=4), run, device="cpu")
+    aligned = smoke_config(max_steps=8)
+    aligned = dataclasses.replace(aligned, data=dataclasses.replace(aligned.data, prealign=True))
+    with caplog.at_level("WARNING", logger=checkpoint_module.__name__):
+        trainer.train(aligned, run, device="cpu", resume="auto")
+    assert "validation split changed" in caplog.text and "data.prealign" in caplog.text
+    scores = {r["step"]: r["score"] for r in read_metrics(run) if r["kind"] == "val"}
+    assert load_checkpoint(run / "last.pt")["best_score"] == min(score for step, score in scores.items() if step > 4)
+    assert load_checkpoint(run / "best.pt")["step"] > 4
+
+
+def test_validation_split_changes_ignore_training_only_keys_and_default_missing_ones() -> None:
+    data = load_config(SMOKE).data
+    saved = dataclasses.asdict(data)
+    assert checkpoint_module.validation_split_changes(saved, data) == []
+    more_training = dataclasses.replace(data, train_samples=99, num_workers=3, photo_fraction=0.1)
+    assert checkpoint_module.validation_split_changes(saved, more_training) == []
+    del saved["prealign"]  # a checkpoint written before the key existed
+    assert checkpoint_module.validation_split_changes(saved, data) == []
+    assert checkpoint_module.validation_split_changes(saved, dataclasses.replace(data, prealign=True)) == ["prealign"]
+    assert checkpoint_module.validation_split_changes(saved, dataclasses.replace(data, val_seed=5)) == ["val_seed"]
+
+
 def test_cli_overrides_build_a_new_config() -> None:
     cfg = load_config(SMOKE)
     assert apply_overrides(cfg, None) is cfg

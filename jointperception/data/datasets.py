@@ -5,6 +5,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from jointperception.classical.prealign import dominant_translation, shift_frame
 from jointperception.config import DataConfig
 from jointperception.data.paths import shared_data_root
 from jointperception.data.photo_textures import PhotoTextures
@@ -30,13 +31,16 @@ class SyntheticPairDataset(Dataset):
       mask: (1, H, W) float32 in {0, 1}, moving objects in image1; layers: (H, W) int64 of image1.
     With ``random_order``, half of the items (decided by the seed) are the pair played backwards:
     image1 = frame t+1, image2 = frame t, with the backward flow and occlusion of frame t+1.
+    With ``prealign``, the pair is pre-aligned as the runtime pipeline does before its network
+    (``classical.prealign``): image2 is shifted by the pair's dominant translation d and the flow
+    target is flow - d, so the network learns the residual motion it is given in deployment.
     ``motion`` names the motion profile ("small" | "real"). ``textures`` draws each layer's texture (procedural, or a ``PhotoTextures`` pool, which
     pickles without its frames); the dataset pickles cheaply for DataLoader workers and DDP.
     """
 
     def __init__(self, num_samples: int, base_seed: int, height: int, width: int, *, max_objects: int = 4,
                  max_translation: float = 8.0, photometric: bool = True, random_order: bool = True,
-                 textures: TextureSource = make_texture, motion: str = "small") -> None:
+                 textures: TextureSource = make_texture, motion: str = "small", prealign: bool = False) -> None:
         if num_samples <= 0:
             raise ConfigError(f"num_samples: must be > 0, got {num_samples}")
         if base_seed < 0:
@@ -51,6 +55,7 @@ class SyntheticPairDataset(Dataset):
         self.random_order = random_order
         self.textures = textures
         self.motion = motion
+        self.prealign = prealign
 
     @classmethod
     def from_config(cls, data_cfg: DataConfig, split: str = "train") -> SyntheticPairDataset:
@@ -68,7 +73,8 @@ class SyntheticPairDataset(Dataset):
             raise ConfigError(f"split: must be 'train' or 'val', got {split!r}")
         return cls(num_samples, base_seed, data_cfg.height, data_cfg.width, max_objects=data_cfg.max_objects,
                    max_translation=data_cfg.max_translation, photometric=data_cfg.photometric,
-                   random_order=data_cfg.random_order, textures=textures, motion=data_cfg.motion)
+                   random_order=data_cfg.random_order, textures=textures, motion=data_cfg.motion,
+                   prealign=data_cfg.prealign)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -89,9 +95,14 @@ class SyntheticPairDataset(Dataset):
             first, second, flow, occlusion = 1, 0, seq.flow_backward[0], seq.occlusion_backward[0]
         else:
             first, second, flow, occlusion = 0, 1, seq.flow_forward[0], seq.occlusion_forward[0]
+        image1, image2 = seq.frames[first], seq.frames[second]
+        if self.prealign:
+            dx, dy = dominant_translation(image1, image2)
+            image2 = shift_frame(image2, dx, dy)
+            flow = flow - np.array([dx, dy], dtype=flow.dtype)
         return {
-            "image1": _chw(seq.frames[first]),
-            "image2": _chw(seq.frames[second]),
+            "image1": _chw(image1),
+            "image2": _chw(image2),
             "flow": _chw(flow),
             "occlusion": torch.from_numpy(occlusion[None].astype(np.float32)),
             "mask": torch.from_numpy(seq.masks[first][None].astype(np.float32)),

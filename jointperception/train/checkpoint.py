@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from jointperception.config import ExperimentConfig
+from jointperception.config import DataConfig, ExperimentConfig
 from jointperception.errors import ConfigError, ModelFileError
 from jointperception.integrity import HASH_KEY, payload_sha256
 from jointperception.models.torch_files import read_torch_file
@@ -41,6 +41,8 @@ LAST_NAME = "last.pt"
 BEST_NAME = "best.pt"
 REQUIRED_KEYS = ("format", "version", "model", "model_args", "config", "step")
 TMP_SUFFIX = ".tmp"  # a write in progress: ".<name>.<pid>.tmp" beside the checkpoint
+TRAIN_ONLY_DATA_KEYS = ("train_samples", "train_seed", "num_workers", "photo_textures", "photo_root", "photo_holdout",
+                        "photo_fraction")  # DataConfig keys that leave the validation split as it is
 LOG = logging.getLogger(__name__)
 
 
@@ -172,6 +174,14 @@ def make_checkpoint(
     }
 
 
+def validation_split_changes(saved: dict[str, Any], data: DataConfig) -> list[str]:
+    """Keys of ``data`` (the resumed config) that define the validation split and differ from
+    ``saved`` (a checkpoint's ``config["data"]``; keys it lacks take their defaults)."""
+    before = {**dataclasses.asdict(DataConfig()), **saved}
+    after = dataclasses.asdict(data)
+    return [key for key in after if key not in TRAIN_ONLY_DATA_KEYS and before.get(key) != after[key]]
+
+
 def restore_checkpoint(
     path: Path, cfg: ExperimentConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler, progress: TrainProgress,
@@ -194,6 +204,11 @@ def restore_checkpoint(
     restore_rng_state(checkpoint["rng"])
     progress.step = int(checkpoint["step"])
     progress.best_score = float(checkpoint["best_score"])
+    changed = validation_split_changes(checkpoint["config"].get("data", {}), cfg.data)
+    if changed:  # scores on another validation split do not compare: the next validation sets the best
+        LOG.warning("%s: the validation split changed since this checkpoint (data.%s); the best score restarts "
+                    "and best.pt is replaced at the next validation", path, ", data.".join(changed))
+        progress.best_score = math.inf
     progress.elapsed_s = float(checkpoint["elapsed_s"])
     progress.metrics = dict(checkpoint["metrics"])
     LOG.info("resumed %s at step %d (%s phase)", path, progress.step, schedule.phase)
