@@ -73,6 +73,33 @@ def test_strong_evidence_next_to_the_object_grows_it_only_with_growth(growth_wei
     assert not (weak[_square(6, 6, size=18) & ~closer] > 0.5).any()
 
 
+def test_an_agreeing_region_joins_whole_when_enough_of_it_is_in_reach() -> None:
+    memory = ObjectMemory(ObjectRule(reach_px=2, join_fraction=0.3))
+    memory.give(_square(10, 10), newest=True)
+    _update(memory, np.zeros((H, W)))
+    grown = _square(8, 8, size=24)  # the object came much closer: its region reaches far past the reach
+    neighbour = _square(44, 10)  # another region where both cues agree, out of reach
+    half_agree = _square(10, 28, size=8) & ~_square(8, 8, size=24)  # appearance only: no agreement
+    appearance = (grown | neighbour | half_agree).astype(np.float32)
+    out = _update(memory, appearance, motion=(grown | neighbour).astype(np.float32))
+    assert (out[grown] > 0.5).all()
+    assert not (out[neighbour] > 0.5).any() and not (out[half_agree] > 0.5).any()
+    without = ObjectMemory(ObjectRule(reach_px=2))
+    without.give(_square(10, 10), newest=True)
+    _update(without, np.zeros((H, W)))
+    assert not (_update(without, appearance, motion=(grown | neighbour).astype(np.float32))[grown] > 0.5).all()
+
+
+def test_a_region_mostly_out_of_reach_does_not_join() -> None:
+    memory = ObjectMemory(ObjectRule(reach_px=2, join_fraction=0.5))
+    memory.give(_square(10, 10), newest=True)
+    _update(memory, np.zeros((H, W)))
+    wall = np.zeros((H, W), bool)
+    wall[:, 8:] = True  # a background-sized region that touches the object: a small share is in reach
+    out = _update(memory, wall.astype(np.float32))
+    assert (out > 0.5).sum() < 0.5 * wall.sum()
+
+
 def test_occluded_pixels_carry_nothing() -> None:
     memory = ObjectMemory()
     memory.give(_square(10, 10, size=20), newest=True)

@@ -11,6 +11,9 @@ For frames paired (newest, previous) as the node and ``replay`` pair them, on th
          inside R, 0 outside; appearance = the segmentation branch (fine-tuned on the given mask
          where it was), motion = the mean of the motion-layer and residual cues (``runtime.motion_layers``)
     p    = max(carry_weight * c + (1 - carry_weight) * e, growth_weight * e) where c is defined, = e where not
+    join with ``join_fraction`` > 0: every connected region where appearance and motion agree (both
+         > 0.5) and at least ``join_fraction`` of which lies inside R joins whole: p = max(p, min(
+         appearance, motion)) there (an object that grows or turns brings its new pixels as one region)
 
 The published mask is p > threshold; p becomes the carried object of the next pair. With the default
 carry weight 0.5 a pixel the carried object covers needs some evidence, one it leaves uncovered
@@ -49,6 +52,7 @@ class ObjectRule:
     min_appearance: float = 0.0  # collapsed when the mean appearance over the object falls below this (0: never)
     area_rate: float = 0.1  # running-mean rate of the reference area
     growth_weight: float = 0.0  # a pixel the carried object does not cover joins when growth_weight * evidence passes
+    join_fraction: float = 0.0  # an agreeing region joins whole when this fraction of it is in reach (0: never)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.motion_weight <= 1.0:
@@ -61,8 +65,26 @@ class ObjectRule:
             raise InputError("collapse_fraction and min_appearance must be in [0, 1)")
         if not 0.0 <= self.growth_weight <= 1.0:
             raise InputError(f"growth_weight must be in [0, 1], got {self.growth_weight}")
+        if not 0.0 <= self.join_fraction <= 1.0:
+            raise InputError(f"join_fraction must be in [0, 1], got {self.join_fraction}")
         if not 0.0 < self.area_rate <= 1.0:
             raise InputError(f"area_rate must be in (0, 1], got {self.area_rate}")
+
+
+def join_agreeing_regions(probability: np.ndarray, appearance: np.ndarray, motion: np.ndarray, reach: np.ndarray,
+                          fraction: float) -> np.ndarray:
+    """probability, appearance, motion (h, w) float32, reach (h, w) bool -> (h, w) float32: ``probability``
+    raised to min(appearance, motion) over every 8-connected region where both cues pass 0.5 and at
+    least ``fraction`` of whose pixels lie in ``reach``."""
+    agreement = np.minimum(appearance, motion)
+    count, labels = cv2.connectedComponents((agreement > 0.5).astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return probability
+    area = np.bincount(labels.ravel(), minlength=count)
+    in_reach = np.bincount(labels[reach], minlength=count)
+    joins = in_reach >= fraction * area
+    joins[0] = False  # the background label
+    return np.where(joins[labels], np.maximum(probability, agreement), probability).astype(np.float32)
 
 
 def check_object_mask(mask: object, frame_size: tuple[int, int] | None = None) -> np.ndarray:
@@ -138,6 +160,8 @@ class ObjectMemory:
         weight = self.rule.carry_weight
         kept = np.maximum(weight * carried + (1.0 - weight) * evidence, self.rule.growth_weight * evidence)
         probability = np.where(known, kept, evidence).astype(np.float32)
+        if self.rule.join_fraction > 0:
+            probability = join_agreeing_regions(probability, appearance, motion, reach, self.rule.join_fraction)
         inside = probability > 0.5
         area = float(inside.sum())
         if area < self.rule.collapse_fraction * self._area or (
