@@ -62,7 +62,7 @@ def test_evidence_counts_only_near_the_carried_object() -> None:
 
 @pytest.mark.parametrize("growth_weight, grows", [(0.0, False), (0.8, True)])
 def test_strong_evidence_next_to_the_object_grows_it_only_with_growth(growth_weight: float, grows: bool) -> None:
-    memory = ObjectMemory(ObjectRule(reach_px=4, growth_weight=growth_weight))
+    memory = ObjectMemory(ObjectRule(reach_px=4, growth_weight=growth_weight, join_fraction=0.0))
     memory.give(_square(10, 10), newest=True)
     _update(memory, np.zeros((H, W)))
     closer = _square(8, 8, size=14)  # the object came closer: 2 px more on every side, the cues agree

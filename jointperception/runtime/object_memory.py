@@ -46,13 +46,13 @@ class ObjectRule:
     """The parameters of the rule above (chosen on synthetic scenes and 7 DAVIS sequences)."""
 
     carry_weight: float = 0.5  # weight of the carried object against the evidence near it
-    reach_px: int = 8  # radius (network pixels) around the carried object where evidence counts
+    reach_px: int = 4  # radius (network pixels) around the carried object where evidence counts
     motion_weight: float = 0.5  # evidence = motion_weight * motion + (1 - motion_weight) * appearance
     collapse_fraction: float = 0.4  # collapsed below this fraction of the reference area
     min_appearance: float = 0.0  # collapsed when the mean appearance over the object falls below this (0: never)
     area_rate: float = 0.1  # running-mean rate of the reference area
     growth_weight: float = 0.0  # a pixel the carried object does not cover joins when growth_weight * evidence passes
-    join_fraction: float = 0.0  # an agreeing region joins whole when this fraction of it is in reach (0: never)
+    join_fraction: float = 0.6  # an agreeing region joins whole when this fraction of it is in reach (0: never)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.motion_weight <= 1.0:
