@@ -61,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()  # imports every command (torch among them): seconds in which Ctrl-C may come
+    except KeyboardInterrupt:
+        print("jointperception: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

@@ -117,6 +117,15 @@ def _assert_complete(out: Path, command: str) -> None:
     assert output_command(out) == command and not partial_path(out).exists()
 
 
+def test_ctrl_c_while_the_commands_are_imported_is_one_line() -> None:
+    process = _command("--help")
+    maps = Path(f"/proc/{process.pid}/maps")
+    # once torch's library is mapped, the parser is importing the commands
+    code, err = _interrupt_when(process, lambda: "libtorch" in maps.read_text(), signal.SIGINT)
+    assert code in (EXIT_INTERRUPTED, -signal.SIGINT)  # see _assert_interrupted
+    assert err.strip() == "jointperception: interrupted", err
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)  # SIGTERM: replay's test
 def test_predict_stopped_mid_run(signum: int, frame_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
