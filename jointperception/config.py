@@ -71,6 +71,11 @@ class DataConfig:
             raise ConfigError(f"data.photo_fraction: must be in [0, 1], got {self.photo_fraction}")
 
 
+# DataConfig keys that shape only the training split: a change of any other key changes the validation split
+TRAIN_ONLY_DATA_KEYS = ("train_samples", "train_seed", "num_workers", "photo_textures", "photo_root", "photo_holdout",
+                        "photo_fraction")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     mode: str = "iterative"  # iterative (SegFlow §4.1 branch alternation) | joint (all weights at once)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pickle
 
-import cv2
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
+from flow_helpers import warp_error
 
 from jointperception.classical.prealign import dominant_translation, shift_frame
 from jointperception.config import DataConfig
@@ -104,14 +104,12 @@ def test_bad_arguments(kwargs: dict) -> None:
 
 
 def _warp_error(item: dict[str, torch.Tensor], flow: np.ndarray) -> float:
-    """Mean |image1 - image2 sampled at x + flow| over visible pixels whose target stays inside the frame."""
+    """``warp_error`` of the item's frames over visible pixels whose target stays inside the frame."""
     height, width = flow.shape[:2]
-    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    target_x, target_y = grid_x + flow[..., 0], grid_y + flow[..., 1]
-    warped = cv2.remap(_hwc(item["image2"]), target_x, target_y, cv2.INTER_LINEAR)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    target_x, target_y = xx + flow[..., 0], yy + flow[..., 1]
     inside = (target_x >= 0) & (target_x <= width - 1) & (target_y >= 0) & (target_y <= height - 1)
-    visible = inside & (item["occlusion"][0].numpy() == 0)
-    return float(np.abs(_hwc(item["image1"]).astype(np.float32) - warped)[visible].mean())
+    return warp_error(_hwc(item["image1"]), _hwc(item["image2"]), flow, inside & (item["occlusion"][0].numpy() == 0))
 
 
 def test_prealigned_items_shift_image2_and_take_the_translation_out_of_the_flow() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from flow_helpers import warp_error
 
 from jointperception.config import config_from_dict
 from jointperception.data.datasets import SyntheticPairDataset
@@ -33,14 +34,6 @@ def _write_flat(folder: Path, bgr: tuple[int, int, int]) -> Path:
     for index in range(2):
         cv2.imwrite(str(folder / f"{index:05d}.png"), np.full((200, 300, 3), bgr, np.uint8))
     return folder
-
-
-def _warp_error(frame_here: np.ndarray, frame_there: np.ndarray, flow: np.ndarray, occlusion: np.ndarray) -> float:
-    """Mean abs grey-level error of frame_there sampled at p + flow(p) vs frame_here, visible pixels."""
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-    warped = cv2.remap(frame_there.astype(np.float32), xx + flow[..., 0], yy + flow[..., 1], cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REPLICATE)
-    return float(np.abs(warped - frame_here).mean(axis=2)[~occlusion].mean())
 
 
 @pytest.fixture
@@ -75,8 +68,8 @@ def test_ground_truth_stays_exact_and_deterministic_on_photo_textures(photo_root
     seq = render_sequence(seed, 2, H, W, photometric=False, textures=pool)
     again = render_sequence(seed, 2, H, W, photometric=False, textures=pool)
     assert np.array_equal(seq.frames, again.frames) and np.array_equal(seq.flow_forward, again.flow_forward)
-    error = _warp_error(seq.frames[0], seq.frames[1], seq.flow_forward[0], seq.occlusion_forward[0])
-    unmoved = _warp_error(seq.frames[0], seq.frames[1], np.zeros_like(seq.flow_forward[0]), seq.occlusion_forward[0])
+    error = warp_error(seq.frames[0], seq.frames[1], seq.flow_forward[0], ~seq.occlusion_forward[0])
+    unmoved = warp_error(seq.frames[0], seq.frames[1], np.zeros_like(seq.flow_forward[0]), ~seq.occlusion_forward[0])
     assert error < 2.0  # sharper than procedural textures, so resampling costs a little more
     assert unmoved > 4 * error
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from jointperception.config import DataConfig, ExperimentConfig
+from jointperception.config import TRAIN_ONLY_DATA_KEYS, DataConfig, ExperimentConfig
 from jointperception.errors import ConfigError, ModelFileError
 from jointperception.integrity import HASH_KEY, payload_sha256
 from jointperception.models.torch_files import read_torch_file
@@ -41,8 +41,6 @@ LAST_NAME = "last.pt"
 BEST_NAME = "best.pt"
 REQUIRED_KEYS = ("format", "version", "model", "model_args", "config", "step")
 TMP_SUFFIX = ".tmp"  # a write in progress: ".<name>.<pid>.tmp" beside the checkpoint
-TRAIN_ONLY_DATA_KEYS = ("train_samples", "train_seed", "num_workers", "photo_textures", "photo_root", "photo_holdout",
-                        "photo_fraction")  # DataConfig keys that leave the validation split as it is
 LOG = logging.getLogger(__name__)
 
 
